@@ -1,0 +1,363 @@
+//! The wire types and input rules that the server and the browser share.
+//!
+//! Everything that crosses the socket or a server function is defined here once,
+//! together with the limits that both sides enforce: the browser checks them to give
+//! instant feedback, the server checks them again because the browser is untrusted.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Longest display name, in characters, after trimming.
+pub const NAME_MAX_CHARS: usize = 32;
+/// Longest channel name, in characters, after trimming.
+pub const CHANNEL_NAME_MAX_CHARS: usize = 40;
+/// Longest message text, in characters.
+pub const MESSAGE_MAX_CHARS: usize = 2_000;
+/// Largest WebSocket frame or message the server accepts, in bytes. A maximal message
+/// (2,000 four-byte characters, JSON-escaped quotes) plus its envelope fits.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// Longest client-generated send id, in bytes.
+pub const CLIENT_ID_MAX_BYTES: usize = 64;
+
+/// Per-channel sequence number, assigned by the server when a message is stored.
+/// The first message of a channel is number 1.
+pub type Seq = u64;
+
+/// A channel as everyone sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    /// The name as its creator typed it (trimmed, inner spaces collapsed).
+    pub name: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// One stored chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub channel: String,
+    pub seq: Seq,
+    pub author: String,
+    pub text: String,
+    /// Milliseconds since the Unix epoch, assigned by the server.
+    pub sent_at: i64,
+    /// The sender's own id for this send, so the sending tab can match it to its
+    /// pending copy whichever of the broadcast and the acknowledgement arrives first.
+    pub client_id: String,
+}
+
+/// Frames a browser sends over `/ws`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Must be the first frame: who is on this connection.
+    Hello { name: String },
+    /// Enter a channel (leaving the current one). With `since`, only the messages
+    /// after that sequence number are replayed.
+    Join {
+        channel: String,
+        #[serde(default)]
+        since: Option<Seq>,
+    },
+    /// Leave the current channel.
+    Leave,
+    /// Post a message to the channel this connection is in.
+    Send {
+        channel: String,
+        client_id: String,
+        text: String,
+    },
+}
+
+/// Frames the server sends over `/ws`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Answer to `Hello`: the accepted name and every channel.
+    Welcome {
+        name: String,
+        channels: Vec<Channel>,
+    },
+    /// Someone created a channel.
+    ChannelCreated { channel: Channel },
+    /// Answer to `Join`. When `reset` is true, `history` is the whole kept window and
+    /// replaces what the client shows; otherwise it is exactly what came after `since`.
+    Joined {
+        channel: String,
+        history: Vec<ChatMessage>,
+        reset: bool,
+        online: Vec<String>,
+    },
+    /// A new message in the channel this connection is in.
+    Message { message: ChatMessage },
+    /// A person came online in the channel.
+    PresenceJoined { channel: String, name: String },
+    /// A person's last connection left the channel.
+    PresenceLeft { channel: String, name: String },
+    /// The send with this client id is stored as number `seq`.
+    Ack {
+        client_id: String,
+        channel: String,
+        seq: Seq,
+    },
+    /// The send with this client id was refused and will never be stored.
+    SendFailed {
+        client_id: String,
+        code: ErrorCode,
+        message: String,
+    },
+    /// A request was refused; `message` is meant for people.
+    Error { code: ErrorCode, message: String },
+}
+
+/// Why something was refused, for programs; the accompanying text is for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidName,
+    InvalidChannelName,
+    ChannelExists,
+    NoSuchChannel,
+    RoomFull,
+    InvalidMessage,
+    NotInChannel,
+    NotIdentified,
+    BadFrame,
+    Internal,
+}
+
+/// Why a display name was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum NameError {
+    #[error("Please enter a display name.")]
+    Empty,
+    #[error("Names can be at most {NAME_MAX_CHARS} characters.")]
+    TooLong,
+    #[error("Names cannot contain control or invisible characters.")]
+    Invisible,
+}
+
+/// Why a channel name was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum ChannelNameError {
+    #[error("Please enter a channel name.")]
+    Empty,
+    #[error("Channel names can be at most {CHANNEL_NAME_MAX_CHARS} characters.")]
+    TooLong,
+    #[error("Channel names may use letters, digits, spaces, '-', '_' and '.' only.")]
+    BadCharacter,
+}
+
+/// Why a message text was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum MessageError {
+    #[error("Messages cannot be empty.")]
+    Empty,
+    #[error("Messages can be at most {MESSAGE_MAX_CHARS} characters.")]
+    TooLong,
+    #[error("Messages cannot contain control characters.")]
+    ControlCharacter,
+}
+
+/// Characters that draw nothing yet change how text around them looks: zero-width
+/// joiners and spaces, bidirectional overrides and isolates, the byte-order mark.
+/// Allowed in names they let one person pass for another.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Trims a display name and checks it: 1 to 32 characters, nothing invisible.
+pub fn validate_name(raw: &str) -> Result<String, NameError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.chars().any(is_invisible) {
+        return Err(NameError::Invisible);
+    }
+    if name.chars().count() > NAME_MAX_CHARS {
+        return Err(NameError::TooLong);
+    }
+    Ok(name.to_owned())
+}
+
+/// Trims a channel name, collapses runs of spaces, and checks it.
+pub fn validate_channel_name(raw: &str) -> Result<String, ChannelNameError> {
+    let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() {
+        return Err(ChannelNameError::Empty);
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+    {
+        return Err(ChannelNameError::BadCharacter);
+    }
+    if name.chars().count() > CHANNEL_NAME_MAX_CHARS {
+        return Err(ChannelNameError::TooLong);
+    }
+    Ok(name)
+}
+
+/// The identity of a channel name: two names with the same key are the same channel.
+/// Callers pass a name that [`validate_channel_name`] accepted.
+pub fn channel_key(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Checks a message text: not blank, at most 2,000 characters, and no control
+/// characters other than newline and tab. Carriage returns are dropped first so
+/// Windows line endings are not an error.
+pub fn validate_message(raw: &str) -> Result<String, MessageError> {
+    let text: String = raw.chars().filter(|&c| c != '\r').collect();
+    let text = text.trim_end().to_owned();
+    if text.trim().is_empty() {
+        return Err(MessageError::Empty);
+    }
+    if text.chars().count() > MESSAGE_MAX_CHARS {
+        return Err(MessageError::TooLong);
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(MessageError::ControlCharacter);
+    }
+    Ok(text)
+}
+
+/// Errors of the server functions, as the browser receives them.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum ApiError {
+    #[error("{0}")]
+    Name(#[from] NameError),
+    #[error("{0}")]
+    ChannelName(#[from] ChannelNameError),
+    #[error("A channel named “{0}” already exists.")]
+    ChannelExists(String),
+    #[error("The server could not be reached: {0}")]
+    Transport(String),
+}
+
+impl leptos::server_fn::error::FromServerFnError for ApiError {
+    type Encoder = leptos::server_fn::codec::JsonEncoding;
+
+    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        ApiError::Transport(value.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(validate_name("  Ada  ").unwrap(), "Ada");
+        assert_eq!(validate_name("   "), Err(NameError::Empty));
+        assert_eq!(validate_name(&"x".repeat(32)).unwrap().len(), 32);
+        assert_eq!(validate_name(&"x".repeat(33)), Err(NameError::TooLong));
+        // Characters, not bytes: 32 four-byte emoji are fine.
+        assert!(validate_name(&"🔥".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn names_cannot_hide_characters() {
+        assert_eq!(validate_name("Ada\u{200B}"), Err(NameError::Invisible));
+        assert_eq!(validate_name("\u{202E}adA"), Err(NameError::Invisible));
+        assert_eq!(validate_name("A\nda"), Err(NameError::Invisible));
+        assert!(validate_name("<script>alert(1)</script>").is_ok());
+    }
+
+    #[test]
+    fn channel_names_are_normalized_and_checked() {
+        assert_eq!(
+            validate_channel_name("  Rust   Talk ").unwrap(),
+            "Rust Talk"
+        );
+        assert_eq!(validate_channel_name(""), Err(ChannelNameError::Empty));
+        assert_eq!(
+            validate_channel_name("a<b>"),
+            Err(ChannelNameError::BadCharacter)
+        );
+        assert_eq!(
+            validate_channel_name(&"c".repeat(41)),
+            Err(ChannelNameError::TooLong)
+        );
+        assert!(validate_channel_name("café-2.0_beta").is_ok());
+    }
+
+    #[test]
+    fn channel_keys_ignore_case_and_spacing() {
+        assert_eq!(channel_key("General"), channel_key("  gENERAL "));
+        assert_eq!(channel_key("Rust  Talk"), channel_key("rust talk"));
+        assert_ne!(channel_key("rust"), channel_key("rusty"));
+    }
+
+    #[test]
+    fn messages_are_checked() {
+        assert_eq!(validate_message("hi\r\nthere\n").unwrap(), "hi\nthere");
+        assert_eq!(validate_message(" \n\t "), Err(MessageError::Empty));
+        assert!(validate_message(&"m".repeat(MESSAGE_MAX_CHARS)).is_ok());
+        assert_eq!(
+            validate_message(&"m".repeat(MESSAGE_MAX_CHARS + 1)),
+            Err(MessageError::TooLong)
+        );
+        assert_eq!(
+            validate_message("bell\u{7}"),
+            Err(MessageError::ControlCharacter)
+        );
+    }
+
+    #[test]
+    fn frames_round_trip_as_tagged_json() {
+        let frame = ClientFrame::Send {
+            channel: "general".into(),
+            client_id: "c1".into(),
+            text: "<b>hi</b>".into(),
+        };
+        let json = serde_json::to_string(&frame).unwrap();
+        assert!(json.contains(r#""type":"send""#));
+        assert_eq!(serde_json::from_str::<ClientFrame>(&json).unwrap(), frame);
+
+        let join: ClientFrame =
+            serde_json::from_str(r#"{"type":"join","channel":"general"}"#).unwrap();
+        assert_eq!(
+            join,
+            ClientFrame::Join {
+                channel: "general".into(),
+                since: None
+            }
+        );
+
+        let server = ServerFrame::Error {
+            code: ErrorCode::RoomFull,
+            message: "full".into(),
+        };
+        let json = serde_json::to_string(&server).unwrap();
+        assert!(json.contains(r#""code":"room_full""#));
+        assert_eq!(serde_json::from_str::<ServerFrame>(&json).unwrap(), server);
+    }
+
+    #[test]
+    fn api_errors_read_as_sentences() {
+        let err: ApiError = ChannelNameError::TooLong.into();
+        assert_eq!(
+            err.to_string(),
+            "Channel names can be at most 40 characters."
+        );
+        assert_eq!(
+            ApiError::ChannelExists("General".into()).to_string(),
+            "A channel named “General” already exists."
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Runtime configuration: `Leptos.toml`, then environment variables, then flags, each
+//! overriding the one before.
+
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Command-line flags; each also reads the environment variable named beside it.
+#[derive(Debug, Default, Parser)]
+#[command(name = "hearth", version, about = "Self-hosted real-time group chat")]
+pub struct Flags {
+    /// Configuration file (missing is fine: defaults apply).
+    #[arg(long, env = "HEARTH_CONFIG", default_value = "Leptos.toml")]
+    pub config: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "LEPTOS_SITE_ADDR")]
+    pub site_addr: Option<SocketAddr>,
+    /// Directory of the built site (the WASM client, CSS and assets).
+    #[arg(long, env = "LEPTOS_SITE_ROOT")]
+    pub site_root: Option<String>,
+    /// Directory the store keeps its files in.
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Messages kept per channel.
+    #[arg(long, env = "HEARTH_HISTORY")]
+    pub history: Option<usize>,
+    /// Most people in one room at once.
+    #[arg(long, env = "HEARTH_ROOM_CAPACITY")]
+    pub room_capacity: Option<usize>,
+    /// Extra origins allowed to open the WebSocket, comma-separated
+    /// (e.g. `https://chat.example.org`). The page's own origin is always allowed.
+    #[arg(long, env = "HEARTH_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// The file's keys; all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    site_addr: Option<SocketAddr>,
+    site_root: Option<String>,
+    data_dir: Option<PathBuf>,
+    history: Option<usize>,
+    room_capacity: Option<usize>,
+    allowed_origins: Option<Vec<String>>,
+    outbound_queue: Option<usize>,
+    ping_interval_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+}
+
+/// The settings Hearth runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub site_addr: SocketAddr,
+    pub site_root: String,
+    pub data_dir: PathBuf,
+    pub history: usize,
+    pub room_capacity: usize,
+    pub allowed_origins: Vec<String>,
+    /// Frames queued for one connection before it counts as too slow.
+    pub outbound_queue: usize,
+    /// How often the server pings each connection.
+    pub ping_interval: Duration,
+    /// A connection silent this long (no frame, no pong) is closed.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            site_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            site_root: "target/site".into(),
+            data_dir: "data".into(),
+            history: 100,
+            room_capacity: 200,
+            allowed_origins: Vec::new(),
+            outbound_queue: 256,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(40),
+        }
+    }
+}
+
+impl Config {
+    /// Reads flags and environment, then the file they name.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_flags(Flags::parse())
+    }
+
+    pub fn from_flags(flags: Flags) -> Result<Self, ConfigError> {
+        let file = read_file(&flags.config)?;
+        let defaults = Config::default();
+        let config = Config {
+            site_addr: flags
+                .site_addr
+                .or(file.site_addr)
+                .unwrap_or(defaults.site_addr),
+            site_root: flags
+                .site_root
+                .or(file.site_root)
+                .unwrap_or(defaults.site_root),
+            data_dir: flags
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or(defaults.data_dir),
+            history: flags.history.or(file.history).unwrap_or(defaults.history),
+            room_capacity: flags
+                .room_capacity
+                .or(file.room_capacity)
+                .unwrap_or(defaults.room_capacity),
+            allowed_origins: flags
+                .allowed_origins
+                .or(file.allowed_origins)
+                .unwrap_or(defaults.allowed_origins),
+            outbound_queue: file.outbound_queue.unwrap_or(defaults.outbound_queue),
+            ping_interval: file
+                .ping_interval_secs
+                .map_or(defaults.ping_interval, Duration::from_secs),
+            idle_timeout: file
+                .idle_timeout_secs
+                .map_or(defaults.idle_timeout, Duration::from_secs),
+        };
+        for (value, name) in [
+            (config.history, "history"),
+            (config.room_capacity, "room_capacity"),
+            (config.outbound_queue, "outbound_queue"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags_with_file(contents: &str) -> (tempfile::NamedTempFile, Flags) {
+        use std::io::Write;
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(contents.as_bytes()).unwrap();
+        let flags = Flags {
+            config: file.path().to_owned(),
+            ..Flags::default()
+        };
+        (file, flags)
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let config = Config::from_flags(Flags {
+            config: "/nonexistent/Leptos.toml".into(),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(config.history, 100);
+        assert_eq!(config.room_capacity, 200);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let (_file, mut flags) = flags_with_file("history = 50\nroom_capacity = 3\n");
+        flags.room_capacity = Some(7);
+        let config = Config::from_flags(flags).unwrap();
+        assert_eq!(config.history, 50);
+        assert_eq!(config.room_capacity, 7);
+    }
+
+    #[test]
+    fn bad_files_are_reported() {
+        let (_file, flags) = flags_with_file("histroy = 5\n");
+        let err = Config::from_flags(flags).unwrap_err().to_string();
+        assert!(err.contains("histroy"), "{err}");
+        let (_file, flags) = flags_with_file("room_capacity = 0\n");
+        assert!(matches!(
+            Config::from_flags(flags),
+            Err(ConfigError::Zero("room_capacity"))
+        ));
+    }
+}
