@@ -1,0 +1,99 @@
+//! Every channel, live, and the form that creates one.
+
+use super::connection::{Chat, Identity};
+use crate::api::create_channel;
+use crate::protocol::{CHANNEL_NAME_MAX_CHARS, channel_key, validate_channel_name};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+#[component]
+pub fn ChannelList() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let current = move || {
+        chat.room
+            .with(|room| room.as_ref().map(|r| channel_key(&r.channel)))
+    };
+    view! {
+        <nav class="channels" aria-label="Channels">
+            <h2 class="section-title">"Channels"</h2>
+            <ul class="room-list" data-testid="room-list">
+                <For
+                    each=move || chat.channels.get()
+                    key=|channel| channel.name.clone()
+                    children=move |channel| {
+                        let name = channel.name.clone();
+                        let key = channel_key(&name);
+                        let is_current = move || current().as_deref() == Some(key.as_str());
+                        let open = {
+                            let name = name.clone();
+                            move |_| chat.open_channel(&name)
+                        };
+                        view! {
+                            <li>
+                                <button
+                                    class="room-item"
+                                    class:active=is_current.clone()
+                                    aria-current=move || is_current().then_some("page")
+                                    data-testid="room-item"
+                                    data-room=name.clone()
+                                    on:click=open
+                                >
+                                    <span class="hash" aria-hidden="true">"#"</span>
+                                    <span class="room-name">{name.clone()}</span>
+                                </button>
+                            </li>
+                        }
+                    }
+                />
+            </ul>
+            <Show when=move || matches!(chat.identity.get(), Identity::Named(_))>
+                <NewChannelForm />
+            </Show>
+        </nav>
+    }
+}
+
+#[component]
+fn NewChannelForm() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let draft = RwSignal::new(String::new());
+    let busy = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if busy.get_untracked() {
+            return;
+        }
+        let raw = draft.get_untracked();
+        if let Err(e) = validate_channel_name(&raw) {
+            chat.error.set(Some(e.to_string()));
+            return;
+        }
+        busy.set(true);
+        spawn_local(async move {
+            match create_channel(raw).await {
+                Ok(channel) => {
+                    draft.set(String::new());
+                    chat.open_channel(&channel.name);
+                }
+                Err(e) => chat.error.set(Some(e.to_string())),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <form class="new-room" on:submit=submit>
+            <label class="visually-hidden" for="new-room-input">"New channel name"</label>
+            <input
+                id="new-room-input"
+                data-testid="new-room-input"
+                type="text"
+                placeholder="New channel"
+                maxlength=CHANNEL_NAME_MAX_CHARS * 2
+                bind:value=draft
+            />
+            <button data-testid="new-room-submit" type="submit" class="primary" disabled=busy>
+                "Create"
+            </button>
+        </form>
+    }
+}

@@ -1,0 +1,659 @@
+//! The chat as reactive state: the one WebSocket of this tab, its reconnection, and
+//! the signals that components read. Components call methods on [`Chat`]; they never
+//! touch the socket.
+
+use super::storage;
+use crate::protocol::{Channel, ChatMessage, ClientFrame, ErrorCode, Seq, ServerFrame};
+use leptos::prelude::*;
+
+/// Who this tab is. `Unknown` until hydration has read localStorage, so the server's
+/// render and the first client render agree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Unknown,
+    Anonymous,
+    Named(String),
+}
+
+/// The state of the socket, as the connection banner shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// No name yet, so no socket.
+    Idle,
+    Connecting,
+    Connected,
+    /// The socket dropped; the next attempt is scheduled.
+    Reconnecting {
+        attempt: u32,
+    },
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Idle => "Not connected",
+            Status::Connecting => "Connecting…",
+            Status::Connected => "Connected",
+            Status::Reconnecting { .. } => "Reconnecting…",
+        }
+    }
+
+    /// A stable word for styling and tests.
+    pub fn key(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Connecting => "connecting",
+            Status::Connected => "connected",
+            Status::Reconnecting { .. } => "reconnecting",
+        }
+    }
+}
+
+/// The open room: what it holds and who is in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Room {
+    pub channel: String,
+    pub messages: Vec<ChatMessage>,
+    pub online: Vec<String>,
+}
+
+// Frames only arrive in the browser; the server renders the page without them.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+impl Room {
+    fn last_seq(&self) -> Option<Seq> {
+        self.messages.last().map(|m| m.seq)
+    }
+
+    /// Adds a message unless it is already shown; messages arrive in order.
+    fn push(&mut self, message: ChatMessage) {
+        if self.last_seq().is_none_or(|last| message.seq > last) {
+            self.messages.push(message);
+        }
+    }
+}
+
+/// A message this tab sent that the server has not shown back yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub client_id: String,
+    pub channel: String,
+    pub text: String,
+    /// Why the server refused it; `None` while it is on its way.
+    pub failed: Option<String>,
+}
+
+/// The chat's state and the handle to its socket; cheap to copy into closures.
+#[derive(Clone, Copy)]
+pub struct Chat {
+    pub identity: RwSignal<Identity>,
+    pub status: RwSignal<Status>,
+    pub channels: RwSignal<Vec<Channel>>,
+    pub room: RwSignal<Option<Room>>,
+    pub pending: RwSignal<Vec<Pending>>,
+    /// The latest problem to show the person, in words.
+    pub error: RwSignal<Option<String>>,
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    socket: StoredValue<socket::Slot, LocalStorage>,
+}
+
+impl Chat {
+    pub fn new() -> Self {
+        Self {
+            identity: RwSignal::new(Identity::Unknown),
+            status: RwSignal::new(Status::Idle),
+            channels: RwSignal::new(Vec::new()),
+            room: RwSignal::new(None),
+            pending: RwSignal::new(Vec::new()),
+            error: RwSignal::new(None),
+            socket: StoredValue::new_local(socket::Slot::default()),
+        }
+    }
+
+    /// Reads what the browser remembers and connects if it knows a name. Runs once,
+    /// after hydration.
+    pub fn start(self) {
+        match storage::saved_name() {
+            Some(name) => self.become_named(name),
+            None => self.identity.set(Identity::Anonymous),
+        }
+    }
+
+    /// Takes a name the server accepted: remembers it and (re)connects as it.
+    pub fn become_named(self, name: String) {
+        storage::save_name(&name);
+        self.identity.set(Identity::Named(name));
+        socket::open(self);
+    }
+
+    /// Shows the name prompt again; the current connection stays until a new name
+    /// is chosen.
+    pub fn change_name(self) {
+        self.identity.set(Identity::Anonymous);
+    }
+
+    pub fn name(self) -> Option<String> {
+        match self.identity.get_untracked() {
+            Identity::Named(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    pub fn current_channel(self) -> Option<String> {
+        self.room
+            .with_untracked(|room| room.as_ref().map(|r| r.channel.clone()))
+    }
+
+    /// Opens a channel (the server answers with its history and who is online).
+    pub fn open_channel(self, channel: &str) {
+        self.error.set(None);
+        socket::send(
+            self,
+            &ClientFrame::Join {
+                channel: channel.to_owned(),
+                since: None,
+            },
+        );
+    }
+
+    /// Sends a message to the open room; it shows as pending until it comes back.
+    pub fn send_message(self, text: String) {
+        let Some(channel) = self.current_channel() else {
+            return;
+        };
+        let pending = Pending {
+            client_id: new_client_id(),
+            channel,
+            text,
+            failed: None,
+        };
+        socket::send(self, &send_frame(&pending));
+        self.pending.update(|all| all.push(pending));
+    }
+
+    /// Forgets a send the server refused.
+    pub fn discard(self, client_id: &str) {
+        self.pending
+            .update(|all| all.retain(|p| p.client_id != client_id));
+    }
+}
+
+/// Handling what the server says. Frames only arrive in the browser.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+impl Chat {
+    /// Applies one frame from the server to the state.
+    fn apply(self, frame: ServerFrame) {
+        match frame {
+            ServerFrame::Welcome { channels, .. } => {
+                self.status.set(Status::Connected);
+                self.channels.set(channels);
+                self.rejoin();
+            }
+            ServerFrame::ChannelCreated { channel } => self.channels.update(|all| {
+                if !all.iter().any(|c| c.name == channel.name) {
+                    all.push(channel);
+                }
+            }),
+            ServerFrame::Joined {
+                channel,
+                history,
+                reset,
+                online,
+            } => self.joined(channel, history, reset, online),
+            ServerFrame::Message { message } => {
+                self.pending
+                    .update(|all| all.retain(|p| p.client_id != message.client_id));
+                self.room.update(|room| {
+                    if let Some(room) = room.as_mut().filter(|r| r.channel == message.channel) {
+                        room.push(message);
+                    }
+                });
+            }
+            ServerFrame::PresenceJoined { channel, name } => self.with_room(&channel, |room| {
+                if !room.online.contains(&name) {
+                    room.online.push(name);
+                    room.online.sort();
+                }
+            }),
+            ServerFrame::PresenceLeft { channel, name } => {
+                self.with_room(&channel, |room| room.online.retain(|n| *n != name))
+            }
+            // The message itself arrives as a broadcast, which clears the pending copy.
+            ServerFrame::Ack { .. } => {}
+            ServerFrame::SendFailed {
+                client_id, message, ..
+            } => self.pending.update(|all| {
+                if let Some(p) = all.iter_mut().find(|p| p.client_id == client_id) {
+                    p.failed = Some(message);
+                }
+            }),
+            ServerFrame::Error { code, message } => {
+                if code == ErrorCode::NoSuchChannel && self.current_channel().is_none() {
+                    // The remembered channel is gone: fall back to the first one.
+                    if let Some(first) = self.channels.with_untracked(|c| c.first().cloned()) {
+                        self.open_channel(&first.name);
+                        return;
+                    }
+                }
+                self.error.set(Some(message));
+            }
+        }
+    }
+
+    fn with_room(self, channel: &str, change: impl FnOnce(&mut Room)) {
+        self.room.update(|room| {
+            if let Some(room) = room.as_mut().filter(|r| r.channel == channel) {
+                change(room);
+            }
+        });
+    }
+
+    /// After (re)connecting: resume the open room from the last message shown, or
+    /// open the remembered channel, or the first one.
+    fn rejoin(self) {
+        let resume = self
+            .room
+            .with_untracked(|room| room.as_ref().map(|r| (r.channel.clone(), r.last_seq())));
+        let (channel, since) = match resume {
+            Some((channel, since)) => (channel, since),
+            None => match storage::saved_channel().or_else(|| {
+                self.channels
+                    .with_untracked(|c| c.first().map(|c| c.name.clone()))
+            }) {
+                Some(channel) => (channel, None),
+                None => return,
+            },
+        };
+        socket::send(self, &ClientFrame::Join { channel, since });
+    }
+
+    fn joined(self, channel: String, history: Vec<ChatMessage>, reset: bool, online: Vec<String>) {
+        storage::save_channel(&channel);
+        self.error.set(None);
+        self.room.update(|room| match room {
+            Some(room) if room.channel == channel && !reset => {
+                for message in history {
+                    room.push(message);
+                }
+                room.online = online;
+            }
+            _ => {
+                *room = Some(Room {
+                    channel: channel.clone(),
+                    messages: history,
+                    online,
+                })
+            }
+        });
+        self.resend_pending(&channel);
+    }
+
+    /// Sends again what this tab still has pending for the room it just joined,
+    /// except what the history shows already arrived.
+    fn resend_pending(self, channel: &str) {
+        let arrived: Vec<String> = self.room.with_untracked(|room| {
+            room.iter()
+                .flat_map(|r| r.messages.iter().map(|m| m.client_id.clone()))
+                .collect()
+        });
+        self.pending
+            .update(|all| all.retain(|p| !arrived.contains(&p.client_id)));
+        let retry: Vec<Pending> = self.pending.with_untracked(|all| {
+            all.iter()
+                .filter(|p| p.channel == channel && p.failed.is_none())
+                .cloned()
+                .collect()
+        });
+        for pending in &retry {
+            socket::send(self, &send_frame(pending));
+        }
+    }
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn send_frame(pending: &Pending) -> ClientFrame {
+    ClientFrame::Send {
+        channel: pending.channel.clone(),
+        client_id: pending.client_id.clone(),
+        text: pending.text.clone(),
+    }
+}
+
+/// A random id for one send, unique across tabs and reloads.
+fn new_client_id() -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let mut bytes = [0u8; 12];
+        if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
+            let _ = crypto.get_random_values_with_u8_array(&mut bytes);
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        String::new()
+    }
+}
+
+/// Delay before reconnection attempt `attempt` (1-based): doubling from half a second
+/// up to fifteen seconds, with jitter so a restarted server is not hit by every tab
+/// at the same instant.
+pub fn backoff_ms(attempt: u32, jitter: f64) -> u32 {
+    let base = 500u32.saturating_mul(1 << attempt.saturating_sub(1).min(5));
+    let capped = base.min(15_000);
+    (f64::from(capped) * (0.75 + 0.5 * jitter.clamp(0.0, 1.0))) as u32
+}
+
+#[cfg(feature = "hydrate")]
+mod socket {
+    use super::{Chat, Status, backoff_ms};
+    use crate::protocol::{ClientFrame, ServerFrame};
+    use leptos::prelude::*;
+    use std::time::Duration;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::Closure;
+    use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+    /// The live socket and the callbacks it holds, kept alive together.
+    #[derive(Default)]
+    pub struct Slot {
+        socket: Option<WebSocket>,
+        /// Bumped on every new socket, so callbacks of a replaced one do nothing.
+        generation: u32,
+        attempt: u32,
+        callbacks: Vec<Closure<dyn FnMut(JsValueEvent)>>,
+    }
+
+    type JsValueEvent = wasm_bindgen::JsValue;
+
+    fn url() -> Option<String> {
+        let location = web_sys::window()?.location();
+        let scheme = if location.protocol().ok()? == "https:" {
+            "wss"
+        } else {
+            "ws"
+        };
+        Some(format!("{scheme}://{}/ws", location.host().ok()?))
+    }
+
+    /// Replaces any current socket with a new one that says hello as this tab's name.
+    pub fn open(chat: Chat) {
+        let Some(name) = chat.name() else { return };
+        let Some(url) = url() else { return };
+        let generation = chat.socket.with_value(|s| s.generation) + 1;
+        close_current(chat);
+        let socket = match WebSocket::new(&url) {
+            Ok(socket) => socket,
+            Err(_) => {
+                schedule_reconnect(chat, generation);
+                return;
+            }
+        };
+        // While retrying, the banner keeps saying "reconnecting".
+        if !matches!(chat.status.get_untracked(), Status::Reconnecting { .. }) {
+            chat.status.set(Status::Connecting);
+        }
+
+        let hello = serde_json::to_string(&ClientFrame::Hello { name }).unwrap_or_default();
+        let on_open = {
+            let socket = socket.clone();
+            Closure::<dyn FnMut(JsValueEvent)>::new(move |_| {
+                let _ = socket.send_with_str(&hello);
+            })
+        };
+        let on_message = Closure::<dyn FnMut(JsValueEvent)>::new(move |event: JsValueEvent| {
+            let Ok(event) = event.dyn_into::<MessageEvent>() else {
+                return;
+            };
+            let Some(text) = event.data().as_string() else {
+                return;
+            };
+            if !is_current(chat, generation) {
+                return;
+            }
+            match serde_json::from_str::<ServerFrame>(&text) {
+                Ok(frame) => {
+                    if matches!(frame, ServerFrame::Welcome { .. }) {
+                        chat.socket.update_value(|s| s.attempt = 0);
+                    }
+                    chat.apply(frame);
+                }
+                Err(e) => leptos::logging::warn!("unreadable frame from the server: {e}"),
+            }
+        });
+        let on_close = Closure::<dyn FnMut(JsValueEvent)>::new(move |event: JsValueEvent| {
+            if !is_current(chat, generation) {
+                return;
+            }
+            if let Ok(event) = event.dyn_into::<CloseEvent>()
+                && !event.reason().is_empty()
+                && event.code() != 1000
+            {
+                leptos::logging::log!("connection closed: {} {}", event.code(), event.reason());
+            }
+            schedule_reconnect(chat, generation);
+        });
+        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        chat.socket.update_value(|slot| {
+            slot.socket = Some(socket);
+            slot.generation = generation;
+            slot.callbacks = vec![on_open, on_message, on_close];
+        });
+    }
+
+    fn is_current(chat: Chat, generation: u32) -> bool {
+        chat.socket
+            .try_with_value(|s| s.generation == generation)
+            .unwrap_or(false)
+    }
+
+    fn close_current(chat: Chat) {
+        chat.socket.update_value(|slot| {
+            slot.generation += 1;
+            if let Some(socket) = slot.socket.take() {
+                socket.set_onclose(None);
+                socket.set_onmessage(None);
+                let _ = socket.close();
+            }
+        });
+    }
+
+    fn schedule_reconnect(chat: Chat, generation: u32) {
+        let attempt = chat.socket.with_value(|s| s.attempt) + 1;
+        chat.socket.update_value(|s| {
+            s.attempt = attempt;
+            s.socket = None;
+        });
+        chat.status.set(Status::Reconnecting { attempt });
+        let delay = backoff_ms(attempt, js_sys::Math::random());
+        set_timeout(
+            move || {
+                if is_current(chat, generation) {
+                    open(chat);
+                }
+            },
+            Duration::from_millis(u64::from(delay)),
+        );
+    }
+
+    /// Sends a frame if the socket is open. Frames that cannot go now are not lost:
+    /// joins are redone and pending sends are resent after the next welcome.
+    pub fn send(chat: Chat, frame: &ClientFrame) {
+        let Ok(text) = serde_json::to_string(frame) else {
+            return;
+        };
+        chat.socket.with_value(|slot| {
+            if let Some(socket) = &slot.socket
+                && socket.ready_state() == WebSocket::OPEN
+                && chat.status.get_untracked() == Status::Connected
+            {
+                let _ = socket.send_with_str(&text);
+            }
+        });
+    }
+}
+
+/// The server renders the page but never opens a socket.
+#[cfg(not(feature = "hydrate"))]
+mod socket {
+    use super::Chat;
+    use crate::protocol::ClientFrame;
+
+    #[derive(Default)]
+    pub struct Slot;
+
+    pub fn open(_chat: Chat) {}
+
+    pub fn send(_chat: Chat, _frame: &ClientFrame) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff_ms(1, 0.5), 500);
+        assert_eq!(backoff_ms(2, 0.5), 1_000);
+        assert_eq!(backoff_ms(4, 0.5), 4_000);
+        assert_eq!(backoff_ms(50, 0.5), 15_000);
+        assert!(backoff_ms(1, 0.0) < backoff_ms(1, 1.0));
+    }
+
+    fn message(seq: Seq) -> ChatMessage {
+        ChatMessage {
+            channel: "General".into(),
+            seq,
+            author: "ada".into(),
+            text: format!("m{seq}"),
+            sent_at: 0,
+            client_id: format!("c{seq}"),
+        }
+    }
+
+    fn joined(history: Vec<ChatMessage>, reset: bool) -> ServerFrame {
+        ServerFrame::Joined {
+            channel: "General".into(),
+            history,
+            reset,
+            online: vec!["ada".into()],
+        }
+    }
+
+    /// Signals live in an owner's arena, as they do under the page's root.
+    fn with_chat(test: impl FnOnce(Chat)) {
+        Owner::new().with(|| test(Chat::new()));
+    }
+
+    fn seqs(chat: Chat) -> Vec<Seq> {
+        chat.room
+            .get_untracked()
+            .map(|r| r.messages.iter().map(|m| m.seq).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn resuming_appends_and_a_reset_replaces() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![message(1), message(2)], true));
+            chat.apply(ServerFrame::Message {
+                message: message(3),
+            });
+            // A resume that overlaps what is shown adds only what is new.
+            chat.apply(joined(vec![message(3), message(4)], false));
+            assert_eq!(seqs(chat), [1, 2, 3, 4]);
+            // The gap was too old: the window replaces what was shown.
+            chat.apply(joined(vec![message(10), message(11)], true));
+            assert_eq!(seqs(chat), [10, 11]);
+        });
+    }
+
+    #[test]
+    fn a_pending_send_clears_when_it_comes_back_and_shows_refusals() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![], true));
+            chat.pending.set(vec![
+                Pending {
+                    client_id: "c1".into(),
+                    channel: "General".into(),
+                    text: "m1".into(),
+                    failed: None,
+                },
+                Pending {
+                    client_id: "c2".into(),
+                    channel: "General".into(),
+                    text: "too long".into(),
+                    failed: None,
+                },
+            ]);
+            chat.apply(ServerFrame::Message {
+                message: message(1),
+            });
+            chat.apply(ServerFrame::SendFailed {
+                client_id: "c2".into(),
+                code: ErrorCode::InvalidMessage,
+                message: "Messages can be at most 2000 characters.".into(),
+            });
+            let pending = chat.pending.get_untracked();
+            assert_eq!(pending.len(), 1);
+            assert_eq!(
+                pending[0].failed.as_deref(),
+                Some("Messages can be at most 2000 characters.")
+            );
+        });
+    }
+
+    #[test]
+    fn presence_follows_joins_and_leaves_of_the_open_room_only() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![], true));
+            for (channel, name) in [("General", "cy"), ("General", "bo"), ("Other", "di")] {
+                chat.apply(ServerFrame::PresenceJoined {
+                    channel: channel.into(),
+                    name: name.into(),
+                });
+            }
+            chat.apply(ServerFrame::PresenceLeft {
+                channel: "General".into(),
+                name: "cy".into(),
+            });
+            let online = chat.room.get_untracked().unwrap().online;
+            assert_eq!(online, ["ada", "bo"]);
+        });
+    }
+
+    #[test]
+    fn errors_are_shown_in_words() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![], true));
+            chat.apply(ServerFrame::Error {
+                code: ErrorCode::RoomFull,
+                message: "This room is full.".into(),
+            });
+            assert_eq!(
+                chat.error.get_untracked().as_deref(),
+                Some("This room is full.")
+            );
+            assert_eq!(chat.status.get_untracked(), Status::Idle);
+        });
+    }
+
+    #[test]
+    fn rooms_never_show_a_message_twice() {
+        let mut room = Room::default();
+        room.push(message(1));
+        room.push(message(2));
+        room.push(message(2));
+        room.push(message(1));
+        assert_eq!(
+            room.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
+    }
+}

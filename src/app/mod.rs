@@ -1,0 +1,106 @@
+//! The page: one component per file, sharing the chat state through context.
+
+mod channel_list;
+mod composer;
+pub mod connection;
+mod error_banner;
+mod identity;
+mod message_list;
+mod online_list;
+mod room;
+mod status;
+mod storage;
+mod time;
+
+use channel_list::ChannelList;
+use connection::{Chat, Identity};
+use error_banner::ErrorBanner;
+use identity::{CurrentName, NamePrompt};
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+use room::RoomView;
+use status::ConnectionStatus;
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/hearth.css" />
+        <Title text="Hearth" />
+        <Router>
+            <Routes fallback=|| "Page not found.">
+                <Route path=path!("") view=ChatPage />
+            </Routes>
+        </Router>
+    }
+}
+
+/// The whole chat: channels on the side, the open room in the middle.
+#[component]
+fn ChatPage() -> impl IntoView {
+    let chat = Chat::new();
+    provide_context(chat);
+    // Effects run only in the browser, after hydration: the first moment
+    // localStorage and WebSocket exist.
+    Effect::new(move |_| chat.start());
+    let (drawer_open, set_drawer_open) = signal(false);
+    // On phones the channel list is a drawer; opening a room closes it.
+    Effect::new(move |_| {
+        chat.room.track();
+        set_drawer_open.set(false);
+    });
+
+    view! {
+        <div class="app" class:drawer-open=drawer_open>
+            <header class="topbar">
+                <button
+                    class="icon-button drawer-toggle"
+                    aria-label="Channels"
+                    on:click=move |_| set_drawer_open.update(|open| *open = !*open)
+                >
+                    "☰"
+                </button>
+                <h1 class="brand">
+                    <span class="brand-mark" aria-hidden="true">"◆"</span>
+                    "Hearth"
+                </h1>
+                <ConnectionStatus />
+                <CurrentName />
+            </header>
+            <aside class="sidebar">
+                <ChannelList />
+            </aside>
+            <main class="main">
+                <ErrorBanner />
+                {move || match chat.identity.get() {
+                    Identity::Unknown => view! { <p class="placeholder">"Loading…"</p> }.into_any(),
+                    Identity::Anonymous => view! { <NamePrompt /> }.into_any(),
+                    Identity::Named(_) => view! { <RoomView /> }.into_any(),
+                }}
+            </main>
+        </div>
+    }
+}
