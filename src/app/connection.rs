@@ -105,7 +105,7 @@ impl Chat {
             room: RwSignal::new(None),
             pending: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
-            socket: StoredValue::new_local(socket::Slot::default()),
+            socket: StoredValue::new_local(Default::default()),
         }
     }
 

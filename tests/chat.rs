@@ -1,0 +1,524 @@
+//! End-to-end tests of the chat against the real binary: each test starts its own
+//! server on an ephemeral port and talks to it over HTTP and WebSocket only.
+
+mod common;
+
+use common::{Client, Server, now_ms, upgrade_with_origin};
+use hearth::protocol::{
+    ApiError, Channel, ChannelNameError, ClientFrame, ErrorCode, MESSAGE_MAX_CHARS, NameError,
+    ServerFrame,
+};
+use reqwest::StatusCode;
+
+fn names(channels: &[Channel]) -> Vec<&str> {
+    channels.iter().map(|c| c.name.as_str()).collect()
+}
+
+/// How far a server timestamp may be from the test's clock; both read the same
+/// machine's clock, so this only absorbs scheduling delays.
+const CLOCK_SLACK_MS: i64 = 5_000;
+
+fn assert_recent(sent_at: i64) {
+    let now = now_ms();
+    assert!(
+        (now - CLOCK_SLACK_MS..=now + CLOCK_SLACK_MS).contains(&sent_at),
+        "timestamp {sent_at} is not close to now ({now})"
+    );
+}
+
+#[tokio::test]
+async fn channels_are_created_over_http_and_appear_live() {
+    let server = Server::start().await;
+    let mut watcher = Client::connect(&server).await;
+    let welcome_channels = watcher.hello("Watcher").await;
+    assert_eq!(names(&welcome_channels), ["General"]);
+
+    let (status, listed) = server.call::<Vec<Channel>>("channels", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names(&listed.unwrap()), ["General"]);
+
+    let (status, created) = server
+        .call::<Channel>("create_channel", &[("name", "  Rust   Talk ")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let created = created.expect("a new channel name is accepted");
+    assert_eq!(created.name, "Rust Talk", "names are trimmed and collapsed");
+    assert_recent(created.created_at);
+    let announced = watcher
+        .recv_until("ChannelCreated", |frame| match frame {
+            ServerFrame::ChannelCreated { channel } => Some(channel.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(announced, created);
+
+    // Leptos answers every server-function error with 500 and the JSON-encoded
+    // `ApiError`; the page tells refusals apart by the decoded variant, not the status.
+    for (attempt, existing) in [("  gENERAL ", "General"), ("rust talk", "Rust Talk")] {
+        let (status, refused) = server
+            .call::<Channel>("create_channel", &[("name", attempt)])
+            .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{attempt:?}");
+        let err = refused.expect_err(attempt);
+        assert_eq!(err, ApiError::ChannelExists(existing.into()), "{attempt:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("A channel named “{existing}” already exists.")
+        );
+    }
+
+    let too_long = "c".repeat(41);
+    for (attempt, why) in [
+        ("a<b>", ChannelNameError::BadCharacter),
+        ("", ChannelNameError::Empty),
+        ("   ", ChannelNameError::Empty),
+        (too_long.as_str(), ChannelNameError::TooLong),
+    ] {
+        let (status, refused) = server
+            .call::<Channel>("create_channel", &[("name", attempt)])
+            .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{attempt:?}");
+        assert_eq!(refused, Err(ApiError::ChannelName(why)), "{attempt:?}");
+    }
+
+    // A refused name must not have been announced: the next announcement is this one.
+    let (_, created) = server
+        .call::<Channel>("create_channel", &[("name", "Zed")])
+        .await;
+    let created = created.expect("a new channel name is accepted");
+    watcher
+        .recv_until("ChannelCreated Zed", |frame| match frame {
+            ServerFrame::ChannelCreated { channel } if channel == &created => Some(()),
+            ServerFrame::ChannelCreated { channel } => {
+                panic!("a refused channel was announced: {channel:?}")
+            }
+            _ => None,
+        })
+        .await;
+
+    let (_, listed) = server.call::<Vec<Channel>>("channels", &[]).await;
+    assert_eq!(names(&listed.unwrap()), ["General", "Rust Talk", "Zed"]);
+}
+
+#[tokio::test]
+async fn messages_reach_everyone_in_the_room_with_author_time_and_number() {
+    let server = Server::start().await;
+    let mut ann = server.client("Ann").await;
+    let mut ben = server.client("Ben").await;
+    assert!(ann.join("General", None).await.history.is_empty());
+    ben.join("General", None).await;
+
+    // Markup and emoji must come back verbatim: rendering them safely is the page's job.
+    let conversation = [
+        ("Ann", "ann-1", "Hello <b>Ben</b> 🔥\nsecond line"),
+        ("Ben", "ben-1", "hi Ann & all"),
+        ("Ann", "ann-2", "  leading spaces are kept"),
+    ];
+    let mut last_seq = 0;
+    for (author, client_id, text) in conversation {
+        let sender = if author == "Ann" { &mut ann } else { &mut ben };
+        let seq = sender.say("General", client_id, text).await;
+        assert!(
+            seq > last_seq,
+            "sequence numbers increase: {seq} after {last_seq}"
+        );
+        last_seq = seq;
+        for reader in [&mut ann, &mut ben] {
+            let message = reader.recv_message(client_id).await;
+            assert_eq!(message.author, author, "seen by {}", reader.name);
+            assert_eq!(message.text, text, "seen by {}", reader.name);
+            assert_eq!(message.channel, "General");
+            assert_eq!(message.seq, seq, "the Ack and the Message agree");
+            assert_recent(message.sent_at);
+        }
+    }
+    assert_eq!(last_seq, 3, "the first message of a channel is number 1");
+
+    // A late joiner sees the same conversation, in order.
+    let mut cy = server.client("Cy").await;
+    let joined = cy.join("general", None).await;
+    assert_eq!(joined.channel, "General");
+    assert_eq!(joined.seqs(), [1, 2, 3]);
+    let texts: Vec<_> = joined.history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, conversation.map(|(_, _, text)| text));
+}
+
+#[tokio::test]
+async fn presence_follows_people_joining_and_leaving() {
+    let server = Server::start().await;
+    let mut ann = server.client("Ann").await;
+    assert_eq!(ann.join("General", None).await.online, ["Ann"]);
+
+    let mut ben = server.client("Ben").await;
+    let joined = ben.join("General", None).await;
+    assert_eq!(joined.online, ["Ann", "Ben"]);
+    ann.recv_until("PresenceJoined Ben", |frame| match frame {
+        ServerFrame::PresenceJoined { channel, name } if name == "Ben" => {
+            assert_eq!(channel, "General");
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+
+    // Closing the tab without a goodbye, as a crashed or killed browser would.
+    drop(ben);
+    ann.recv_until("PresenceLeft Ben", |frame| match frame {
+        ServerFrame::PresenceLeft { channel, name } if name == "Ben" => {
+            assert_eq!(channel, "General");
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    let mut cy = server.client("Cy").await;
+    assert_eq!(cy.join("General", None).await.online, ["Ann", "Cy"]);
+}
+
+#[tokio::test]
+async fn two_tabs_with_one_name_are_one_person() {
+    let server = Server::start().await;
+    let mut ann = server.client("Ann").await;
+    ann.join("General", None).await;
+    let mut ben_tab1 = server.client("Ben").await;
+    ben_tab1.join("General", None).await;
+    ann.recv_until("PresenceJoined Ben", |frame| match frame {
+        ServerFrame::PresenceJoined { name, .. } if name == "Ben" => Some(()),
+        _ => None,
+    })
+    .await;
+
+    let mut ben_tab2 = server.client("Ben").await;
+    assert_eq!(ben_tab2.join("General", None).await.online, ["Ann", "Ben"]);
+    // Frames to one connection keep their order, so Cy's arrival bounds the wait for
+    // a (wrong) second announcement of Ben.
+    let mut cy = server.client("Cy").await;
+    cy.join("General", None).await;
+    ann.recv_until("PresenceJoined Cy", |frame| match frame {
+        ServerFrame::PresenceJoined { name, .. } if name == "Ben" => {
+            panic!("Ben's second tab was announced as a second arrival")
+        }
+        ServerFrame::PresenceJoined { name, .. } if name == "Cy" => Some(()),
+        _ => None,
+    })
+    .await;
+
+    ben_tab1.close().await;
+    cy.say("General", "cy-1", "is Ben still here?").await;
+    ann.recv_until("Cy's message", |frame| match frame {
+        ServerFrame::PresenceLeft { name, .. } if name == "Ben" => {
+            panic!("Ben was shown as gone while his second tab is open")
+        }
+        ServerFrame::Message { message } if message.client_id == "cy-1" => Some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        server
+            .client("Dee")
+            .await
+            .join("General", None)
+            .await
+            .online,
+        ["Ann", "Ben", "Cy", "Dee"]
+    );
+
+    drop(ben_tab2);
+    ann.recv_until("PresenceLeft Ben", |frame| match frame {
+        ServerFrame::PresenceLeft { name, .. } if name == "Ben" => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_full_room_refuses_newcomers_but_not_second_tabs() {
+    let server = Server::start_with(&[("HEARTH_ROOM_CAPACITY", "2")]).await;
+    let mut ann = server.client("Ann").await;
+    ann.join("General", None).await;
+    let mut ben = server.client("Ben").await;
+    ben.join("General", None).await;
+
+    let mut cy = server.client("Cy").await;
+    cy.send(&ClientFrame::Join {
+        channel: "General".into(),
+        since: None,
+    })
+    .await;
+    let message = cy
+        .recv_until("RoomFull", |frame| match frame {
+            ServerFrame::Error {
+                code: ErrorCode::RoomFull,
+                message,
+            } => Some(message.clone()),
+            ServerFrame::Joined { .. } => panic!("a third person got into a room for two"),
+            _ => None,
+        })
+        .await;
+    assert!(
+        message.to_lowercase().contains("full"),
+        "the refusal says the room is full: {message:?}"
+    );
+
+    // Capacity counts people, so Ann's second tab still gets in.
+    let mut ann_tab2 = server.client("Ann").await;
+    assert_eq!(ann_tab2.join("General", None).await.online, ["Ann", "Ben"]);
+
+    // The limit is per room: Cy can go elsewhere meanwhile.
+    let (_, created) = server
+        .call::<Channel>("create_channel", &[("name", "Overflow")])
+        .await;
+    created.expect("a new channel name is accepted");
+    assert_eq!(cy.join("Overflow", None).await.online, ["Cy"]);
+
+    drop(ben);
+    ann.recv_until("PresenceLeft Ben", |frame| match frame {
+        ServerFrame::PresenceLeft { name, .. } if name == "Ben" => Some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(cy.join("General", None).await.online, ["Ann", "Cy"]);
+}
+
+#[tokio::test]
+async fn history_keeps_the_most_recent_window_and_resumes_exactly() {
+    let server = Server::start_with(&[("HEARTH_HISTORY", "100")]).await;
+    let mut ann = server.client("Ann").await;
+    ann.join("General", None).await;
+    for i in 1..=150 {
+        let seq = ann
+            .say("General", &format!("m{i}"), &format!("message {i}"))
+            .await;
+        assert_eq!(seq, i);
+    }
+
+    let check_texts = |joined: &common::Joined| {
+        for message in &joined.history {
+            assert_eq!(message.text, format!("message {}", message.seq));
+            assert_eq!(message.author, "Ann");
+        }
+    };
+
+    let fresh = server.client("Ben").await.join("General", None).await;
+    assert_eq!(fresh.history.len(), 100);
+    assert_eq!(fresh.seqs(), (51..=150).collect::<Vec<_>>(), "oldest first");
+    assert!(fresh.reset, "a join without `since` gets the whole window");
+    check_texts(&fresh);
+
+    let resumed = server.client("Ben").await.join("General", Some(140)).await;
+    assert_eq!(resumed.seqs(), (141..=150).collect::<Vec<_>>());
+    assert!(!resumed.reset, "everything after 140 is still kept");
+    check_texts(&resumed);
+
+    // The oldest kept message is 51, so resuming after 50 is still exact.
+    let edge = server.client("Ben").await.join("General", Some(50)).await;
+    assert_eq!(edge.seqs(), (51..=150).collect::<Vec<_>>());
+    assert!(!edge.reset);
+
+    let up_to_date = server.client("Ben").await.join("General", Some(150)).await;
+    assert!(up_to_date.history.is_empty());
+    assert!(!up_to_date.reset);
+
+    let too_old = server.client("Ben").await.join("General", Some(10)).await;
+    assert!(too_old.reset, "a gap beyond the window must be reported");
+    assert_eq!(too_old.seqs(), (51..=150).collect::<Vec<_>>());
+    check_texts(&too_old);
+}
+
+#[tokio::test]
+async fn invalid_names_are_refused_and_the_connection_closed() {
+    let server = Server::start().await;
+    let too_long = "x".repeat(33);
+    for (name, why) in [
+        ("", NameError::Empty),
+        ("   ", NameError::Empty),
+        (too_long.as_str(), NameError::TooLong),
+        ("a\u{200B}b", NameError::Invisible),
+    ] {
+        let mut client = Client::connect(&server).await;
+        client.send(&ClientFrame::Hello { name: name.into() }).await;
+        let message = client
+            .recv_until("InvalidName", |frame| match frame {
+                ServerFrame::Error {
+                    code: ErrorCode::InvalidName,
+                    message,
+                } => Some(message.clone()),
+                other => panic!("hello as {name:?} answered with {other:?}"),
+            })
+            .await;
+        assert_eq!(message, why.to_string(), "{name:?}");
+        client.expect_closed().await;
+
+        let (status, refused) = server.call::<String>("claim_name", &[("name", name)]).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{name:?}");
+        assert_eq!(refused, Err(ApiError::Name(why)), "{name:?}");
+    }
+
+    let (status, claimed) = server
+        .call::<String>("claim_name", &[("name", "  Ada Lovelace ")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(claimed.unwrap(), "Ada Lovelace");
+
+    // Anything but a hello first is refused the same way.
+    let mut client = Client::connect(&server).await;
+    client
+        .send(&ClientFrame::Join {
+            channel: "General".into(),
+            since: None,
+        })
+        .await;
+    client
+        .recv_until("NotIdentified", |frame| match frame {
+            ServerFrame::Error {
+                code: ErrorCode::NotIdentified,
+                ..
+            } => Some(()),
+            other => panic!("a join before hello answered with {other:?}"),
+        })
+        .await;
+    client.expect_closed().await;
+}
+
+#[tokio::test]
+async fn bad_sends_and_frames_are_refused_without_dropping_the_connection() {
+    let server = Server::start().await;
+    let mut ann = server.client("Ann").await;
+    ann.join("General", None).await;
+
+    let longest = "m".repeat(MESSAGE_MAX_CHARS);
+    ann.say("General", "longest", &longest).await;
+    ann.send(&ClientFrame::Send {
+        channel: "General".into(),
+        client_id: "too-long".into(),
+        text: format!("{longest}m"),
+    })
+    .await;
+    let message = ann
+        .recv_until("SendFailed", |frame| match frame {
+            ServerFrame::SendFailed {
+                client_id,
+                code,
+                message,
+            } if client_id == "too-long" => {
+                assert_eq!(*code, ErrorCode::InvalidMessage);
+                Some(message.clone())
+            }
+            ServerFrame::Ack { client_id, .. } if client_id == "too-long" => {
+                panic!("a message over the limit was stored")
+            }
+            _ => None,
+        })
+        .await;
+    assert!(
+        message.contains("2000"),
+        "the refusal names the limit: {message:?}"
+    );
+
+    for garbage in ["{not json", r#"{"type":"dance"}"#, r#"{"type":"send"}"#] {
+        ann.send_raw(garbage).await;
+        ann.recv_until("BadFrame", |frame| match frame {
+            ServerFrame::Error {
+                code: ErrorCode::BadFrame,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+
+    // Still connected and still in the room: the next send goes through, and the
+    // refused one was never delivered.
+    let seq = ann.say("General", "after", "still here").await;
+    ann.recv_until("Message after", |frame| match frame {
+        ServerFrame::Message { message } if message.client_id == "too-long" => {
+            panic!("a refused message was delivered")
+        }
+        ServerFrame::Message { message } if message.client_id == "after" => {
+            assert_eq!(message.seq, seq);
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(seq, 2, "refusals take no sequence number");
+}
+
+#[tokio::test]
+async fn websocket_upgrades_from_foreign_origins_are_refused() {
+    let server = Server::start().await;
+    assert_eq!(
+        upgrade_with_origin(&server, "http://evil.example").await,
+        Some(403)
+    );
+    assert_eq!(
+        upgrade_with_origin(&server, &format!("http://{}", server.addr)).await,
+        None,
+        "the page's own origin is accepted"
+    );
+
+    let server =
+        Server::start_with(&[("HEARTH_ALLOWED_ORIGINS", "https://chat.example.org")]).await;
+    assert_eq!(
+        upgrade_with_origin(&server, "https://chat.example.org").await,
+        None,
+        "a configured origin is accepted"
+    );
+    assert_eq!(
+        upgrade_with_origin(&server, "http://evil.example").await,
+        Some(403)
+    );
+}
+
+#[tokio::test]
+async fn the_page_is_served() {
+    let server = Server::start().await;
+    let response = server
+        .http()
+        .get(server.url("/"))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type:?}");
+    let body = response.text().await.expect("read the page");
+    assert!(body.contains("Hearth"), "{body}");
+}
+
+#[tokio::test]
+#[ignore = "server bug: a retried send is stored again under a new number (see design.md, Guarantees)"]
+async fn a_retried_send_is_stored_once() {
+    let server = Server::start().await;
+    let mut ann = server.client("Ann").await;
+    ann.join("General", None).await;
+    let mut ben = server.client("Ben").await;
+    ben.join("General", None).await;
+
+    let first = ann.say("General", "retry-1", "only once").await;
+    // The browser retries an unacknowledged send after a reconnect, on a new socket.
+    let mut ann_again = server.client("Ann").await;
+    ann_again.join("General", Some(first)).await;
+    let again = ann_again.say("General", "retry-1", "only once").await;
+    assert_eq!(
+        again, first,
+        "a retry is acknowledged with the original number"
+    );
+
+    let next = ann_again.say("General", "retry-2", "next").await;
+    assert_eq!(next, first + 1, "a retry takes no number of its own");
+    ben.recv_message("retry-1").await;
+    ben.recv_until("the next message", |frame| match frame {
+        ServerFrame::Message { message } if message.client_id == "retry-1" => {
+            panic!("a retried send was delivered twice")
+        }
+        ServerFrame::Message { message } if message.client_id == "retry-2" => Some(()),
+        _ => None,
+    })
+    .await;
+}

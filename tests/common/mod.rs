@@ -1,0 +1,418 @@
+//! Helpers that drive the real `hearth` binary over HTTP and WebSocket, the way a
+//! browser would, so the tests exercise the whole stack rather than the hub alone.
+
+#![allow(dead_code)] // Each test binary uses a different subset of these helpers.
+
+use futures_util::{SinkExt, StreamExt};
+use hearth::protocol::{ApiError, ChatMessage, ClientFrame, Seq, ServerFrame};
+use serde::de::DeserializeOwned;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Long enough for a loaded CI machine, short enough that a missing frame fails the
+/// test quickly instead of hanging it.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+const READY_PREFIX: &str = "hearth listening on http://";
+
+/// A running server on an ephemeral port, killed when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    http: reqwest::Client,
+    _child: Child,
+    // The server prints to stdout after startup too (in principle); keeping the pipe
+    // open means such a write can never fail with a broken pipe and kill it.
+    _stdout: Lines<BufReader<ChildStdout>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// A server with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A server with extra environment variables, e.g. `("HEARTH_HISTORY", "100")`.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let data_dir = tempfile::tempdir().expect("create a data directory");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
+        command
+            .current_dir(data_dir.path())
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("HEARTH_DATA_DIR", data_dir.path())
+            // A developer's own Leptos.toml must not change what the tests see.
+            .env("HEARTH_CONFIG", "/nonexistent/Leptos.toml")
+            .env_remove("HEARTH_HISTORY")
+            .env_remove("HEARTH_ROOM_CAPACITY")
+            .env_remove("HEARTH_ALLOWED_ORIGINS")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            // Server logs only clutter test output; set HEARTH_TEST_LOGS=1 to see them.
+            .stderr(if std::env::var_os("HEARTH_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn the hearth binary");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let addr = timeout(STARTUP_TIMEOUT, async {
+            while let Some(line) = stdout.next_line().await.expect("read server stdout") {
+                if let Some(addr) = line.strip_prefix(READY_PREFIX) {
+                    return addr.trim().parse::<SocketAddr>().unwrap_or_else(|e| {
+                        panic!("server announced an unparsable address {line:?}: {e}")
+                    });
+                }
+            }
+            panic!(
+                "server exited before printing {READY_PREFIX:?} (run with HEARTH_TEST_LOGS=1 to see why)"
+            );
+        })
+        .await
+        .unwrap_or_else(|_| panic!("server did not print {READY_PREFIX:?} within {STARTUP_TIMEOUT:?}"));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(RECV_TIMEOUT)
+            .build()
+            .expect("build an HTTP client");
+        Self {
+            addr,
+            http,
+            _child: child,
+            _stdout: stdout,
+            _data_dir: data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Calls a server function the way the page does (a url-encoded POST), returning
+    /// the HTTP status and either the decoded value or the decoded `ApiError`.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, Result<T, ApiError>) {
+        let url = self.url(&format!("/api/{endpoint}"));
+        let response = self
+            .http
+            .post(&url)
+            .form(form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("read the body of POST {url}: {e}"));
+        assert_ne!(
+            status,
+            reqwest::StatusCode::NOT_FOUND,
+            "server function {url} is not routed: {body}"
+        );
+        let result = if status.is_success() {
+            Ok(serde_json::from_str(&body).unwrap_or_else(|e| {
+                panic!("POST {url} answered {status} with an unexpected body {body:?}: {e}")
+            }))
+        } else {
+            Err(serde_json::from_str(&body).unwrap_or_else(|e| {
+                panic!(
+                    "POST {url} answered {status} with a body that is not an ApiError {body:?}: {e}"
+                )
+            }))
+        };
+        (status, result)
+    }
+
+    /// Opens a socket and says hello, returning the client once welcomed.
+    pub async fn client(&self, name: &str) -> Client {
+        let mut client = Client::connect(self).await;
+        client.hello(name).await;
+        client
+    }
+}
+
+/// One browser tab's WebSocket.
+pub struct Client {
+    pub name: String,
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames received but not yet consumed by a test, oldest first.
+    backlog: VecDeque<ServerFrame>,
+}
+
+impl Client {
+    /// Opens `/ws` without saying hello.
+    pub async fn connect(server: &Server) -> Self {
+        let (ws, _) = timeout(
+            RECV_TIMEOUT,
+            tokio_tungstenite::connect_async(server.ws_url()),
+        )
+        .await
+        .expect("WebSocket connect timed out")
+        .expect("WebSocket connect");
+        Self {
+            name: String::new(),
+            ws,
+            backlog: VecDeque::new(),
+        }
+    }
+
+    /// Says hello and checks the welcome; returns the channels it lists.
+    pub async fn hello(&mut self, name: &str) -> Vec<hearth::protocol::Channel> {
+        self.send(&ClientFrame::Hello { name: name.into() }).await;
+        let (welcomed, channels) = self
+            .recv_until("Welcome", |frame| match frame {
+                ServerFrame::Welcome { name, channels } => Some((name.clone(), channels.clone())),
+                ServerFrame::Error { code, message } => {
+                    panic!("hello as {name:?} refused: {code:?}: {message}")
+                }
+                _ => None,
+            })
+            .await;
+        self.name = welcomed;
+        channels
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        let json = serde_json::to_string(frame).expect("client frames serialize");
+        self.send_raw(&json).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        timeout(RECV_TIMEOUT, self.ws.send(Message::text(text)))
+            .await
+            .expect("WebSocket send timed out")
+            .expect("WebSocket send");
+    }
+
+    /// The next frame. Panics on timeout or close.
+    pub async fn recv(&mut self) -> ServerFrame {
+        self.recv_until("any frame", |frame| Some(frame.clone()))
+            .await
+    }
+
+    /// The first not yet consumed frame, in arrival order, for which `pick` returns
+    /// `Some`. Frames passed over stay queued for later calls, so awaiting an Ack
+    /// cannot swallow the Message a test looks for next. `pick` may panic to reject
+    /// a frame that must not arrive before the awaited one. `what` names the awaited
+    /// frame in failures.
+    pub async fn recv_until<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&ServerFrame) -> Option<T>,
+    ) -> T {
+        if let Some(index) = self.backlog.iter().position(|frame| pick(frame).is_some()) {
+            let frame = self.backlog.remove(index).expect("index from position");
+            return pick(&frame).expect("the same frame matches again");
+        }
+        let passed_over = self.backlog.len();
+        let found = timeout(RECV_TIMEOUT, async {
+            while let Some(frame) = self.next_frame().await {
+                if let Some(found) = pick(&frame) {
+                    return Some(found);
+                }
+                self.backlog.push_back(frame);
+            }
+            None
+        })
+        .await;
+        let (name, seen) = (&self.name, &self.backlog);
+        match found {
+            Ok(Some(found)) => found,
+            Ok(None) => panic!(
+                "[{name}] connection closed while waiting for {what}; \
+                 unconsumed frames ({passed_over} older): {seen:#?}"
+            ),
+            Err(_) => panic!(
+                "[{name}] no {what} within {RECV_TIMEOUT:?}; \
+                 unconsumed frames ({passed_over} older): {seen:#?}"
+            ),
+        }
+    }
+
+    /// Joins a channel and returns the `Joined` answer's fields.
+    pub async fn join(&mut self, channel: &str, since: Option<Seq>) -> Joined {
+        self.send(&ClientFrame::Join {
+            channel: channel.into(),
+            since,
+        })
+        .await;
+        self.recv_until(&format!("Joined {channel:?}"), |frame| match frame {
+            ServerFrame::Joined {
+                channel,
+                history,
+                reset,
+                online,
+            } => Some(Joined {
+                channel: channel.clone(),
+                history: history.clone(),
+                reset: *reset,
+                online: online.clone(),
+            }),
+            ServerFrame::Error { code, message } => {
+                panic!("join {channel:?} refused: {code:?}: {message}")
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends a message and waits for its acknowledgement, returning its number.
+    pub async fn say(&mut self, channel: &str, client_id: &str, text: &str) -> Seq {
+        self.send(&ClientFrame::Send {
+            channel: channel.into(),
+            client_id: client_id.into(),
+            text: text.into(),
+        })
+        .await;
+        self.recv_until(&format!("Ack for {client_id:?}"), |frame| match frame {
+            ServerFrame::Ack {
+                client_id: acked,
+                seq,
+                ..
+            } if acked == client_id => Some(*seq),
+            ServerFrame::SendFailed {
+                client_id: failed,
+                code,
+                message,
+            } if failed == client_id => panic!("send {client_id:?} refused: {code:?}: {message}"),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for the message with this client id to be delivered to this client.
+    pub async fn recv_message(&mut self, client_id: &str) -> ChatMessage {
+        self.recv_until(&format!("Message {client_id:?}"), |frame| match frame {
+            ServerFrame::Message { message } if message.client_id == client_id => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Asserts that the server closes this connection without sending anything more.
+    pub async fn expect_closed(&mut self) {
+        let name = self.name.clone();
+        let ended = timeout(RECV_TIMEOUT, async {
+            if let Some(frame) = self.next_frame().await {
+                panic!("[{name}] expected the server to close, got {frame:?}");
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "[{name}] server did not close within {RECV_TIMEOUT:?}"
+        );
+    }
+
+    /// Closes this tab cleanly and waits until the server has hung up. The server
+    /// takes a connection out of the hub before dropping its socket, so once this
+    /// returns, the server has forgotten this tab.
+    pub async fn close(mut self) {
+        // The server may already be gone; only the end of the stream matters.
+        let _ = self.ws.close(None).await;
+        let name = self.name.clone();
+        let drained = timeout(RECV_TIMEOUT, async {
+            while self.next_frame().await.is_some() {}
+        })
+        .await;
+        assert!(
+            drained.is_ok(),
+            "[{name}] server did not hang up within {RECV_TIMEOUT:?}"
+        );
+    }
+
+    /// The next text frame decoded; `None` once the connection has ended.
+    async fn next_frame(&mut self) -> Option<ServerFrame> {
+        loop {
+            match self.ws.next().await? {
+                Ok(Message::Text(text)) => {
+                    return Some(serde_json::from_str(&text).unwrap_or_else(|e| {
+                        panic!("[{}] undecodable server frame {text:?}: {e}", self.name)
+                    }));
+                }
+                Ok(Message::Close(_)) => return None,
+                Ok(Message::Binary(bytes)) => {
+                    panic!("[{}] unexpected binary frame {bytes:?}", self.name)
+                }
+                Ok(_) => {}
+                // A server hanging up without a close handshake still ends the stream.
+                Err(
+                    tungstenite::Error::ConnectionClosed
+                    | tungstenite::Error::AlreadyClosed
+                    | tungstenite::Error::Protocol(_)
+                    | tungstenite::Error::Io(_),
+                ) => return None,
+                Err(e) => panic!("[{}] WebSocket error: {e}", self.name),
+            }
+        }
+    }
+}
+
+/// The fields of a `Joined` frame.
+#[derive(Debug)]
+pub struct Joined {
+    pub channel: String,
+    pub history: Vec<ChatMessage>,
+    pub reset: bool,
+    pub online: Vec<String>,
+}
+
+impl Joined {
+    pub fn seqs(&self) -> Vec<Seq> {
+        self.history.iter().map(|m| m.seq).collect()
+    }
+}
+
+/// Attempts a WebSocket upgrade with an `Origin` header; returns the refusal's HTTP
+/// status, or `None` when the upgrade succeeded.
+pub async fn upgrade_with_origin(server: &Server, origin: &str) -> Option<u16> {
+    let mut request = server
+        .ws_url()
+        .into_client_request()
+        .expect("a valid WebSocket URL");
+    request.headers_mut().insert(
+        "Origin",
+        HeaderValue::from_str(origin).expect("a valid header value"),
+    );
+    match timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("WebSocket upgrade timed out")
+    {
+        Ok(_) => None,
+        Err(tungstenite::Error::Http(response)) => Some(response.status().as_u16()),
+        Err(e) => panic!("WebSocket upgrade with Origin {origin:?} failed oddly: {e}"),
+    }
+}
+
+/// Milliseconds since the Unix epoch, as the server stamps messages.
+pub fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("a sane clock")
+}
