@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit and integration tests against a real server, then the
+# end-to-end tests in headless Chromium against the release build.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$HEARTH_ROOT"
+say "unit and integration tests"
+cargo test --features ssr
+say "building the site for the end-to-end tests"
+cargo leptos build --release
+say "end-to-end tests (Chromium)"
+(cd end2end && npx playwright test)
