@@ -87,9 +87,11 @@ pub fn CurrentName() -> impl IntoView {
     view! {
         <Show when=move || name().is_some()>
             <div class="current-name">
-                <span class="avatar" aria-hidden="true">
-                    {move || initial(&name().unwrap_or_default())}
-                </span>
+                <span
+                    class="avatar"
+                    aria-hidden="true"
+                    data-initial=move || initial(&name().unwrap_or_default())
+                ></span>
                 <span data-testid="current-name" class="name">{move || name().unwrap_or_default()}</span>
                 <button
                     class="ghost small"
@@ -103,7 +105,8 @@ pub fn CurrentName() -> impl IntoView {
     }
 }
 
-/// The first letter of a name, for its avatar.
+/// The first letter of a name, for its avatar. Shown through CSS (`data-initial`)
+/// so it is not part of the name's text.
 pub fn initial(name: &str) -> String {
     name.chars()
         .next()

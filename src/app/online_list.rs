@@ -23,7 +23,7 @@ pub fn OnlineList() -> impl IntoView {
                     children=move |name| {
                         view! {
                             <li data-testid="presence-item" class="presence-item" data-name=name.clone()>
-                                <span class="avatar small" aria-hidden="true">{initial(&name)}</span>
+                                <span class="avatar small" aria-hidden="true" data-initial=initial(&name)></span>
                                 <span class="name">{name.clone()}</span>
                             </li>
                         }
