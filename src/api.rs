@@ -1,30 +1,69 @@
-//! Server functions: request/response work the page does over HTTP.
+//! Server functions: request/response work the page does over HTTP. Each acts
+//! through the hub or the name registry, which block on the store, so they run on
+//! the blocking pool.
 
-use crate::protocol::{ApiError, Channel};
+use crate::protocol::{ApiError, Channel, NameGrant};
 use leptos::prelude::*;
 
 /// Every channel, oldest first.
 #[server(endpoint = "channels")]
 pub async fn list_channels() -> Result<Vec<Channel>, ApiError> {
     let hub = expect_context::<std::sync::Arc<crate::server::hub::Hub>>();
-    Ok(hub.store().channels())
+    Ok(hub.channels())
 }
 
-/// Creates a channel; everyone connected sees it appear.
+/// Creates a channel as the person holding `as_name`; everyone connected sees it
+/// appear.
 #[server(endpoint = "create_channel")]
-pub async fn create_channel(name: String) -> Result<Channel, ApiError> {
-    use crate::server::hub::HubError;
-    let hub = expect_context::<std::sync::Arc<crate::server::hub::Hub>>();
-    hub.create_channel(&name, crate::server::now_ms())
-        .map_err(|e| match e {
+pub async fn create_channel(
+    name: String,
+    as_name: String,
+    token: String,
+) -> Result<Channel, ApiError> {
+    use crate::server::hub::{Hub, HubError};
+    use crate::server::names::Names;
+    let hub = expect_context::<std::sync::Arc<Hub>>();
+    let names = expect_context::<std::sync::Arc<Names>>();
+    blocking(move || {
+        let now = crate::server::now_ms();
+        if !names.verify(&as_name, &token, now).unwrap_or(false) {
+            return Err(ApiError::NotIdentified);
+        }
+        hub.create_channel(&name, now).map_err(|e| match e {
             HubError::ChannelName(e) => ApiError::ChannelName(e),
             HubError::ChannelExists(name) => ApiError::ChannelExists(name),
-            other => ApiError::Transport(other.to_string()),
+            _ => ApiError::Unavailable,
         })
+    })
+    .await
 }
 
-/// Checks a display name and returns it as it will be shown.
+/// Claims a display name for this browser, returning it as it will be shown and the
+/// token that proves it. A browser that holds a token presents it to keep it.
 #[server(endpoint = "claim_name")]
-pub async fn claim_name(name: String) -> Result<String, ApiError> {
-    Ok(crate::protocol::validate_name(&name)?)
+pub async fn claim_name(name: String, token: Option<String>) -> Result<NameGrant, ApiError> {
+    let names = expect_context::<std::sync::Arc<crate::server::names::Names>>();
+    blocking(move || names.claim(&name, token, crate::server::now_ms())).await
+}
+
+/// Gives up a display name so someone else may take it.
+#[server(endpoint = "release_name")]
+pub async fn release_name(name: String, token: String) -> Result<(), ApiError> {
+    let names = expect_context::<std::sync::Arc<crate::server::names::Names>>();
+    blocking(move || match names.release(&name, &token) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::NotIdentified),
+        Err(_) => Err(ApiError::Unavailable),
+    })
+    .await
+}
+
+/// Runs store work on the blocking pool.
+#[cfg(feature = "ssr")]
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or(Err(ApiError::Unavailable))
 }

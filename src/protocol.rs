@@ -18,6 +18,8 @@ pub const MESSAGE_MAX_CHARS: usize = 2_000;
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 /// Longest client-generated send id, in bytes.
 pub const CLIENT_ID_MAX_BYTES: usize = 64;
+/// Longest name token a client may present, in bytes (the server issues 64 hex digits).
+pub const TOKEN_MAX_BYTES: usize = 128;
 
 /// Per-channel sequence number, assigned by the server when a message is stored.
 /// The first message of a channel is number 1.
@@ -30,6 +32,13 @@ pub struct Channel {
     pub name: String,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+}
+
+/// A display name held by this browser, and the secret that proves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameGrant {
+    pub name: String,
+    pub token: String,
 }
 
 /// One stored chat message.
@@ -50,8 +59,9 @@ pub struct ChatMessage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
-    /// Must be the first frame: who is on this connection.
-    Hello { name: String },
+    /// Must be the first frame: who is on this connection, with the token that
+    /// claiming the name returned.
+    Hello { name: String, token: String },
     /// Enter a channel (leaving the current one). With `since`, only the messages
     /// after that sequence number are replayed.
     Join {
@@ -122,8 +132,19 @@ pub enum ErrorCode {
     InvalidMessage,
     NotInChannel,
     NotIdentified,
+    /// The name is held by another browser.
+    NameTaken,
+    /// The message could not be stored now; it stays pending and is retried.
+    Unavailable,
     BadFrame,
     Internal,
+}
+
+impl ErrorCode {
+    /// Whether a send refused with this code may succeed if sent again later.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorCode::Unavailable)
+    }
 }
 
 /// Why a display name was refused.
@@ -170,6 +191,12 @@ pub fn is_invisible(c: char) -> bool {
             | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
             | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
             | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The identity of a display name: two names with the same key are the same person,
+/// so "Ada" cannot be taken by "ada" while Ada holds it.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
 }
 
 /// Trims a display name and checks it: 1 to 32 characters, nothing invisible.
@@ -244,6 +271,12 @@ pub enum ApiError {
     ChannelName(#[from] ChannelNameError),
     #[error("A channel named “{0}” already exists.")]
     ChannelExists(String),
+    #[error("The name “{0}” is taken by someone else. Please pick another.")]
+    NameTaken(String),
+    #[error("Please choose your display name again.")]
+    NotIdentified,
+    #[error("The server cannot store this right now; please try again shortly.")]
+    Unavailable,
     #[error("The server could not be reached: {0}")]
     Transport(String),
 }
@@ -275,6 +308,7 @@ mod tests {
         assert_eq!(validate_name("Ada\u{200B}"), Err(NameError::Invisible));
         assert_eq!(validate_name("\u{202E}adA"), Err(NameError::Invisible));
         assert_eq!(validate_name("A\nda"), Err(NameError::Invisible));
+        assert_eq!(name_key("Ada"), name_key("aDA"));
         assert!(validate_name("<script>alert(1)</script>").is_ok());
     }
 

@@ -68,9 +68,12 @@ fn NewChannelForm() -> impl IntoView {
             chat.error.set(Some(e.to_string()));
             return;
         }
+        let Some((as_name, token)) = chat.credentials() else {
+            return;
+        };
         busy.set(true);
         spawn_local(async move {
-            match create_channel(raw).await {
+            match create_channel(raw, as_name, token).await {
                 Ok(channel) => {
                     draft.set(String::new());
                     chat.open_channel(&channel.name);

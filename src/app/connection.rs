@@ -3,8 +3,13 @@
 //! touch the socket.
 
 use super::storage;
-use crate::protocol::{Channel, ChatMessage, ClientFrame, ErrorCode, Seq, ServerFrame};
+use crate::protocol::{Channel, ChatMessage, ClientFrame, ErrorCode, NameGrant, Seq, ServerFrame};
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How long a send the server could not store waits before it is sent again.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// Who this tab is. `Unknown` until hydration has read localStorage, so the server's
 /// render and the first client render agree.
@@ -72,8 +77,9 @@ impl Room {
     }
 }
 
-/// A message this tab sent that the server has not shown back yet.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A message this browser sent that the server has not acknowledged yet. Kept in
+/// localStorage until it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub client_id: String,
     pub channel: String,
@@ -112,17 +118,35 @@ impl Chat {
     /// Reads what the browser remembers and connects if it knows a name. Runs once,
     /// after hydration.
     pub fn start(self) {
-        match storage::saved_name() {
-            Some(name) => self.become_named(name),
+        self.pending.set(storage::saved_outbox());
+        match storage::saved_identity() {
+            Some((name, _token)) => {
+                self.identity.set(Identity::Named(name));
+                socket::open(self);
+            }
             None => self.identity.set(Identity::Anonymous),
         }
     }
 
-    /// Takes a name the server accepted: remembers it and (re)connects as it.
-    pub fn become_named(self, name: String) {
-        storage::save_name(&name);
-        self.identity.set(Identity::Named(name));
+    /// Takes a name the server granted: remembers it, gives up the previous one if
+    /// it was different, and (re)connects as the new one.
+    pub fn become_named(self, grant: NameGrant) {
+        if let Some((previous, token)) = storage::saved_identity()
+            && crate::protocol::name_key(&previous) != crate::protocol::name_key(&grant.name)
+        {
+            leptos::task::spawn_local(async move {
+                // Failing to release only keeps the old name reserved until it idles out.
+                let _ = crate::api::release_name(previous, token).await;
+            });
+        }
+        storage::save_identity(&grant.name, &grant.token);
+        self.identity.set(Identity::Named(grant.name));
         socket::open(self);
+    }
+
+    /// The name server functions act as, with its token.
+    pub fn credentials(self) -> Option<(String, String)> {
+        storage::saved_identity()
     }
 
     /// Shows the name prompt again; the current connection stays until a new name
@@ -217,15 +241,26 @@ impl Chat {
             ServerFrame::PresenceLeft { channel, name } => {
                 self.with_room(&channel, |room| room.online.retain(|n| *n != name))
             }
-            // The message itself arrives as a broadcast, which clears the pending copy.
-            ServerFrame::Ack { .. } => {}
+            ServerFrame::Ack { client_id, .. } => self.discard(&client_id),
             ServerFrame::SendFailed {
-                client_id, message, ..
-            } => self.pending.update(|all| {
-                if let Some(p) = all.iter_mut().find(|p| p.client_id == client_id) {
-                    p.failed = Some(message);
+                client_id,
+                code,
+                message,
+            } => {
+                if code.is_retryable() {
+                    self.retry_later(client_id);
+                } else {
+                    self.pending.update(|all| {
+                        if let Some(p) = all.iter_mut().find(|p| p.client_id == client_id) {
+                            p.failed = Some(message);
+                        }
+                    });
                 }
-            }),
+            }
+            ServerFrame::Error {
+                code: ErrorCode::NameTaken,
+                message,
+            } => self.name_refused(message),
             ServerFrame::Error { code, message } => {
                 if code == ErrorCode::NoSuchChannel && self.current_channel().is_none() {
                     // The remembered channel is gone: fall back to the first one.
@@ -237,6 +272,40 @@ impl Chat {
                 self.error.set(Some(message));
             }
         }
+    }
+
+    /// Sends a pending message again after a pause (the server could not store it).
+    fn retry_later(self, client_id: String) {
+        set_timeout(
+            move || {
+                let pending = self
+                    .pending
+                    .with_untracked(|all| all.iter().find(|p| p.client_id == client_id).cloned());
+                if let Some(pending) = pending {
+                    socket::send(self, &send_frame(&pending));
+                }
+            },
+            RETRY_AFTER,
+        );
+    }
+
+    /// The server does not accept this browser's token for its name: claim it again
+    /// (the server may have lost its data), or ask for another name.
+    fn name_refused(self, message: String) {
+        socket::close(self);
+        let Some((name, token)) = storage::saved_identity() else {
+            self.identity.set(Identity::Anonymous);
+            return;
+        };
+        leptos::task::spawn_local(async move {
+            match crate::api::claim_name(name, Some(token)).await {
+                Ok(grant) => self.become_named(grant),
+                Err(_) => {
+                    self.error.set(Some(message));
+                    self.identity.set(Identity::Anonymous);
+                }
+            }
+        });
     }
 
     fn with_room(self, channel: &str, change: impl FnOnce(&mut Room)) {
@@ -382,7 +451,9 @@ mod socket {
 
     /// Replaces any current socket with a new one that says hello as this tab's name.
     pub fn open(chat: Chat) {
-        let Some(name) = chat.name() else { return };
+        let Some((name, token)) = chat.credentials() else {
+            return;
+        };
         let Some(url) = url() else { return };
         let generation = chat.socket.with_value(|s| s.generation) + 1;
         close_current(chat);
@@ -398,7 +469,7 @@ mod socket {
             chat.status.set(Status::Connecting);
         }
 
-        let hello = serde_json::to_string(&ClientFrame::Hello { name }).unwrap_or_default();
+        let hello = serde_json::to_string(&ClientFrame::Hello { name, token }).unwrap_or_default();
         let on_open = {
             let socket = socket.clone();
             Closure::<dyn FnMut(JsValueEvent)>::new(move |_| {
@@ -451,6 +522,12 @@ mod socket {
         chat.socket
             .try_with_value(|s| s.generation == generation)
             .unwrap_or(false)
+    }
+
+    /// Closes the socket for good (until `open` is called again).
+    pub fn close(chat: Chat) {
+        close_current(chat);
+        chat.status.set(Status::Idle);
     }
 
     fn close_current(chat: Chat) {
@@ -509,6 +586,8 @@ mod socket {
     pub struct Slot;
 
     pub fn open(_chat: Chat) {}
+
+    pub fn close(_chat: Chat) {}
 
     pub fn send(_chat: Chat, _frame: &ClientFrame) {}
 }

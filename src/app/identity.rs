@@ -29,10 +29,10 @@ pub fn NamePrompt() -> impl IntoView {
         }
         busy.set(true);
         spawn_local(async move {
-            match claim_name(raw).await {
-                Ok(name) => {
+            match claim_name(raw, storage::saved_token()).await {
+                Ok(grant) => {
                     chat.error.set(None);
-                    chat.become_named(name);
+                    chat.become_named(grant);
                 }
                 Err(e) => chat.error.set(Some(e.to_string())),
             }

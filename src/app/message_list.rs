@@ -1,6 +1,6 @@
 //! The messages of the open room, oldest first, with this tab's pending sends last.
 
-use super::connection::{Chat, Pending};
+use super::connection::{Chat, Pending, Status};
 use super::time::{full_date, iso, short_time};
 use crate::protocol::ChatMessage;
 use leptos::prelude::*;
@@ -94,8 +94,16 @@ fn PendingItem(pending: Pending) -> impl IntoView {
         >
             <div class="message-meta">
                 <span class="message-author">{chat.name().unwrap_or_default()}</span>
-                <span class="message-time">
-                    {if is_failed { "not sent" } else { "sending…" }}
+                <span class="message-time" data-testid="pending-state">
+                    {move || {
+                        if is_failed {
+                            "not sent"
+                        } else if chat.status.get() == Status::Connected {
+                            "sending…"
+                        } else {
+                            "waiting for the connection…"
+                        }
+                    }}
                 </span>
             </div>
             <p class="message-text">{pending.text}</p>

@@ -66,6 +66,13 @@ fn ChatPage() -> impl IntoView {
     // Effects run only in the browser, after hydration: the first moment
     // localStorage and WebSocket exist.
     Effect::new(move |_| chat.start());
+    // The outbox follows every change, so a reload or a closed tab loses no send;
+    // not before `start` has read the saved one, which would erase it.
+    Effect::new(move |_| {
+        if chat.identity.with(|i| *i != Identity::Unknown) {
+            chat.pending.with(|outbox| storage::save_outbox(outbox));
+        }
+    });
     let (drawer_open, set_drawer_open) = signal(false);
     // On phones the channel list is a drawer; opening a room closes it.
     Effect::new(move |_| {

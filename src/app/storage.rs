@@ -2,39 +2,55 @@
 //! hydration: the server has no localStorage, and reading it while rendering would
 //! make the first client render differ from the server's.
 
+use super::connection::Pending;
+
 const NAME_KEY: &str = "hearth.name";
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+const TOKEN_KEY: &str = "hearth.token";
 const CHANNEL_KEY: &str = "hearth.channel";
+const OUTBOX_KEY: &str = "hearth.outbox";
 
 #[cfg(feature = "hydrate")]
 mod backend {
     use gloo_storage::{LocalStorage, Storage};
 
-    pub fn get(key: &str) -> Option<String> {
+    pub fn get<T: serde::de::DeserializeOwned>(key: &str) -> Option<T> {
         LocalStorage::get(key).ok()
     }
 
-    pub fn set(key: &str, value: &str) {
-        // A full or disabled storage only costs the person their remembered choice.
+    pub fn set<T: serde::Serialize>(key: &str, value: &T) {
+        // A full or disabled storage only costs the person what would be remembered.
         let _ = LocalStorage::set(key, value);
     }
 }
 
 #[cfg(not(feature = "hydrate"))]
 mod backend {
-    pub fn get(_key: &str) -> Option<String> {
+    pub fn get<T>(_key: &str) -> Option<T> {
         None
     }
 
-    pub fn set(_key: &str, _value: &str) {}
+    pub fn set<T>(_key: &str, _value: &T) {}
+}
+
+/// The name this browser chats as and the token that holds it.
+pub fn saved_identity() -> Option<(String, String)> {
+    let name: String = backend::get(NAME_KEY)?;
+    let token: String = backend::get(TOKEN_KEY)?;
+    crate::protocol::validate_name(&name).ok()?;
+    Some((name, token))
 }
 
 pub fn saved_name() -> Option<String> {
-    backend::get(NAME_KEY).filter(|n| crate::protocol::validate_name(n).is_ok())
+    saved_identity().map(|(name, _)| name)
 }
 
-pub fn save_name(name: &str) {
-    backend::set(NAME_KEY, name);
+pub fn saved_token() -> Option<String> {
+    backend::get(TOKEN_KEY)
+}
+
+pub fn save_identity(name: &str, token: &str) {
+    backend::set(NAME_KEY, &name);
+    backend::set(TOKEN_KEY, &token);
 }
 
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
@@ -44,5 +60,14 @@ pub fn saved_channel() -> Option<String> {
 
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 pub fn save_channel(channel: &str) {
-    backend::set(CHANNEL_KEY, channel);
+    backend::set(CHANNEL_KEY, &channel);
+}
+
+/// Sends not yet acknowledged, so a reload or a closed tab loses none of them.
+pub fn saved_outbox() -> Vec<Pending> {
+    backend::get(OUTBOX_KEY).unwrap_or_default()
+}
+
+pub fn save_outbox(outbox: &[Pending]) {
+    backend::set(OUTBOX_KEY, &outbox);
 }

@@ -30,10 +30,31 @@ pub struct Flags {
     /// Most people in one room at once.
     #[arg(long, env = "HEARTH_ROOM_CAPACITY")]
     pub room_capacity: Option<usize>,
+    /// Where data is kept: `sqlite` (durable, in the data directory) or `memory`
+    /// (gone when the process ends; for tests and benchmarks).
+    #[arg(long, env = "HEARTH_STORE")]
+    pub store: Option<StoreKind>,
+    /// Seconds between the server's pings to each connection.
+    #[arg(long, env = "HEARTH_PING_INTERVAL_SECS")]
+    pub ping_interval_secs: Option<u64>,
+    /// Seconds of silence (no frame, no pong) after which a connection is closed.
+    #[arg(long, env = "HEARTH_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Days a display name may go unused before someone else may claim it.
+    #[arg(long, env = "HEARTH_NAME_IDLE_DAYS")]
+    pub name_idle_days: Option<u64>,
     /// Extra origins allowed to open the WebSocket, comma-separated
     /// (e.g. `https://chat.example.org`). The page's own origin is always allowed.
     #[arg(long, env = "HEARTH_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+}
+
+/// Which store keeps the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Sqlite,
+    Memory,
 }
 
 /// The file's keys; all optional.
@@ -46,9 +67,12 @@ struct FileConfig {
     history: Option<usize>,
     room_capacity: Option<usize>,
     allowed_origins: Option<Vec<String>>,
+    store: Option<StoreKind>,
     outbound_queue: Option<usize>,
+    commit_queue: Option<usize>,
     ping_interval_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
+    name_idle_days: Option<u64>,
 }
 
 /// The settings Hearth runs with.
@@ -60,12 +84,17 @@ pub struct Config {
     pub history: usize,
     pub room_capacity: usize,
     pub allowed_origins: Vec<String>,
+    pub store: StoreKind,
     /// Frames queued for one connection before it counts as too slow.
     pub outbound_queue: usize,
+    /// Sends waiting to be stored before new ones are refused as "busy".
+    pub commit_queue: usize,
     /// How often the server pings each connection.
     pub ping_interval: Duration,
     /// A connection silent this long (no frame, no pong) is closed.
     pub idle_timeout: Duration,
+    /// A name unused this long may be claimed by someone else.
+    pub name_idle: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -93,9 +122,12 @@ impl Default for Config {
             history: 100,
             room_capacity: 200,
             allowed_origins: Vec::new(),
+            store: StoreKind::Sqlite,
             outbound_queue: 256,
+            commit_queue: 65_536,
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(40),
+            name_idle: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -131,18 +163,34 @@ impl Config {
                 .allowed_origins
                 .or(file.allowed_origins)
                 .unwrap_or(defaults.allowed_origins),
+            store: flags.store.or(file.store).unwrap_or(defaults.store),
             outbound_queue: file.outbound_queue.unwrap_or(defaults.outbound_queue),
-            ping_interval: file
+            commit_queue: file.commit_queue.unwrap_or(defaults.commit_queue),
+            ping_interval: flags
                 .ping_interval_secs
+                .or(file.ping_interval_secs)
                 .map_or(defaults.ping_interval, Duration::from_secs),
-            idle_timeout: file
+            idle_timeout: flags
                 .idle_timeout_secs
+                .or(file.idle_timeout_secs)
                 .map_or(defaults.idle_timeout, Duration::from_secs),
+            name_idle: flags
+                .name_idle_days
+                .or(file.name_idle_days)
+                .map_or(defaults.name_idle, |days| {
+                    Duration::from_secs(days.saturating_mul(24 * 3600))
+                }),
         };
         for (value, name) in [
             (config.history, "history"),
             (config.room_capacity, "room_capacity"),
             (config.outbound_queue, "outbound_queue"),
+            (config.commit_queue, "commit_queue"),
+            (
+                config.ping_interval.as_secs() as usize,
+                "ping_interval_secs",
+            ),
+            (config.idle_timeout.as_secs() as usize, "idle_timeout_secs"),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));

@@ -1,25 +1,31 @@
-//! The live side of the chat: who is connected, who is in which room, and fan-out.
+//! The live side of the chat: who is connected, who is in which room, the kept
+//! windows, and fan-out.
 //!
-//! One lock guards membership and the store calls that change history, so the order
-//! in which messages are numbered is the order in which every member receives them,
-//! and a join sees a history snapshot that lines up exactly with what is queued after
-//! it. Everything done under the lock is short and never waits: delivery is a
-//! `try_send` of bytes that were serialized once for all recipients.
+//! Sends go through one committer thread that stores them in batches (group commit)
+//! and only then publishes them: each stored message is fanned out to its room and
+//! acknowledged to its sender, so nothing anyone sees or is acknowledged can be lost
+//! by a crash. One lock guards membership and the windows, so a join sees a window
+//! that lines up exactly with what is queued after it. Nothing done under the lock
+//! waits: delivery is a `try_send` of bytes serialized once for all recipients.
 
-use super::store::{NewMessage, Store, StoreError};
+use super::store::{Appended, NewMessage, Store, StoreError};
+use super::window::ChannelWindow;
 use crate::protocol::{
-    Channel, ChannelNameError, ErrorCode, MessageError, Seq, ServerFrame, channel_key,
-    validate_channel_name, validate_message,
+    CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ErrorCode, MessageError, Seq, ServerFrame,
+    channel_key, validate_channel_name, validate_message,
 };
 use axum::extract::ws::Utf8Bytes;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Identifies one WebSocket connection (one browser tab).
 pub type ConnId = u64;
+
+/// Most sends stored in one transaction.
+const MAX_BATCH: usize = 1024;
 
 /// What the hub refuses, in words a person can act on.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -34,8 +40,14 @@ pub enum HubError {
     RoomFull { channel: String, capacity: usize },
     #[error("{0}")]
     Message(#[from] MessageError),
+    #[error("A send needs a client id of 1 to {CLIENT_ID_MAX_BYTES} bytes.")]
+    ClientId,
     #[error("Open “{0}” before sending to it.")]
     NotInChannel(String),
+    #[error("The server is busy or restarting; your message will be sent again shortly.")]
+    Unavailable,
+    #[error("The name “{0}” is taken by someone else. Please pick another.")]
+    NameTaken(String),
 }
 
 impl HubError {
@@ -46,7 +58,10 @@ impl HubError {
             HubError::NoSuchChannel(_) => ErrorCode::NoSuchChannel,
             HubError::RoomFull { .. } => ErrorCode::RoomFull,
             HubError::Message(_) => ErrorCode::InvalidMessage,
+            HubError::ClientId => ErrorCode::BadFrame,
             HubError::NotInChannel(_) => ErrorCode::NotInChannel,
+            HubError::Unavailable => ErrorCode::Unavailable,
+            HubError::NameTaken(_) => ErrorCode::NameTaken,
         }
     }
 }
@@ -56,6 +71,11 @@ impl From<StoreError> for HubError {
         match err {
             StoreError::ChannelExists(name) => HubError::ChannelExists(name),
             StoreError::NoSuchChannel(name) => HubError::NoSuchChannel(name),
+            StoreError::NameTaken(name) => HubError::NameTaken(name),
+            StoreError::Backend(e) => {
+                tracing::error!(error = %e, "store failed");
+                HubError::Unavailable
+            }
         }
     }
 }
@@ -67,6 +87,10 @@ pub struct HubLimits {
     pub room_capacity: usize,
     /// Frames queued for one connection before it counts as too slow and is cut off.
     pub queue_len: usize,
+    /// Messages kept per channel.
+    pub history: usize,
+    /// Sends waiting to be stored before new ones are refused as "busy".
+    pub commit_queue: usize,
 }
 
 pub struct Hub {
@@ -74,12 +98,17 @@ pub struct Hub {
     limits: HubLimits,
     next_conn: AtomicU64,
     state: Mutex<State>,
+    commits: mpsc::Sender<Job>,
+    closing: AtomicBool,
 }
 
 #[derive(Default)]
 struct State {
     conns: HashMap<ConnId, Conn>,
     rooms: HashMap<String, Room>,
+    /// Channel keys in creation order.
+    order: Vec<String>,
+    windows: HashMap<String, ChannelWindow>,
 }
 
 struct Conn {
@@ -91,8 +120,6 @@ struct Conn {
 
 #[derive(Default)]
 struct Room {
-    /// The channel's name as shown, for presence frames.
-    display: String,
     conns: Vec<ConnId>,
     /// Connections per person: presence counts connections, shows people.
     people: BTreeMap<Arc<str>, usize>,
@@ -104,24 +131,63 @@ pub struct Registration {
     pub outbound: mpsc::Receiver<Utf8Bytes>,
 }
 
+/// Work for the committer thread.
+enum Job {
+    Send {
+        conn: ConnId,
+        message: NewMessage,
+    },
+    /// Everything queued before this is stored; answer and stop.
+    Stop(oneshot::Sender<()>),
+}
+
 impl Hub {
-    pub fn new(store: Arc<dyn Store>, limits: HubLimits) -> Self {
-        Self {
+    /// Loads the channels and their windows from the store and starts the committer.
+    pub fn start(store: Arc<dyn Store>, limits: HubLimits) -> Result<Arc<Self>, StoreError> {
+        let mut state = State::default();
+        for log in store.load()? {
+            let key = channel_key(&log.channel.name);
+            state.order.push(key.clone());
+            state.windows.insert(
+                key,
+                ChannelWindow::new(log.channel, log.last_seq, log.recent, limits.history),
+            );
+        }
+        let (commits, jobs) = mpsc::channel(limits.commit_queue.max(1));
+        let hub = Arc::new(Self {
             store,
             limits,
             next_conn: AtomicU64::new(1),
-            state: Mutex::default(),
-        }
+            state: Mutex::new(state),
+            commits,
+            closing: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&hub);
+        std::thread::Builder::new()
+            .name("hearth-committer".into())
+            .spawn(move || run_committer(weak, jobs))
+            .map_err(|e| StoreError::Backend(format!("cannot start the committer: {e}")))?;
+        Ok(hub)
     }
 
-    pub fn store(&self) -> &dyn Store {
-        &*self.store
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change below keeps the state consistent at each step, so the state
         // behind a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every channel, oldest first.
+    pub fn channels(&self) -> Vec<Channel> {
+        let state = self.lock();
+        state
+            .order
+            .iter()
+            .map(|key| state.windows[key].channel.clone())
+            .collect()
     }
 
     /// Registers a connection for a person who said hello.
@@ -145,11 +211,18 @@ impl Hub {
         evict(&mut state, vec![id]);
     }
 
-    /// Creates a channel and tells every connection about it.
+    /// Durably creates a channel and tells every connection about it. Blocks on the
+    /// store: call it from a blocking context.
     pub fn create_channel(&self, raw_name: &str, now: i64) -> Result<Channel, HubError> {
         let name = validate_channel_name(raw_name)?;
-        let mut state = self.lock();
         let channel = self.store.create_channel(&name, now)?;
+        let key = channel_key(&channel.name);
+        let mut state = self.lock();
+        state.order.push(key.clone());
+        state.windows.insert(
+            key,
+            ChannelWindow::new(channel.clone(), 0, Vec::new(), self.limits.history),
+        );
         let frame = encode(&ServerFrame::ChannelCreated {
             channel: channel.clone(),
         });
@@ -168,12 +241,12 @@ impl Hub {
     ) -> Result<ServerFrame, HubError> {
         let key = channel_key(&validate_channel_name(raw_channel)?);
         let mut state = self.lock();
-        let channel = self
-            .store
-            .channel(&key)
-            .ok_or_else(|| HubError::NoSuchChannel(raw_channel.trim().to_owned()))?;
+        let Some(window) = state.windows.get(&key) else {
+            return Err(HubError::NoSuchChannel(raw_channel.trim().to_owned()));
+        };
+        let display = window.channel.name.clone();
         let Some(conn) = state.conns.get(&id) else {
-            return Err(HubError::NoSuchChannel(channel.name));
+            return Err(HubError::NoSuchChannel(display));
         };
         let name = conn.name.clone();
         if conn.room.as_deref() != Some(key.as_str()) {
@@ -182,21 +255,21 @@ impl Hub {
             let people = room.map_or(0, |r| r.people.len());
             if !present && people >= self.limits.room_capacity {
                 return Err(HubError::RoomFull {
-                    channel: channel.name,
+                    channel: display,
                     capacity: self.limits.room_capacity,
                 });
             }
             leave_room(&mut state, id);
-            enter_room(&mut state, id, &key, &channel.name);
+            enter_room(&mut state, id, &key);
         }
-        let replay = self.store.replay(&key, since)?;
+        let replay = state.windows[&key].replay(since);
         let online = state.rooms[&key]
             .people
             .keys()
             .map(|p| p.to_string())
             .collect();
         Ok(ServerFrame::Joined {
-            channel: channel.name,
+            channel: display,
             history: replay.messages,
             reset: replay.reset,
             online,
@@ -209,7 +282,9 @@ impl Hub {
         leave_room(&mut state, id);
     }
 
-    /// Stores a message from a connection and delivers it to everyone in the room.
+    /// Queues a message from a connection for storing. Once stored it is delivered to
+    /// the room and acknowledged to the sender; a refusal found then comes back as a
+    /// `SendFailed`. Errors here are refusals found at once.
     pub fn send(
         &self,
         id: ConnId,
@@ -217,34 +292,146 @@ impl Hub {
         client_id: String,
         raw_text: &str,
         now: i64,
-    ) -> Result<Seq, HubError> {
-        let key = channel_key(raw_channel);
-        let mut state = self.lock();
-        let conn = state
-            .conns
-            .get(&id)
-            .filter(|c| c.room.as_deref() == Some(key.as_str()))
-            .ok_or_else(|| HubError::NotInChannel(raw_channel.trim().to_owned()))?;
+    ) -> Result<(), HubError> {
+        if client_id.is_empty() || client_id.len() > CLIENT_ID_MAX_BYTES {
+            return Err(HubError::ClientId);
+        }
         let text = validate_message(raw_text)?;
-        let message = self.store.append(
-            &key,
-            NewMessage {
-                author: conn.name.to_string(),
+        let key = channel_key(raw_channel);
+        let author = {
+            let state = self.lock();
+            state
+                .conns
+                .get(&id)
+                .filter(|c| c.room.as_deref() == Some(key.as_str()))
+                .map(|c| c.name.to_string())
+                .ok_or_else(|| HubError::NotInChannel(raw_channel.trim().to_owned()))?
+        };
+        if self.closing.load(Ordering::Acquire) {
+            return Err(HubError::Unavailable);
+        }
+        let job = Job::Send {
+            conn: id,
+            message: NewMessage {
+                channel_key: key,
+                author,
                 text,
                 sent_at: now,
                 client_id,
             },
-        )?;
-        let seq = message.seq;
-        let frame = encode(&ServerFrame::Message { message });
-        let members = state.rooms[&key].conns.clone();
-        deliver(&mut state, &members, &frame);
-        Ok(seq)
+        };
+        self.commits
+            .try_send(job)
+            .map_err(|_| HubError::Unavailable)
+    }
+
+    /// Stops taking sends and waits until every queued one is stored and published.
+    pub async fn shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
+        let (done, stored) = oneshot::channel();
+        if self.commits.send(Job::Stop(done)).await.is_ok() {
+            let _ = stored.await;
+        }
     }
 
     /// How many connections are registered.
     pub fn connection_count(&self) -> usize {
         self.lock().conns.len()
+    }
+
+    /// Stores one batch and publishes the outcome of each send in order.
+    fn commit(&self, batch: Vec<(ConnId, NewMessage)>) {
+        let client_ids: Vec<String> = batch.iter().map(|(_, m)| m.client_id.clone()).collect();
+        let (conns, messages): (Vec<ConnId>, Vec<NewMessage>) = batch.into_iter().unzip();
+        let result = self.store.append(messages);
+        let mut state = self.lock();
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                // Nothing of the batch was stored; the senders keep the messages
+                // pending and send them again.
+                tracing::error!(%error, count = conns.len(), "could not store a batch");
+                client_ids
+                    .into_iter()
+                    .map(|client_id| Appended::Refused {
+                        client_id,
+                        error: error.clone(),
+                    })
+                    .collect()
+            }
+        };
+        for (conn, outcome) in conns.into_iter().zip(outcomes) {
+            let reply = match outcome {
+                Appended::New {
+                    channel_key,
+                    message,
+                } => {
+                    let ack = ServerFrame::Ack {
+                        client_id: message.client_id.clone(),
+                        channel: message.channel.clone(),
+                        seq: message.seq,
+                    };
+                    if let Some(window) = state.windows.get_mut(&channel_key) {
+                        window.push(message.clone());
+                    }
+                    let frame = encode(&ServerFrame::Message { message });
+                    broadcast_room(&mut state, &channel_key, &frame);
+                    ack
+                }
+                Appended::Duplicate {
+                    channel_key,
+                    seq,
+                    client_id,
+                } => ServerFrame::Ack {
+                    client_id,
+                    channel: state
+                        .windows
+                        .get(&channel_key)
+                        .map_or(channel_key, |w| w.channel.name.clone()),
+                    seq,
+                },
+                Appended::Refused { client_id, error } => {
+                    let error = HubError::from(error);
+                    ServerFrame::SendFailed {
+                        client_id,
+                        code: error.code(),
+                        message: error.to_string(),
+                    }
+                }
+            };
+            deliver(&mut state, &[conn], &encode(&reply));
+        }
+    }
+}
+
+/// The committer: takes whatever sends are waiting (up to a batch), stores them in
+/// one transaction, publishes them, and repeats. Under load, sends that arrive while
+/// one batch commits make up the next, so one fsync serves many messages.
+fn run_committer(hub: Weak<Hub>, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(job) = jobs.blocking_recv() {
+        let mut stop = None;
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Send { conn, message } => batch.push((conn, message)),
+                Job::Stop(done) => {
+                    stop = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = jobs.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            let Some(hub) = hub.upgrade() else { return };
+            hub.commit(std::mem::take(&mut batch));
+        }
+        if let Some(done) = stop {
+            let _ = done.send(());
+            return;
+        }
     }
 }
 
@@ -261,6 +448,19 @@ pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
 /// the others and never silently misses a message.
 fn deliver(state: &mut State, targets: &[ConnId], frame: &Utf8Bytes) {
     let lagging = queue(state, targets, frame);
+    cut_off(state, lagging);
+}
+
+/// Queues `frame` for everyone in a room.
+fn broadcast_room(state: &mut State, key: &str, frame: &Utf8Bytes) {
+    let lagging = match state.rooms.get(key) {
+        Some(room) => queue(state, &room.conns, frame),
+        None => return,
+    };
+    cut_off(state, lagging);
+}
+
+fn cut_off(state: &mut State, lagging: Vec<ConnId>) {
     if !lagging.is_empty() {
         tracing::info!(
             count = lagging.len(),
@@ -297,26 +497,31 @@ fn evict(state: &mut State, mut pending: Vec<ConnId>) {
     }
 }
 
-fn enter_room(state: &mut State, id: ConnId, key: &str, display: &str) {
+fn display_name(state: &State, key: &str) -> String {
+    state
+        .windows
+        .get(key)
+        .map_or_else(|| key.to_owned(), |w| w.channel.name.clone())
+}
+
+fn enter_room(state: &mut State, id: ConnId, key: &str) {
+    let display = display_name(state, key);
     let Some(conn) = state.conns.get_mut(&id) else {
         return;
     };
     conn.room = Some(key.to_owned());
     let name = conn.name.clone();
-    let room = state.rooms.entry(key.to_owned()).or_insert_with(|| Room {
-        display: display.to_owned(),
-        ..Room::default()
-    });
+    let room = state.rooms.entry(key.to_owned()).or_default();
     let count = room.people.entry(name.clone()).or_insert(0);
     *count += 1;
     let arrived = *count == 1;
-    let others = room.conns.clone();
     room.conns.push(id);
     if arrived {
         let frame = encode(&ServerFrame::PresenceJoined {
-            channel: display.to_owned(),
+            channel: display,
             name: name.to_string(),
         });
+        let others: Vec<ConnId> = room.conns.iter().copied().filter(|&c| c != id).collect();
         deliver(state, &others, &frame);
     }
 }
@@ -333,6 +538,7 @@ fn take_out_of_room(state: &mut State, id: ConnId) -> Option<(Vec<ConnId>, Utf8B
     let conn = state.conns.get_mut(&id)?;
     let key = conn.room.take()?;
     let name = conn.name.clone();
+    let display = display_name(state, &key);
     let room = state.rooms.get_mut(&key)?;
     room.conns.retain(|&c| c != id);
     let count = room.people.get_mut(&name)?;
@@ -342,7 +548,7 @@ fn take_out_of_room(state: &mut State, id: ConnId) -> Option<(Vec<ConnId>, Utf8B
     }
     room.people.remove(&name);
     let frame = encode(&ServerFrame::PresenceLeft {
-        channel: room.display.clone(),
+        channel: display,
         name: name.to_string(),
     });
     let targets = room.conns.clone();
@@ -350,4 +556,91 @@ fn take_out_of_room(state: &mut State, id: ConnId) -> Option<(Vec<ConnId>, Utf8B
         state.rooms.remove(&key);
     }
     Some((targets, frame))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store::MemoryStore;
+
+    fn hub(capacity: usize) -> Arc<Hub> {
+        let store = Arc::new(MemoryStore::new(100));
+        store.create_channel("General", 0).unwrap();
+        Hub::start(
+            store,
+            HubLimits {
+                room_capacity: capacity,
+                queue_len: 16,
+                history: 100,
+                commit_queue: 16,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn capacity_counts_people_not_tabs() {
+        let hub = hub(2);
+        let ada = hub.connect("ada");
+        let ada_again = hub.connect("ada");
+        let bob = hub.connect("bob");
+        let cy = hub.connect("cy");
+        for reg in [&ada, &ada_again, &bob] {
+            hub.join(reg.id, "General", None).unwrap();
+        }
+        assert!(matches!(
+            hub.join(cy.id, "general", None),
+            Err(HubError::RoomFull { capacity: 2, .. })
+        ));
+        hub.disconnect(bob.id);
+        assert!(hub.join(cy.id, "General", None).is_ok());
+    }
+
+    #[test]
+    fn sends_are_checked_before_they_are_queued() {
+        let hub = hub(10);
+        let ada = hub.connect("ada");
+        assert_eq!(
+            hub.send(ada.id, "General", "c1".into(), "hi", 0),
+            Err(HubError::NotInChannel("General".into()))
+        );
+        hub.join(ada.id, "General", None).unwrap();
+        assert_eq!(
+            hub.send(ada.id, "General", String::new(), "hi", 0),
+            Err(HubError::ClientId)
+        );
+        assert_eq!(
+            hub.send(ada.id, "General", "c1".into(), "  ", 0),
+            Err(HubError::Message(MessageError::Empty))
+        );
+        assert_eq!(hub.send(ada.id, "General", "c1".into(), "hi", 0), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_stored_message_is_delivered_then_acknowledged() {
+        let hub = hub(10);
+        let mut ada = hub.connect("ada");
+        hub.join(ada.id, "General", None).unwrap();
+        hub.send(ada.id, "General", "c1".into(), "hi", 5).unwrap();
+        hub.shutdown().await;
+        let message: ServerFrame =
+            serde_json::from_str(&ada.outbound.recv().await.unwrap()).unwrap();
+        assert!(
+            matches!(message, ServerFrame::Message { message } if message.seq == 1 && message.text == "hi")
+        );
+        let ack: ServerFrame = serde_json::from_str(&ada.outbound.recv().await.unwrap()).unwrap();
+        assert_eq!(
+            ack,
+            ServerFrame::Ack {
+                client_id: "c1".into(),
+                channel: "General".into(),
+                seq: 1
+            }
+        );
+        // After shutdown nothing more is taken.
+        assert_eq!(
+            hub.send(ada.id, "General", "c2".into(), "late", 6),
+            Err(HubError::Unavailable)
+        );
+    }
 }

@@ -3,19 +3,22 @@
 
 pub mod config;
 pub mod hub;
+pub mod names;
 pub mod store;
+pub mod window;
 pub mod ws;
 
 use crate::app::{App, shell};
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
-use config::Config;
+use config::{Config, StoreKind};
 use hub::{Hub, HubLimits};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use names::Names;
 use std::sync::Arc;
-use store::{MemoryStore, Store};
+use store::{MemoryStore, SqliteStore, Store, StoreError};
 
 /// The channel every fresh installation starts with, so the first visitor has a room.
 pub const FIRST_CHANNEL: &str = "General";
@@ -24,6 +27,7 @@ pub const FIRST_CHANNEL: &str = "General";
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
+    pub names: Arc<Names>,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
 }
@@ -42,59 +46,92 @@ pub fn now_ms() -> i64 {
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Builds the hub over a fresh store, with the first channel in place.
-pub fn build_hub(config: &Config) -> Arc<Hub> {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(config.history));
-    if store.channels().is_empty() {
-        // Cannot fail: the store is empty and the name is valid.
-        let _ = store.create_channel(FIRST_CHANNEL, now_ms());
+/// Opens the configured store, with the first channel in place on a new one.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let store: Arc<dyn Store> = match config.store {
+        StoreKind::Sqlite => Arc::new(SqliteStore::open(&config.data_dir, config.history)?),
+        StoreKind::Memory => Arc::new(MemoryStore::new(config.history)),
+    };
+    if store.load()?.is_empty() {
+        store.create_channel(FIRST_CHANNEL, now_ms())?;
     }
-    Arc::new(Hub::new(
-        store,
-        HubLimits {
-            room_capacity: config.room_capacity,
-            queue_len: config.outbound_queue,
-        },
-    ))
+    Ok(store)
 }
 
 /// The whole HTTP surface: pages, server functions, `/ws`, static files.
-pub fn router(config: Config) -> Router {
+pub fn router(config: Config) -> Result<(Router, Arc<Hub>), StoreError> {
     let leptos_options = LeptosOptions::builder()
         .output_name("hearth")
         .site_root(config.site_root.as_str())
         .site_pkg_dir("pkg")
         .site_addr(config.site_addr)
         .build();
-    let hub = build_hub(&config);
+    let store = open_store(&config)?;
+    let hub = Hub::start(
+        store.clone(),
+        HubLimits {
+            room_capacity: config.room_capacity,
+            queue_len: config.outbound_queue,
+            history: config.history,
+            commit_queue: config.commit_queue,
+        },
+    )?;
+    let names = Arc::new(Names::new(store, config.name_idle));
     let state = AppState {
         hub: hub.clone(),
+        names: names.clone(),
         config: Arc::new(config),
         leptos_options: leptos_options.clone(),
     };
     let routes = generate_route_list(App);
-    Router::new()
+    let context_hub = hub.clone();
+    let router = Router::new()
         .route("/ws", get(ws::upgrade))
         .leptos_routes_with_context(
             &state,
             routes,
-            move || provide_context(hub.clone()),
+            move || {
+                provide_context(context_hub.clone());
+                provide_context(names.clone());
+            },
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .with_state(state)
+        .with_state(state);
+    Ok((router, hub))
 }
 
 /// Runs Hearth until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> std::io::Result<()> {
+pub async fn serve(config: Config) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(config.site_addr).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, history = config.history, capacity = config.room_capacity, "starting");
+    tracing::info!(
+        %addr,
+        store = ?config.store,
+        data_dir = %config.data_dir.display(),
+        history = config.history,
+        capacity = config.room_capacity,
+        "starting"
+    );
+    let (router, hub) = router(config)?;
     // Tests and scripts wait for this exact line to learn the port.
     println!("hearth listening on http://{addr}");
-    axum::serve(listener, router(config))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
-        .await
+        .await?;
+    // Everything accepted before the signal is stored before the process ends.
+    hub.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 async fn shutdown_signal() {

@@ -2,7 +2,7 @@
 //! leaving the hub however the connection ends.
 
 use super::AppState;
-use super::hub::{ConnId, Hub, encode};
+use super::hub::{ConnId, Hub, HubError, encode};
 use crate::protocol::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, validate_name};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -56,7 +56,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 }
 
 async fn run(mut socket: WebSocket, app: AppState) {
-    let Some(name) = await_hello(&mut socket).await else {
+    let Some(name) = await_hello(&mut socket, &app).await else {
         return;
     };
     let hub = &app.hub;
@@ -69,7 +69,7 @@ async fn run(mut socket: WebSocket, app: AppState) {
     let mut outbound = registration.outbound;
     let welcome = ServerFrame::Welcome {
         name,
-        channels: hub.store().channels(),
+        channels: hub.channels(),
     };
     if send_frame(&mut socket, &welcome).await.is_err() {
         return;
@@ -138,8 +138,9 @@ impl Drop for Membership<'_> {
     }
 }
 
-/// Waits for the first frame, which must be a hello with a valid name.
-async fn await_hello(socket: &mut WebSocket) -> Option<String> {
+/// Waits for the first frame, which must be a hello with a valid name and the token
+/// that holds it.
+async fn await_hello(socket: &mut WebSocket, app: &AppState) -> Option<String> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await;
     let text = match first {
         Ok(Some(Ok(Message::Text(text)))) => text,
@@ -154,8 +155,14 @@ async fn await_hello(socket: &mut WebSocket) -> Option<String> {
         }
     };
     let refusal = match serde_json::from_str::<ClientFrame>(&text) {
-        Ok(ClientFrame::Hello { name }) => match validate_name(&name) {
-            Ok(name) => return Some(name),
+        Ok(ClientFrame::Hello { name, token }) => match validate_name(&name) {
+            Ok(name) => match verify_name(app, &name, token).await {
+                Ok(()) => return Some(name),
+                Err(e) => ServerFrame::Error {
+                    code: e.code(),
+                    message: e.to_string(),
+                },
+            },
             Err(e) => ServerFrame::Error {
                 code: ErrorCode::InvalidName,
                 message: e.to_string(),
@@ -171,7 +178,22 @@ async fn await_hello(socket: &mut WebSocket) -> Option<String> {
     None
 }
 
-/// Answers one frame from an identified connection.
+/// Checks, off the async runtime, that `token` holds `name`.
+async fn verify_name(app: &AppState, name: &str, token: String) -> Result<(), HubError> {
+    let names = app.names.clone();
+    let owned = name.to_owned();
+    let held = tokio::task::spawn_blocking(move || names.verify(&owned, &token, super::now_ms()))
+        .await
+        .map_err(|_| HubError::Unavailable)??;
+    if held {
+        Ok(())
+    } else {
+        Err(HubError::NameTaken(name.to_owned()))
+    }
+}
+
+/// Answers one frame from an identified connection. Sends are answered later, once
+/// stored, through the connection's queue.
 fn handle(hub: &Hub, id: ConnId, text: &str) -> Option<ServerFrame> {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => frame,
@@ -201,28 +223,14 @@ fn handle(hub: &Hub, id: ConnId, text: &str) -> Option<ServerFrame> {
             channel,
             client_id,
             text,
-        } => {
-            if client_id.is_empty() || client_id.len() > crate::protocol::CLIENT_ID_MAX_BYTES {
-                return Some(ServerFrame::Error {
-                    code: ErrorCode::BadFrame,
-                    message: "A send needs a client id of 1 to 64 bytes.".into(),
-                });
-            }
-            Some(
-                match hub.send(id, &channel, client_id.clone(), &text, super::now_ms()) {
-                    Ok(seq) => ServerFrame::Ack {
-                        client_id,
-                        channel,
-                        seq,
-                    },
-                    Err(e) => ServerFrame::SendFailed {
-                        client_id,
-                        code: e.code(),
-                        message: e.to_string(),
-                    },
-                },
-            )
-        }
+        } => hub
+            .send(id, &channel, client_id.clone(), &text, super::now_ms())
+            .err()
+            .map(|e| ServerFrame::SendFailed {
+                client_id,
+                code: e.code(),
+                message: e.to_string(),
+            }),
     }
 }
 

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
 use futures_util::{SinkExt, StreamExt};
-use hearth::protocol::{ApiError, ChatMessage, ClientFrame, Seq, ServerFrame};
+use hearth::protocol::{ApiError, Channel, ChatMessage, ClientFrame, NameGrant, Seq, ServerFrame};
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -146,10 +146,39 @@ impl Server {
         (status, result)
     }
 
-    /// Opens a socket and says hello, returning the client once welcomed.
+    /// Claims a display name the way the page does, returning its token. Claiming a
+    /// name this test already claimed returns the same grant (a second tab).
+    pub async fn claim(&self, name: &str) -> NameGrant {
+        let token = format!("test-token-{}", hearth::protocol::name_key(name.trim()));
+        let (_, grant) = self
+            .call::<NameGrant>("claim_name", &[("name", name), ("token", &token)])
+            .await;
+        grant.unwrap_or_else(|e| panic!("claiming {name:?} refused: {e}"))
+    }
+
+    /// Creates a channel as a person who holds their name, as the page does.
+    pub async fn create_channel(
+        &self,
+        name: &str,
+    ) -> (reqwest::StatusCode, Result<Channel, ApiError>) {
+        let maker = self.claim("Channel Maker").await;
+        self.call::<Channel>(
+            "create_channel",
+            &[
+                ("name", name),
+                ("as_name", &maker.name),
+                ("token", &maker.token),
+            ],
+        )
+        .await
+    }
+
+    /// Claims the name, opens a socket and says hello, returning the client once
+    /// welcomed.
     pub async fn client(&self, name: &str) -> Client {
+        let grant = self.claim(name).await;
         let mut client = Client::connect(self).await;
-        client.hello(name).await;
+        client.hello(&grant.name, &grant.token).await;
         client
     }
 }
@@ -180,8 +209,12 @@ impl Client {
     }
 
     /// Says hello and checks the welcome; returns the channels it lists.
-    pub async fn hello(&mut self, name: &str) -> Vec<hearth::protocol::Channel> {
-        self.send(&ClientFrame::Hello { name: name.into() }).await;
+    pub async fn hello(&mut self, name: &str, token: &str) -> Vec<hearth::protocol::Channel> {
+        self.send(&ClientFrame::Hello {
+            name: name.into(),
+            token: token.into(),
+        })
+        .await;
         let (welcomed, channels) = self
             .recv_until("Welcome", |frame| match frame {
                 ServerFrame::Welcome { name, channels } => Some((name.clone(), channels.clone())),

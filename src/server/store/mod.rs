@@ -1,58 +1,238 @@
-//! Where channels and messages live. The hub asks the store; the store decides how
-//! things are kept (memory now; SQLite and Redis implement the same trait).
+//! Where channels, messages and claimed names are kept. The hub serves from memory
+//! and asks the store only to make things durable and to decide what must be decided
+//! in one place: channel-name conflicts, sequence numbers, repeated sends, and who
+//! holds a name. The embedded SQLite store is the default; the memory store keeps
+//! nothing across restarts (tests, benchmarks).
+//!
+//! Every method blocks; the hub calls them from its committer thread or from
+//! `spawn_blocking`, never on the async runtime.
 
 mod memory;
+mod sqlite;
 
 pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
 
 use crate::protocol::{Channel, ChatMessage, Seq};
 use thiserror::Error;
 
-/// What a store can refuse.
-#[derive(Debug, Error, PartialEq, Eq)]
+/// What a store can refuse or fail at.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
     #[error("a channel named “{0}” already exists")]
     ChannelExists(String),
-    #[error("no channel named “{0}”")]
+    #[error("no channel with key “{0}”")]
     NoSuchChannel(String),
+    #[error("the name “{0}” is held by someone else")]
+    NameTaken(String),
+    #[error("storage failed: {0}")]
+    Backend(String),
 }
 
 /// A message as the hub hands it to the store, before it has a number.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
+    /// [`crate::protocol::channel_key`] of the channel.
+    pub channel_key: String,
     pub author: String,
     pub text: String,
     pub sent_at: i64,
     pub client_id: String,
 }
 
-/// What a channel's log gives back for "everything after `since`".
+/// What became of one message of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Replay {
-    pub messages: Vec<ChatMessage>,
-    /// True when the messages are the whole kept window rather than exactly what
-    /// followed `since` (no `since`, or `since` fell out of the window).
-    pub reset: bool,
+pub enum Appended {
+    /// Stored under a new number.
+    New {
+        channel_key: String,
+        message: ChatMessage,
+    },
+    /// The same author sent this client id before; it is stored once, as `seq`.
+    Duplicate {
+        channel_key: String,
+        seq: Seq,
+        client_id: String,
+    },
+    /// Never stored (e.g. the channel is gone).
+    Refused {
+        client_id: String,
+        error: StoreError,
+    },
 }
 
-/// Channels and their most recent messages.
-///
-/// Channel identity is [`crate::protocol::channel_key`]: creating a channel whose key
-/// exists fails, atomically.
+/// A channel as loaded at start: its last number and its kept window, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelLog {
+    pub channel: Channel,
+    pub last_seq: Seq,
+    pub recent: Vec<ChatMessage>,
+}
+
+/// A request to hold a display name.
+#[derive(Clone, Debug)]
+pub struct NameClaim {
+    /// [`crate::protocol::name_key`] of the name.
+    pub key: String,
+    pub name: String,
+    /// SHA-256 of the token; tokens themselves are never stored.
+    pub token_hash: Vec<u8>,
+    pub now: i64,
+}
+
 pub trait Store: Send + Sync + 'static {
-    /// Every channel, oldest first.
-    fn channels(&self) -> Vec<Channel>;
+    /// Every channel in creation order, with its kept window.
+    fn load(&self) -> Result<Vec<ChannelLog>, StoreError>;
 
-    /// The channel with this key, if any.
-    fn channel(&self, key: &str) -> Option<Channel>;
-
-    /// Creates a channel with an already validated name.
+    /// Durably creates a channel with an already validated name, unless a channel
+    /// with the same key exists.
     fn create_channel(&self, name: &str, created_at: i64) -> Result<Channel, StoreError>;
 
-    /// Stores a message at the end of the channel, giving it the next number and
-    /// dropping the oldest beyond the kept window.
-    fn append(&self, key: &str, message: NewMessage) -> Result<ChatMessage, StoreError>;
+    /// Durably stores a batch in order, numbering each new message after the last
+    /// of its channel and recognising repeated sends. Either the whole batch is
+    /// stored, or (on `Err`) none of it.
+    fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError>;
 
-    /// The messages after `since`, or the whole window if that is not possible.
-    fn replay(&self, key: &str, since: Option<Seq>) -> Result<Replay, StoreError>;
+    /// Gives the name to the claimant unless another token holds it and used it
+    /// within `idle_expiry_ms`.
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<(), StoreError>;
+
+    /// Whether this token holds the name; if so, marks the name as used now.
+    fn holds_name(&self, key: &str, token_hash: &[u8], now: i64) -> Result<bool, StoreError>;
+
+    /// Frees the name if this token holds it; returns whether it did.
+    fn release_name(&self, key: &str, token_hash: &[u8]) -> Result<bool, StoreError>;
+}
+
+/// Behaviour every store must share, run against each implementation.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::*;
+
+    fn message(channel_key: &str, author: &str, client_id: &str) -> NewMessage {
+        NewMessage {
+            channel_key: channel_key.into(),
+            author: author.into(),
+            text: format!("text of {client_id}"),
+            sent_at: 1_000,
+            client_id: client_id.into(),
+        }
+    }
+
+    fn seqs(outcomes: &[Appended]) -> Vec<Seq> {
+        outcomes
+            .iter()
+            .map(|o| match o {
+                Appended::New { message, .. } => message.seq,
+                Appended::Duplicate { seq, .. } => *seq,
+                Appended::Refused { .. } => 0,
+            })
+            .collect()
+    }
+
+    pub fn channels_conflict_case_insensitively(store: &dyn Store) {
+        store.create_channel("General", 1).unwrap();
+        assert_eq!(
+            store.create_channel("gENERAL", 2),
+            Err(StoreError::ChannelExists("General".into()))
+        );
+        store.create_channel("Rust", 3).unwrap();
+        let names: Vec<_> = store
+            .load()
+            .unwrap()
+            .into_iter()
+            .map(|log| log.channel.name)
+            .collect();
+        assert_eq!(names, ["General", "Rust"]);
+    }
+
+    pub fn messages_are_numbered_and_repeats_stored_once(store: &dyn Store) {
+        store.create_channel("General", 1).unwrap();
+        let first = store
+            .append(vec![
+                message("general", "ada", "a1"),
+                message("general", "bob", "b1"),
+                // A retry inside the same batch.
+                message("general", "ada", "a1"),
+                message("nowhere", "ada", "a2"),
+            ])
+            .unwrap();
+        assert_eq!(seqs(&first), [1, 2, 1, 0]);
+        assert!(matches!(first[2], Appended::Duplicate { .. }));
+        assert!(matches!(
+            &first[3],
+            Appended::Refused {
+                error: StoreError::NoSuchChannel(_),
+                ..
+            }
+        ));
+        // A retry in a later batch, and the same client id from another author.
+        let second = store
+            .append(vec![
+                message("general", "bob", "b1"),
+                message("general", "cy", "b1"),
+            ])
+            .unwrap();
+        assert_eq!(seqs(&second), [2, 3]);
+        assert!(matches!(second[0], Appended::Duplicate { .. }));
+        let log = &store.load().unwrap()[0];
+        assert_eq!(log.last_seq, 3);
+        assert_eq!(
+            log.recent
+                .iter()
+                .map(|m| m.client_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a1", "b1", "b1"]
+        );
+    }
+
+    /// `store` keeps 10 messages per channel.
+    pub fn only_the_window_is_kept(store: &dyn Store) {
+        store.create_channel("General", 1).unwrap();
+        for i in 1..=25 {
+            store
+                .append(vec![message("general", "ada", &format!("m{i}"))])
+                .unwrap();
+        }
+        let log = &store.load().unwrap()[0];
+        assert_eq!(log.last_seq, 25);
+        assert_eq!(
+            log.recent.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (16..=25).collect::<Vec<_>>()
+        );
+        assert_eq!(log.recent[0].channel, "General");
+    }
+
+    pub fn names_are_held_by_their_token(store: &dyn Store) {
+        let claim = |name: &str, token: &[u8], now| NameClaim {
+            key: crate::protocol::name_key(name),
+            name: name.into(),
+            token_hash: token.to_vec(),
+            now,
+        };
+        let day = 24 * 3600 * 1000;
+        store.claim_name(&claim("Ada", b"t1", 0), 30 * day).unwrap();
+        // Someone else, even with other capitals, is refused while Ada is active.
+        assert_eq!(
+            store.claim_name(&claim("ADA", b"t2", day), 30 * day),
+            Err(StoreError::NameTaken("ADA".into()))
+        );
+        assert!(store.holds_name("ada", b"t1", 2 * day).unwrap());
+        assert!(!store.holds_name("ada", b"t2", 2 * day).unwrap());
+        // The holder may claim again (e.g. from a new tab).
+        store
+            .claim_name(&claim("Ada", b"t1", 3 * day), 30 * day)
+            .unwrap();
+        // After 30 idle days the name is free again.
+        store
+            .claim_name(&claim("Ada", b"t2", 34 * day), 30 * day)
+            .unwrap();
+        assert!(!store.holds_name("ada", b"t1", 34 * day).unwrap());
+        // Releasing needs the token.
+        assert!(!store.release_name("ada", b"t1").unwrap());
+        assert!(store.release_name("ada", b"t2").unwrap());
+        store
+            .claim_name(&claim("Ada", b"t3", 35 * day), 30 * day)
+            .unwrap();
+    }
 }

@@ -1,0 +1,110 @@
+//! Owned display names without accounts: claiming a name returns a secret token that
+//! later proves it. Tokens are stored only as SHA-256 hashes.
+
+use super::hub::HubError;
+use super::store::{NameClaim, Store};
+use crate::protocol::{NameGrant, TOKEN_MAX_BYTES, name_key, validate_name};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+pub struct Names {
+    store: Arc<dyn Store>,
+    /// A name unused this long may be claimed by someone else.
+    idle_expiry_ms: i64,
+}
+
+impl Names {
+    pub fn new(store: Arc<dyn Store>, idle_expiry: std::time::Duration) -> Self {
+        Self {
+            store,
+            idle_expiry_ms: i64::try_from(idle_expiry.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Gives `raw_name` to the caller. A browser that already holds a token presents
+    /// it and keeps it; otherwise a new one is issued. Blocks on the store.
+    pub fn claim(
+        &self,
+        raw_name: &str,
+        token: Option<String>,
+        now: i64,
+    ) -> Result<NameGrant, crate::protocol::ApiError> {
+        let name = validate_name(raw_name)?;
+        let token = token
+            .filter(|t| !t.is_empty() && t.len() <= TOKEN_MAX_BYTES)
+            .unwrap_or_else(new_token);
+        let claim = NameClaim {
+            key: name_key(&name),
+            name: name.clone(),
+            token_hash: hash(&token),
+            now,
+        };
+        self.store
+            .claim_name(&claim, self.idle_expiry_ms)
+            .map_err(|e| match HubError::from(e) {
+                HubError::NameTaken(_) => crate::protocol::ApiError::NameTaken(name.clone()),
+                _ => crate::protocol::ApiError::Unavailable,
+            })?;
+        Ok(NameGrant { name, token })
+    }
+
+    /// Whether `token` holds `name` (marking it used). Blocks on the store.
+    pub fn verify(&self, name: &str, token: &str, now: i64) -> Result<bool, HubError> {
+        if token.is_empty() || token.len() > TOKEN_MAX_BYTES {
+            return Ok(false);
+        }
+        Ok(self.store.holds_name(&name_key(name), &hash(token), now)?)
+    }
+
+    /// Frees `name` if `token` holds it. Blocks on the store.
+    pub fn release(&self, name: &str, token: &str) -> Result<bool, HubError> {
+        Ok(self.store.release_name(&name_key(name), &hash(token))?)
+    }
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// 256 random bits from the operating system, as hex.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ApiError;
+    use crate::server::store::MemoryStore;
+    use std::time::Duration;
+
+    #[test]
+    fn a_name_is_held_by_the_token_it_returned() {
+        let names = Names::new(Arc::new(MemoryStore::new(10)), Duration::from_secs(3600));
+        let grant = names.claim("  Ada ", None, 0).unwrap();
+        assert_eq!(grant.name, "Ada");
+        assert_eq!(grant.token.len(), 64);
+        assert!(names.verify("ada", &grant.token, 1).unwrap());
+        assert!(!names.verify("Ada", "guess", 1).unwrap());
+        assert_eq!(
+            names.claim("ADA", None, 2),
+            Err(ApiError::NameTaken("ADA".into()))
+        );
+        // Presenting the token keeps it.
+        let again = names.claim("Ada", Some(grant.token.clone()), 3).unwrap();
+        assert_eq!(again.token, grant.token);
+        assert!(names.release("Ada", &grant.token).unwrap());
+        assert!(names.claim("ADA", None, 4).is_ok());
+    }
+
+    #[test]
+    fn invalid_names_are_refused_with_the_reason() {
+        let names = Names::new(Arc::new(MemoryStore::new(10)), Duration::from_secs(3600));
+        assert_eq!(
+            names.claim("a\u{200B}b", None, 0),
+            Err(ApiError::Name(crate::protocol::NameError::Invisible))
+        );
+    }
+}

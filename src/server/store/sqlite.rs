@@ -1,0 +1,505 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Durability: `synchronous = FULL`, so a committed batch survives a power loss, not
+//! only a process crash. Its cost is one fsync per commit, and the hub's committer
+//! batches every send that arrived while the previous commit ran into the next one
+//! (group commit), so the fsync is shared by many messages under load.
+//!
+//! Only the last `history` messages per channel are kept; older rows are deleted in
+//! the same transaction that adds new ones, so the file stays small.
+
+use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
+use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// Send ids are remembered this long, so a retry is recognised even after its
+/// message has left the kept window.
+const SEND_ID_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+pub struct SqliteStore {
+    history: usize,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    db: Connection,
+    /// Each channel's name and last number by key, mirrored from the database so a
+    /// send needs no read to be numbered. Updated only after a commit.
+    channels: HashMap<String, ChannelMeta>,
+    batches_since_prune: u32,
+}
+
+#[derive(Clone)]
+struct ChannelMeta {
+    name: String,
+    last_seq: Seq,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) `hearth.db` in `dir`.
+    pub fn open(dir: &Path, history: usize) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        let db = Connection::open(dir.join("hearth.db")).map_err(backend)?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        db.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        db.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        db.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        migrate(&db)?;
+        let channels = {
+            let mut statement = db
+                .prepare("SELECT key, name, last_seq FROM channels")
+                .map_err(backend)?;
+            statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get(0)?,
+                        ChannelMeta {
+                            name: row.get(1)?,
+                            last_seq: row.get(2)?,
+                        },
+                    ))
+                })
+                .map_err(backend)?
+                .collect::<Result<HashMap<String, ChannelMeta>, _>>()
+                .map_err(backend)?
+        };
+        Ok(Self {
+            history: history.max(1),
+            inner: Mutex::new(Inner {
+                db,
+                channels,
+                batches_since_prune: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic mid-transaction rolls the transaction back when it is dropped, and
+        // the mirror is only updated after a commit, so the state stays consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(db: &Connection) -> Result<(), StoreError> {
+    let version: i64 = db
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(backend)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the data file was written by a newer Hearth (schema {version})"
+        )));
+    }
+    if version < 1 {
+        db.execute_batch(
+            "BEGIN;
+             CREATE TABLE channels (
+                 key        TEXT PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 last_seq   INTEGER NOT NULL DEFAULT 0
+             );
+             CREATE TABLE messages (
+                 channel   TEXT NOT NULL REFERENCES channels(key),
+                 seq       INTEGER NOT NULL,
+                 author    TEXT NOT NULL,
+                 text      TEXT NOT NULL,
+                 sent_at   INTEGER NOT NULL,
+                 client_id TEXT NOT NULL,
+                 PRIMARY KEY (channel, seq)
+             ) WITHOUT ROWID;
+             CREATE TABLE sends (
+                 author    TEXT NOT NULL,
+                 client_id TEXT NOT NULL,
+                 channel   TEXT NOT NULL,
+                 seq       INTEGER NOT NULL,
+                 sent_at   INTEGER NOT NULL,
+                 PRIMARY KEY (author, client_id)
+             ) WITHOUT ROWID;
+             CREATE TABLE names (
+                 key        TEXT PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 token_hash BLOB NOT NULL,
+                 last_seen  INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn load(&self) -> Result<Vec<ChannelLog>, StoreError> {
+        let inner = self.lock();
+        let mut channels = inner
+            .db
+            .prepare("SELECT key, name, created_at, last_seq FROM channels ORDER BY rowid")
+            .map_err(backend)?;
+        let mut messages = inner
+            .db
+            .prepare(
+                "SELECT seq, author, text, sent_at, client_id FROM messages
+                 WHERE channel = ?1 ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(backend)?;
+        let rows = channels
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    Channel {
+                        name: row.get(1)?,
+                        created_at: row.get(2)?,
+                    },
+                    row.get::<_, Seq>(3)?,
+                ))
+            })
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        let mut logs = Vec::with_capacity(rows.len());
+        for (key, channel, last_seq) in rows {
+            let mut recent = messages
+                .query_map(params![key, self.history as i64], |row| {
+                    Ok(ChatMessage {
+                        channel: channel.name.clone(),
+                        seq: row.get(0)?,
+                        author: row.get(1)?,
+                        text: row.get(2)?,
+                        sent_at: row.get(3)?,
+                        client_id: row.get(4)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            recent.reverse();
+            logs.push(ChannelLog {
+                channel,
+                last_seq,
+                recent,
+            });
+        }
+        Ok(logs)
+    }
+
+    fn create_channel(&self, name: &str, created_at: i64) -> Result<Channel, StoreError> {
+        let key = channel_key(name);
+        let mut inner = self.lock();
+        if let Some(existing) = inner.channels.get(&key) {
+            return Err(StoreError::ChannelExists(existing.name.clone()));
+        }
+        inner
+            .db
+            .execute(
+                "INSERT INTO channels (key, name, created_at) VALUES (?1, ?2, ?3)",
+                params![key, name, created_at],
+            )
+            .map_err(backend)?;
+        inner.channels.insert(
+            key,
+            ChannelMeta {
+                name: name.to_owned(),
+                last_seq: 0,
+            },
+        );
+        Ok(Channel {
+            name: name.to_owned(),
+            created_at,
+        })
+    }
+
+    fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        // Numbers taken by this batch, with each touched channel's number before it,
+        // so a failed commit gives them back.
+        let mut before: HashMap<String, Seq> = HashMap::new();
+        let result = write_batch(inner, batch, self.history, &mut before);
+        if result.is_err() {
+            for (key, seq) in before {
+                if let Some(meta) = inner.channels.get_mut(&key) {
+                    meta.last_seq = seq;
+                }
+            }
+        }
+        result
+    }
+
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<(), StoreError> {
+        let inner = self.lock();
+        let held: Option<(Vec<u8>, i64)> = inner
+            .db
+            .query_row(
+                "SELECT token_hash, last_seen FROM names WHERE key = ?1",
+                [&claim.key],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some((hash, last_seen)) = held
+            && hash != claim.token_hash
+            && claim.now - last_seen < idle_expiry_ms
+        {
+            return Err(StoreError::NameTaken(claim.name.clone()));
+        }
+        inner
+            .db
+            .execute(
+                "INSERT INTO names (key, name, token_hash, last_seen) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET
+                     name = excluded.name, token_hash = excluded.token_hash,
+                     last_seen = excluded.last_seen",
+                params![claim.key, claim.name, claim.token_hash, claim.now],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn holds_name(&self, key: &str, token_hash: &[u8], now: i64) -> Result<bool, StoreError> {
+        let inner = self.lock();
+        let updated = inner
+            .db
+            .execute(
+                "UPDATE names SET last_seen = ?3 WHERE key = ?1 AND token_hash = ?2",
+                params![key, token_hash, now],
+            )
+            .map_err(backend)?;
+        Ok(updated == 1)
+    }
+
+    fn release_name(&self, key: &str, token_hash: &[u8]) -> Result<bool, StoreError> {
+        let inner = self.lock();
+        let deleted = inner
+            .db
+            .execute(
+                "DELETE FROM names WHERE key = ?1 AND token_hash = ?2",
+                params![key, token_hash],
+            )
+            .map_err(backend)?;
+        Ok(deleted == 1)
+    }
+}
+
+/// Writes and commits one batch in a single transaction, numbering messages in the
+/// mirror as it goes and noting in `before` each touched channel's prior number.
+fn write_batch(
+    inner: &mut Inner,
+    batch: Vec<NewMessage>,
+    history: usize,
+    before: &mut HashMap<String, Seq>,
+) -> Result<Vec<Appended>, StoreError> {
+    let tx = inner
+        .db
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut find_send = tx
+            .prepare_cached("SELECT channel, seq FROM sends WHERE author = ?1 AND client_id = ?2")
+            .map_err(backend)?;
+        let mut insert_message = tx
+            .prepare_cached(
+                "INSERT INTO messages (channel, seq, author, text, sent_at, client_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(backend)?;
+        let mut insert_send = tx
+            .prepare_cached(
+                "INSERT INTO sends (author, client_id, channel, seq, sent_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(backend)?;
+        for message in batch {
+            let earlier: Option<(String, Seq)> = find_send
+                .query_row(params![message.author, message.client_id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+                .map_err(backend)?;
+            if let Some((channel_key, seq)) = earlier {
+                outcomes.push(Appended::Duplicate {
+                    channel_key,
+                    seq,
+                    client_id: message.client_id,
+                });
+                continue;
+            }
+            let Some(meta) = inner.channels.get_mut(&message.channel_key) else {
+                outcomes.push(Appended::Refused {
+                    client_id: message.client_id,
+                    error: StoreError::NoSuchChannel(message.channel_key),
+                });
+                continue;
+            };
+            before
+                .entry(message.channel_key.clone())
+                .or_insert(meta.last_seq);
+            meta.last_seq += 1;
+            let seq = meta.last_seq;
+            insert_message
+                .execute(params![
+                    message.channel_key,
+                    seq,
+                    message.author,
+                    message.text,
+                    message.sent_at,
+                    message.client_id
+                ])
+                .map_err(backend)?;
+            insert_send
+                .execute(params![
+                    message.author,
+                    message.client_id,
+                    message.channel_key,
+                    seq,
+                    message.sent_at
+                ])
+                .map_err(backend)?;
+            outcomes.push(Appended::New {
+                channel_key: message.channel_key,
+                message: ChatMessage {
+                    channel: meta.name.clone(),
+                    seq,
+                    author: message.author,
+                    text: message.text,
+                    sent_at: message.sent_at,
+                    client_id: message.client_id,
+                },
+            });
+        }
+        let mut update = tx
+            .prepare_cached("UPDATE channels SET last_seq = ?2 WHERE key = ?1")
+            .map_err(backend)?;
+        let mut prune = tx
+            .prepare_cached("DELETE FROM messages WHERE channel = ?1 AND seq <= ?2")
+            .map_err(backend)?;
+        for key in before.keys() {
+            let seq = inner.channels[key].last_seq;
+            update.execute(params![key, seq]).map_err(backend)?;
+            prune
+                .execute(params![key, seq.saturating_sub(history as Seq)])
+                .map_err(backend)?;
+        }
+    }
+    inner.batches_since_prune += 1;
+    if inner.batches_since_prune >= 1000 {
+        let cutoff = outcomes_time(&outcomes) - SEND_ID_RETENTION_MS;
+        tx.execute("DELETE FROM sends WHERE sent_at < ?1", [cutoff])
+            .map_err(backend)?;
+        inner.batches_since_prune = 0;
+    }
+    tx.commit().map_err(backend)?;
+    Ok(outcomes)
+}
+
+/// The newest send time in a batch, as "now" for pruning without a clock read.
+fn outcomes_time(outcomes: &[Appended]) -> i64 {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Appended::New { message, .. } => Some(message.sent_at),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::contract;
+    use super::*;
+
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(dir.path(), 10).unwrap()
+    }
+
+    #[test]
+    fn channels_conflict_case_insensitively() {
+        let dir = tempfile::tempdir().unwrap();
+        contract::channels_conflict_case_insensitively(&store(&dir));
+    }
+
+    #[test]
+    fn messages_are_numbered_and_repeats_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        contract::messages_are_numbered_and_repeats_stored_once(&store(&dir));
+    }
+
+    #[test]
+    fn only_the_window_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        contract::only_the_window_is_kept(&store(&dir));
+        // Old rows are deleted, not merely hidden.
+        let rows: i64 = store(&dir)
+            .lock()
+            .db
+            .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 10);
+    }
+
+    #[test]
+    fn names_are_held_by_their_token() {
+        let dir = tempfile::tempdir().unwrap();
+        contract::names_are_held_by_their_token(&store(&dir));
+    }
+
+    #[test]
+    fn everything_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = store(&dir);
+            store.create_channel("General", 1).unwrap();
+            let batch = (1..=3)
+                .map(|i| NewMessage {
+                    channel_key: "general".into(),
+                    author: "ada".into(),
+                    text: format!("m{i}"),
+                    sent_at: i,
+                    client_id: format!("c{i}"),
+                })
+                .collect();
+            store.append(batch).unwrap();
+        }
+        let store = store(&dir);
+        let log = &store.load().unwrap()[0];
+        assert_eq!(log.last_seq, 3);
+        assert_eq!(log.recent.len(), 3);
+        // Numbering continues, and a retry from before the restart is recognised.
+        let outcomes = store
+            .append(vec![
+                NewMessage {
+                    channel_key: "general".into(),
+                    author: "ada".into(),
+                    text: "m2".into(),
+                    sent_at: 9,
+                    client_id: "c2".into(),
+                },
+                NewMessage {
+                    channel_key: "general".into(),
+                    author: "ada".into(),
+                    text: "m4".into(),
+                    sent_at: 9,
+                    client_id: "c4".into(),
+                },
+            ])
+            .unwrap();
+        assert!(matches!(outcomes[0], Appended::Duplicate { seq: 2, .. }));
+        assert!(matches!(&outcomes[1], Appended::New { message, .. } if message.seq == 4));
+    }
+}

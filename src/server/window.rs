@@ -1,0 +1,142 @@
+//! One channel's kept messages in memory: the hot path serves joins and resumes from
+//! here without touching the store.
+
+use crate::protocol::{Channel, ChatMessage, Seq};
+use std::collections::VecDeque;
+
+pub struct ChannelWindow {
+    pub channel: Channel,
+    last_seq: Seq,
+    limit: usize,
+    messages: VecDeque<ChatMessage>,
+}
+
+/// What a join is answered with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Replay {
+    pub messages: Vec<ChatMessage>,
+    /// True when `messages` is the whole window, to replace what the client shows
+    /// (no `since`, or `since` is not in the window: too old, or never reached).
+    pub reset: bool,
+}
+
+impl ChannelWindow {
+    pub fn new(channel: Channel, last_seq: Seq, recent: Vec<ChatMessage>, limit: usize) -> Self {
+        let limit = limit.max(1);
+        let skip = recent.len().saturating_sub(limit);
+        Self {
+            channel,
+            last_seq,
+            limit,
+            messages: recent.into_iter().skip(skip).collect(),
+        }
+    }
+
+    /// Adds a stored message, dropping the oldest beyond the limit.
+    pub fn push(&mut self, message: ChatMessage) {
+        self.last_seq = self.last_seq.max(message.seq);
+        if self.messages.len() == self.limit {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(message);
+    }
+
+    /// The messages after `since`, or the whole window when that is not possible.
+    pub fn replay(&self, since: Option<Seq>) -> Replay {
+        let oldest_kept = self.messages.front().map_or(self.last_seq + 1, |m| m.seq);
+        match since {
+            // Everything after `since` is still here, and `since` is not from the
+            // future (which would mean the client saw another history).
+            Some(since) if since + 1 >= oldest_kept && since <= self.last_seq => Replay {
+                messages: self
+                    .messages
+                    .iter()
+                    .filter(|m| m.seq > since)
+                    .cloned()
+                    .collect(),
+                reset: false,
+            },
+            _ => Replay {
+                messages: self.messages.iter().cloned().collect(),
+                reset: true,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window_with(limit: usize, count: Seq) -> ChannelWindow {
+        let channel = Channel {
+            name: "General".into(),
+            created_at: 0,
+        };
+        let mut window = ChannelWindow::new(channel, 0, Vec::new(), limit);
+        for seq in 1..=count {
+            window.push(ChatMessage {
+                channel: "General".into(),
+                seq,
+                author: "ada".into(),
+                text: format!("m{seq}"),
+                sent_at: 0,
+                client_id: format!("c{seq}"),
+            });
+        }
+        window
+    }
+
+    fn seqs(replay: &Replay) -> Vec<Seq> {
+        replay.messages.iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn keeps_only_the_most_recent() {
+        let replay = window_with(100, 150).replay(None);
+        assert!(replay.reset);
+        assert_eq!(seqs(&replay), (51..=150).collect::<Vec<_>>());
+        assert_eq!(replay.messages[0].text, "m51");
+    }
+
+    #[test]
+    fn resumes_with_exactly_what_followed() {
+        let window = window_with(10, 25);
+        let replay = window.replay(Some(20));
+        assert!(!replay.reset);
+        assert_eq!(seqs(&replay), [21, 22, 23, 24, 25]);
+        // Up to date: nothing, and no reset.
+        let replay = window.replay(Some(25));
+        assert!(!replay.reset && replay.messages.is_empty());
+        // The oldest kept is 16, so since 15 is still exact.
+        assert!(!window.replay(Some(15)).reset);
+    }
+
+    #[test]
+    fn a_gap_beyond_the_window_resets() {
+        let window = window_with(10, 25);
+        let replay = window.replay(Some(3));
+        assert!(replay.reset);
+        assert_eq!(replay.messages.len(), 10);
+        // A number the channel never reached also resets.
+        assert!(window.replay(Some(99)).reset);
+    }
+
+    #[test]
+    fn an_empty_channel_resumes_from_zero() {
+        let window = window_with(10, 0);
+        let replay = window.replay(Some(0));
+        assert!(!replay.reset && replay.messages.is_empty());
+    }
+
+    #[test]
+    fn a_loaded_window_larger_than_the_limit_is_trimmed() {
+        let full = window_with(10, 10).replay(None).messages;
+        let channel = Channel {
+            name: "General".into(),
+            created_at: 0,
+        };
+        let window = ChannelWindow::new(channel, 10, full, 4);
+        assert_eq!(seqs(&window.replay(None)), [7, 8, 9, 10]);
+    }
+}
