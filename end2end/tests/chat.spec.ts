@@ -1,6 +1,6 @@
 import { expect, test } from '@playwright/test';
 import { SMALL_URL } from '../playwright.config';
-import { createRoom, messageTexts, openApp, openRoom, person, send, uniqueRoom } from './helpers';
+import { createRoom, messageTexts, openApp, openRoom, person, send, uniqueName, uniqueRoom } from './helpers';
 
 test('a first visit asks for a name, which is checked, remembered and changeable', async ({ page }) => {
   await openApp(page);
@@ -14,9 +14,10 @@ test('a first visit asks for a name, which is checked, remembered and changeable
   await page.getByTestId('name-submit').click();
   await expect(page.getByTestId('error-banner')).toContainText('at most 32 characters');
 
-  await page.getByTestId('name-input').fill('  Ada  ');
+  const name = uniqueName('Ada');
+  await page.getByTestId('name-input').fill(`  ${name}  `);
   await page.getByTestId('name-submit').click();
-  await expect(page.getByTestId('current-name')).toHaveText('Ada');
+  await expect(page.getByTestId('current-name')).toHaveText(name);
   await expect(page.getByTestId('error-banner')).toBeHidden();
   await expect(page.getByTestId('connection-status')).toHaveAttribute('data-state', 'connected');
   await expect(page.getByTestId('connection-status')).toContainText('Connected');
@@ -24,15 +25,16 @@ test('a first visit asks for a name, which is checked, remembered and changeable
   // A new tab in the same browser knows the name and does not ask again.
   const tab = await page.context().newPage();
   await openApp(tab);
-  await expect(tab.getByTestId('current-name')).toHaveText('Ada');
+  await expect(tab.getByTestId('current-name')).toHaveText(name);
   await expect(tab.getByTestId('name-input')).toHaveCount(0);
 
   await page.getByTestId('change-name').click();
-  await page.getByTestId('name-input').fill('Ada L');
+  const renamed = uniqueName('Ada L');
+  await page.getByTestId('name-input').fill(renamed);
   await page.getByTestId('name-submit').click();
-  await expect(page.getByTestId('current-name')).toHaveText('Ada L');
+  await expect(page.getByTestId('current-name')).toHaveText(renamed);
   await page.reload();
-  await expect(page.getByTestId('current-name')).toHaveText('Ada L');
+  await expect(page.getByTestId('current-name')).toHaveText(renamed);
 });
 
 test('channels are created, refused when they clash, and appear live for everyone', async ({ browser }) => {
@@ -79,7 +81,7 @@ test('messages arrive live with name and time, and history shows on opening', as
 
   const received = bob.page.getByTestId('message').last();
   await expect(received.getByTestId('message-text')).toHaveText('hello\nworld');
-  await expect(received.getByTestId('message-author')).toHaveText('Ada');
+  await expect(received.getByTestId('message-author')).toHaveText(ada.name);
   await expect(received.getByTestId('message-time')).toHaveText(/\d{1,2}:\d{2}/);
   // The full date is on hover, and the machine-readable time is within a minute of now.
   await expect(received.getByTestId('message-time')).toHaveAttribute('title', /\d{4}/);
@@ -88,7 +90,7 @@ test('messages arrive live with name and time, and history shows on opening', as
 
   await send(bob.page, 'hi Ada');
   await expect(messageTexts(ada.page)).toHaveText(['hello\nworld', 'hi Ada']);
-  await expect(ada.page.getByTestId('message').last().getByTestId('message-author')).toHaveText('Bob');
+  await expect(ada.page.getByTestId('message').last().getByTestId('message-author')).toHaveText(bob.name);
 
   // Blank messages are not sent.
   await input.fill('   ');
@@ -128,7 +130,7 @@ test('the browser remembers the name and the channel across a restart', async ({
   const context = await browser.newContext({ storageState: saved });
   const page = await context.newPage();
   await openApp(page);
-  await expect(page.getByTestId('current-name')).toHaveText('Ada');
+  await expect(page.getByTestId('current-name')).toHaveText(ada.name);
   await expect(page.getByTestId('name-input')).toHaveCount(0);
   await expect(page.getByTestId('room-title')).toContainText(room);
   await expect(messageTexts(page)).toHaveText(['before the restart']);
@@ -141,26 +143,26 @@ test('the online list follows people in and out of the room', async ({ browser }
   const room = uniqueRoom('Lounge');
   await createRoom(ada.page, room);
   const online = ada.page.getByTestId('presence-item');
-  await expect(online).toHaveText(['Ada']);
+  await expect(online).toHaveText([ada.name]);
 
   await openRoom(bob.page, room);
-  await expect(online).toHaveText(['Ada', 'Bob']);
-  await expect(bob.page.getByTestId('presence-item')).toHaveText(['Ada', 'Bob']);
+  await expect(online).toHaveText([ada.name, bob.name]);
+  await expect(bob.page.getByTestId('presence-item')).toHaveText([ada.name, bob.name]);
 
   // Leaving for another room.
   await openRoom(bob.page, 'General');
-  await expect(online).toHaveText(['Ada']);
+  await expect(online).toHaveText([ada.name]);
 
   // A second tab of the same person counts once, and closing the tab leaves.
   await openRoom(bob.page, room);
-  await expect(online).toHaveText(['Ada', 'Bob']);
+  await expect(online).toHaveText([ada.name, bob.name]);
   const secondTab = await bob.context.newPage();
   await openApp(secondTab);
   await expect(secondTab.getByTestId('room-title')).toContainText(room);
-  await expect(online).toHaveText(['Ada', 'Bob']);
+  await expect(online).toHaveText([ada.name, bob.name]);
   await bob.page.close();
   await secondTab.close();
-  await expect(online).toHaveText(['Ada']);
+  await expect(online).toHaveText([ada.name]);
   await ada.context.close();
   await bob.context.close();
 });
@@ -171,27 +173,27 @@ test('a full room refuses the next person clearly, who can pick another room', a
   await createRoom(ada.page, room);
   const bob = await person(browser, 'Bob', SMALL_URL);
   await openRoom(bob.page, room);
-  await expect(ada.page.getByTestId('presence-item')).toHaveText(['Ada', 'Bob']);
+  await expect(ada.page.getByTestId('presence-item')).toHaveText([ada.name, bob.name]);
 
   const cleo = await person(browser, 'Cleo', SMALL_URL);
   await cleo.page.locator(`[data-testid="room-item"][data-room="${room}"]`).click();
   await expect(cleo.page.getByTestId('error-banner')).toContainText('room is full');
   await expect(cleo.page.getByTestId('room-title')).not.toContainText(room);
-  await expect(ada.page.getByTestId('presence-item')).toHaveText(['Ada', 'Bob']);
+  await expect(ada.page.getByTestId('presence-item')).toHaveText([ada.name, bob.name]);
 
   // Once someone leaves there is room again.
   await bob.context.close();
-  await expect(ada.page.getByTestId('presence-item')).toHaveText(['Ada']);
+  await expect(ada.page.getByTestId('presence-item')).toHaveText([ada.name]);
   await openRoom(cleo.page, room);
   await expect(cleo.page.getByTestId('error-banner')).toBeHidden();
-  await expect(cleo.page.getByTestId('presence-item')).toHaveText(['Ada', 'Cleo']);
+  await expect(cleo.page.getByTestId('presence-item')).toHaveText([ada.name, cleo.name]);
   await ada.context.close();
   await cleo.context.close();
 });
 
 test('markup and odd characters are shown as text and do nothing', async ({ browser }) => {
   const evilName = '<img src=x onerror=__pwned=1>';
-  const evil = await person(browser, evilName);
+  const evil = await person(browser, 'Evil', undefined, evilName);
   const reader = await person(browser, 'Reader');
   const room = uniqueRoom('Safe');
   await createRoom(evil.page, room);
@@ -203,7 +205,7 @@ test('markup and odd characters are shown as text and do nothing', async ({ brow
   await expect(shown.getByTestId('message-text')).toHaveText(payload);
   await expect(shown.getByTestId('message-author')).toHaveText(evilName);
   await expect(shown.locator('script, b, a, img')).toHaveCount(0);
-  await expect(reader.page.getByTestId('presence-item')).toContainText([evilName, 'Reader']);
+  await expect(reader.page.getByTestId('presence-item')).toContainText([evilName, reader.name]);
   await expect(reader.page.locator('img[src="x"]')).toHaveCount(0);
   expect(await reader.page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
   expect(await evil.page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();

@@ -1,5 +1,16 @@
 import { expect, type Browser, type BrowserContext, type Page } from '@playwright/test';
 
+let people = 0;
+
+/**
+ * A display name no other test uses: names are owned, so two tests cannot both be
+ * "Ada". The base comes first, so names still sort by it.
+ */
+export function uniqueName(base: string): string {
+  people += 1;
+  return `${base} ${Date.now().toString(36).slice(-3)}${people}`;
+}
+
 /** A channel name no other test uses. */
 export function uniqueRoom(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4)}`;
@@ -14,12 +25,17 @@ export async function openApp(page: Page): Promise<void> {
   await expect(page.getByTestId('name-input').or(page.getByTestId('current-name'))).toBeVisible();
 }
 
-/** A person in a fresh browser profile who has picked `name` and is connected. */
+/**
+ * A person in a fresh browser profile who has picked a name (`base` made unique, or
+ * `exactName`) and is connected.
+ */
 export async function person(
   browser: Browser,
-  name: string,
+  base: string,
   baseURL?: string,
-): Promise<{ context: BrowserContext; page: Page }> {
+  exactName?: string,
+): Promise<{ context: BrowserContext; page: Page; name: string }> {
+  const name = exactName ?? uniqueName(base);
   const context = await browser.newContext(baseURL ? { baseURL } : {});
   const page = await context.newPage();
   await openApp(page);
@@ -27,7 +43,7 @@ export async function person(
   await page.getByTestId('name-submit').click();
   await expect(page.getByTestId('current-name')).toHaveText(name);
   await expect(page.getByTestId('connection-status')).toHaveAttribute('data-state', 'connected');
-  return { context, page };
+  return { context, page, name };
 }
 
 export async function createRoom(page: Page, room: string): Promise<void> {
