@@ -1,6 +1,7 @@
 //! Runtime configuration: `Leptos.toml`, then environment variables, then flags, each
 //! overriding the one before.
 
+use super::store::Durability;
 use clap::Parser;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -34,6 +35,10 @@ pub struct Flags {
     /// (gone when the process ends; for tests and benchmarks).
     #[arg(long, env = "HEARTH_STORE")]
     pub store: Option<StoreKind>,
+    /// What a stored message survives: `full` (power loss; an fsync per commit) or
+    /// `normal` (the process being killed; fsync at checkpoints).
+    #[arg(long, env = "HEARTH_DURABILITY")]
+    pub durability: Option<Durability>,
     /// Seconds between the server's pings to each connection.
     #[arg(long, env = "HEARTH_PING_INTERVAL_SECS")]
     pub ping_interval_secs: Option<u64>,
@@ -68,6 +73,7 @@ struct FileConfig {
     room_capacity: Option<usize>,
     allowed_origins: Option<Vec<String>>,
     store: Option<StoreKind>,
+    durability: Option<Durability>,
     outbound_queue: Option<usize>,
     commit_queue: Option<usize>,
     ping_interval_secs: Option<u64>,
@@ -85,6 +91,7 @@ pub struct Config {
     pub room_capacity: usize,
     pub allowed_origins: Vec<String>,
     pub store: StoreKind,
+    pub durability: Durability,
     /// Frames queued for one connection before it counts as too slow.
     pub outbound_queue: usize,
     /// Sends waiting to be stored before new ones are refused as "busy".
@@ -123,6 +130,7 @@ impl Default for Config {
             room_capacity: 200,
             allowed_origins: Vec::new(),
             store: StoreKind::Sqlite,
+            durability: Durability::Full,
             outbound_queue: 256,
             commit_queue: 65_536,
             ping_interval: Duration::from_secs(15),
@@ -164,6 +172,10 @@ impl Config {
                 .or(file.allowed_origins)
                 .unwrap_or(defaults.allowed_origins),
             store: flags.store.or(file.store).unwrap_or(defaults.store),
+            durability: flags
+                .durability
+                .or(file.durability)
+                .unwrap_or(defaults.durability),
             outbound_queue: file.outbound_queue.unwrap_or(defaults.outbound_queue),
             commit_queue: file.commit_queue.unwrap_or(defaults.commit_queue),
             ping_interval: flags

@@ -49,7 +49,11 @@ pub fn now_ms() -> i64 {
 /// Opens the configured store, with the first channel in place on a new one.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     let store: Arc<dyn Store> = match config.store {
-        StoreKind::Sqlite => Arc::new(SqliteStore::open(&config.data_dir, config.history)?),
+        StoreKind::Sqlite => Arc::new(SqliteStore::open(
+            &config.data_dir,
+            config.history,
+            config.durability,
+        )?),
         StoreKind::Memory => Arc::new(MemoryStore::new(config.history)),
     };
     if store.load()?.is_empty() {

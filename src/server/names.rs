@@ -39,19 +39,22 @@ impl Names {
             token_hash: hash(&token),
             now,
         };
-        self.store
+        let held = self
+            .store
             .claim_name(&claim, self.idle_expiry_ms)
             .map_err(|e| match HubError::from(e) {
                 HubError::NameTaken(_) => crate::protocol::ApiError::NameTaken(name.clone()),
                 _ => crate::protocol::ApiError::Unavailable,
             })?;
-        Ok(NameGrant { name, token })
+        Ok(NameGrant { name: held, token })
     }
 
-    /// Whether `token` holds `name` (marking it used). Blocks on the store.
-    pub fn verify(&self, name: &str, token: &str, now: i64) -> Result<bool, HubError> {
+    /// The name as held, if `token` holds `name` (marking it used); the spelling
+    /// held is the one everyone sees, whatever capitals were typed. Blocks on the
+    /// store.
+    pub fn verify(&self, name: &str, token: &str, now: i64) -> Result<Option<String>, HubError> {
         if token.is_empty() || token.len() > TOKEN_MAX_BYTES {
-            return Ok(false);
+            return Ok(None);
         }
         Ok(self.store.holds_name(&name_key(name), &hash(token), now)?)
     }
@@ -86,8 +89,11 @@ mod tests {
         let grant = names.claim("  Ada ", None, 0).unwrap();
         assert_eq!(grant.name, "Ada");
         assert_eq!(grant.token.len(), 64);
-        assert!(names.verify("ada", &grant.token, 1).unwrap());
-        assert!(!names.verify("Ada", "guess", 1).unwrap());
+        assert_eq!(
+            names.verify("ada", &grant.token, 1).unwrap().as_deref(),
+            Some("Ada")
+        );
+        assert_eq!(names.verify("Ada", "guess", 1).unwrap(), None);
         assert_eq!(
             names.claim("ADA", None, 2),
             Err(ApiError::NameTaken("ADA".into()))

@@ -157,7 +157,7 @@ async fn await_hello(socket: &mut WebSocket, app: &AppState) -> Option<String> {
     let refusal = match serde_json::from_str::<ClientFrame>(&text) {
         Ok(ClientFrame::Hello { name, token }) => match validate_name(&name) {
             Ok(name) => match verify_name(app, &name, token).await {
-                Ok(()) => return Some(name),
+                Ok(held) => return Some(held),
                 Err(e) => ServerFrame::Error {
                     code: e.code(),
                     message: e.to_string(),
@@ -178,18 +178,15 @@ async fn await_hello(socket: &mut WebSocket, app: &AppState) -> Option<String> {
     None
 }
 
-/// Checks, off the async runtime, that `token` holds `name`.
-async fn verify_name(app: &AppState, name: &str, token: String) -> Result<(), HubError> {
+/// Checks, off the async runtime, that `token` holds `name`; returns the name as
+/// held, so one person is one name whatever capitals a tab typed.
+async fn verify_name(app: &AppState, name: &str, token: String) -> Result<String, HubError> {
     let names = app.names.clone();
     let owned = name.to_owned();
-    let held = tokio::task::spawn_blocking(move || names.verify(&owned, &token, super::now_ms()))
+    tokio::task::spawn_blocking(move || names.verify(&owned, &token, super::now_ms()))
         .await
-        .map_err(|_| HubError::Unavailable)??;
-    if held {
-        Ok(())
-    } else {
-        Err(HubError::NameTaken(name.to_owned()))
-    }
+        .map_err(|_| HubError::Unavailable)??
+        .ok_or_else(|| HubError::NameTaken(name.to_owned()))
 }
 
 /// Answers one frame from an identified connection. Sends are answered later, once

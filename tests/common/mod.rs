@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::TcpStream;
@@ -25,15 +26,22 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 const READY_PREFIX: &str = "hearth listening on http://";
 
-/// A running server on an ephemeral port, killed when dropped.
+/// A running server, killed when dropped. Its data directory lives as long as this
+/// value, so a test can stop the process and start it again on the same data.
 pub struct Server {
     pub addr: SocketAddr,
     http: reqwest::Client,
-    _child: Child,
+    /// `None` while stopped.
+    process: Option<Process>,
+    env: Vec<(String, String)>,
+    data_dir: tempfile::TempDir,
+}
+
+struct Process {
+    child: Child,
     // The server prints to stdout after startup too (in principle); keeping the pipe
     // open means such a write can never fail with a broken pipe and kill it.
     _stdout: Lines<BufReader<ChildStdout>>,
-    _data_dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -44,18 +52,46 @@ impl Server {
 
     /// A server with extra environment variables, e.g. `("HEARTH_HISTORY", "100")`.
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
-        let data_dir = tempfile::tempdir().expect("create a data directory");
+        Self::launch(SocketAddr::from(([127, 0, 0, 1], 0)), env).await
+    }
+
+    /// A server that [`Server::restart`] brings back on the same address, as a
+    /// reconnecting browser expects after the host comes back.
+    pub async fn start_restartable(env: &[(&str, &str)]) -> Self {
+        Self::launch(SocketAddr::from(([127, 0, 0, 1], restartable_port())), env).await
+    }
+
+    async fn launch(addr: SocketAddr, env: &[(&str, &str)]) -> Self {
+        let mut server = Self {
+            addr,
+            http: http_client(),
+            process: None,
+            env: env
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            data_dir: tempfile::tempdir().expect("create a data directory"),
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        assert!(self.process.is_none(), "the server is already running");
         let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
         command
-            .current_dir(data_dir.path())
-            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
-            .env("HEARTH_DATA_DIR", data_dir.path())
+            .current_dir(self.data_dir.path())
+            .env("LEPTOS_SITE_ADDR", self.addr.to_string())
+            .env("HEARTH_DATA_DIR", self.data_dir.path())
             // A developer's own Leptos.toml must not change what the tests see.
             .env("HEARTH_CONFIG", "/nonexistent/Leptos.toml")
             .env_remove("HEARTH_HISTORY")
             .env_remove("HEARTH_ROOM_CAPACITY")
             .env_remove("HEARTH_ALLOWED_ORIGINS")
-            .envs(env.iter().copied())
+            .env_remove("HEARTH_STORE")
+            .env_remove("HEARTH_PING_INTERVAL_SECS")
+            .env_remove("HEARTH_IDLE_TIMEOUT_SECS")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             // Server logs only clutter test output; set HEARTH_TEST_LOGS=1 to see them.
@@ -81,18 +117,56 @@ impl Server {
         })
         .await
         .unwrap_or_else(|_| panic!("server did not print {READY_PREFIX:?} within {STARTUP_TIMEOUT:?}"));
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(RECV_TIMEOUT)
-            .build()
-            .expect("build an HTTP client");
-        Self {
-            addr,
-            http,
-            _child: child,
-            _stdout: stdout,
-            _data_dir: data_dir,
+        if self.addr.port() != 0 {
+            assert_eq!(addr, self.addr, "the server came back on another address");
         }
+        self.addr = addr;
+        // Pooled keep-alive connections to a previous process are dead.
+        self.http = http_client();
+        self.process = Some(Process {
+            child,
+            _stdout: stdout,
+        });
+    }
+
+    /// Kills the server with SIGKILL, as a crash or an OOM kill would, and waits
+    /// until the process is gone.
+    pub async fn kill(&mut self) {
+        let mut process = self.process.take().expect("the server is running");
+        process
+            .child
+            .start_kill()
+            .expect("send SIGKILL to the server");
+        timeout(STARTUP_TIMEOUT, process.child.wait())
+            .await
+            .expect("a killed server exits at once")
+            .expect("wait for the killed server");
+    }
+
+    /// Asks the server to stop with SIGTERM, as a service manager does, and waits
+    /// until it has exited cleanly.
+    pub async fn terminate(&mut self) {
+        let mut process = self.process.take().expect("the server is running");
+        let pid = process.child.id().expect("a running server has a pid");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("run kill(1)");
+        assert!(status.success(), "kill -TERM {pid} failed: {status}");
+        let exit = timeout(STARTUP_TIMEOUT, process.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("server did not exit within {STARTUP_TIMEOUT:?} of SIGTERM"))
+            .expect("wait for the stopped server");
+        assert!(
+            exit.success(),
+            "server stopped by SIGTERM exited with {exit}"
+        );
+    }
+
+    /// Starts the server again on the same address and data directory.
+    pub async fn restart(&mut self) {
+        self.spawn().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -194,17 +268,40 @@ pub struct Client {
 impl Client {
     /// Opens `/ws` without saying hello.
     pub async fn connect(server: &Server) -> Self {
-        let (ws, _) = timeout(
-            RECV_TIMEOUT,
-            tokio_tungstenite::connect_async(server.ws_url()),
-        )
-        .await
-        .expect("WebSocket connect timed out")
-        .expect("WebSocket connect");
-        Self {
+        Self::try_connect(&server.ws_url())
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket connect to {}: {e}", server.ws_url()))
+    }
+
+    /// Opens a WebSocket at `ws_url`, or says why it could not.
+    pub async fn try_connect(ws_url: &str) -> Result<Self, String> {
+        let (ws, _) = timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(ws_url))
+            .await
+            .map_err(|_| format!("no answer within {RECV_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
             name: String::new(),
             ws,
             backlog: VecDeque::new(),
+        })
+    }
+
+    /// Opens a WebSocket at `ws_url`, retrying with backoff as the page does while
+    /// the server is down, for at most `within`.
+    pub async fn connect_retrying(ws_url: &str, within: Duration) -> Self {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match Self::try_connect(ws_url).await {
+                Ok(client) => return client,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    panic!("could not reconnect to {ws_url} within {within:?}: {e}")
+                }
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+            }
         }
     }
 
@@ -240,6 +337,43 @@ impl Client {
             .expect("WebSocket send");
     }
 
+    /// Sends a frame; returns false when the connection is gone (as when the server
+    /// died), which a reconnecting client has to expect rather than fail on.
+    pub async fn try_send(&mut self, frame: &ClientFrame) -> bool {
+        let json = serde_json::to_string(frame).expect("client frames serialize");
+        timeout(RECV_TIMEOUT, self.ws.send(Message::text(json)))
+            .await
+            .expect("WebSocket send timed out")
+            .is_ok()
+    }
+
+    /// The next not yet consumed frame, or `None` once the connection has ended.
+    /// Panics when nothing arrives within `RECV_TIMEOUT`.
+    pub async fn next_or_end(&mut self) -> Option<ServerFrame> {
+        if let Some(frame) = self.backlog.pop_front() {
+            return Some(frame);
+        }
+        timeout(RECV_TIMEOUT, self.next_frame())
+            .await
+            .unwrap_or_else(|_| panic!("[{}] no frame within {RECV_TIMEOUT:?}", self.name))
+    }
+
+    /// Keeps reading for `duration`, as an open page does, queueing what arrives for
+    /// later calls. Reading is what answers the server's pings. Panics if the
+    /// connection ends meanwhile.
+    pub async fn keep_reading(&mut self, duration: Duration) {
+        let name = self.name.clone();
+        let _ = timeout(duration, async {
+            loop {
+                match self.next_frame().await {
+                    Some(frame) => self.backlog.push_back(frame),
+                    None => panic!("[{name}] connection closed while it kept reading"),
+                }
+            }
+        })
+        .await;
+    }
+
     /// The next frame. Panics on timeout or close.
     pub async fn recv(&mut self) -> ServerFrame {
         self.recv_until("any frame", |frame| Some(frame.clone()))
@@ -254,6 +388,16 @@ impl Client {
     pub async fn recv_until<T>(
         &mut self,
         what: &str,
+        pick: impl FnMut(&ServerFrame) -> Option<T>,
+    ) -> T {
+        self.recv_until_within(what, RECV_TIMEOUT, pick).await
+    }
+
+    /// [`Client::recv_until`] with its own time limit.
+    pub async fn recv_until_within<T>(
+        &mut self,
+        what: &str,
+        limit: Duration,
         mut pick: impl FnMut(&ServerFrame) -> Option<T>,
     ) -> T {
         if let Some(index) = self.backlog.iter().position(|frame| pick(frame).is_some()) {
@@ -261,7 +405,7 @@ impl Client {
             return pick(&frame).expect("the same frame matches again");
         }
         let passed_over = self.backlog.len();
-        let found = timeout(RECV_TIMEOUT, async {
+        let found = timeout(limit, async {
             while let Some(frame) = self.next_frame().await {
                 if let Some(found) = pick(&frame) {
                     return Some(found);
@@ -279,7 +423,7 @@ impl Client {
                  unconsumed frames ({passed_over} older): {seen:#?}"
             ),
             Err(_) => panic!(
-                "[{name}] no {what} within {RECV_TIMEOUT:?}; \
+                "[{name}] no {what} within {limit:?}; \
                  unconsumed frames ({passed_over} older): {seen:#?}"
             ),
         }
@@ -440,6 +584,33 @@ pub async fn upgrade_with_origin(server: &Server, origin: &str) -> Option<u16> {
         Err(tungstenite::Error::Http(response)) => Some(response.status().as_u16()),
         Err(e) => panic!("WebSocket upgrade with Origin {origin:?} failed oddly: {e}"),
     }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(RECV_TIMEOUT)
+        .build()
+        .expect("build an HTTP client")
+}
+
+/// A free port below the kernel's ephemeral range (Linux: 32768 and up), so that
+/// while a restarting server is down, no outgoing connection or port-0 listener of a
+/// concurrent test can be handed its port.
+fn restartable_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 12_000;
+    // Spread by process so that two test binaries rarely probe the same ports.
+    let offset = (std::process::id() % u32::from(COUNT)) as u16;
+    for _ in 0..COUNT {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) % COUNT;
+        let port = FIRST + (offset + step) % COUNT;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// Milliseconds since the Unix epoch, as the server stamps messages.

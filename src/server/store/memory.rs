@@ -18,7 +18,8 @@ struct State {
     logs: HashMap<String, Log>,
     /// (author, client id) of every message in a window, to its channel and number.
     sends: HashMap<(String, String), (String, Seq)>,
-    names: HashMap<String, (Vec<u8>, i64)>,
+    /// Name key to (name as held, token hash, last used).
+    names: HashMap<String, (String, Vec<u8>, i64)>,
 }
 
 struct Log {
@@ -128,28 +129,35 @@ impl Store for MemoryStore {
         Ok(outcomes)
     }
 
-    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<(), StoreError> {
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<String, StoreError> {
         let mut state = self.lock();
-        if let Some((hash, last_seen)) = state.names.get(&claim.key)
-            && *hash != claim.token_hash
-            && claim.now - last_seen < idle_expiry_ms
-        {
-            return Err(StoreError::NameTaken(claim.name.clone()));
-        }
-        state
-            .names
-            .insert(claim.key.clone(), (claim.token_hash.clone(), claim.now));
-        Ok(())
+        let name = match state.names.get(&claim.key) {
+            Some((held, hash, _)) if *hash == claim.token_hash => held.clone(),
+            Some((_, _, last_seen)) if claim.now - last_seen < idle_expiry_ms => {
+                return Err(StoreError::NameTaken(claim.name.clone()));
+            }
+            _ => claim.name.clone(),
+        };
+        state.names.insert(
+            claim.key.clone(),
+            (name.clone(), claim.token_hash.clone(), claim.now),
+        );
+        Ok(name)
     }
 
-    fn holds_name(&self, key: &str, token_hash: &[u8], now: i64) -> Result<bool, StoreError> {
+    fn holds_name(
+        &self,
+        key: &str,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
         let mut state = self.lock();
         match state.names.get_mut(key) {
-            Some((hash, last_seen)) if hash.as_slice() == token_hash => {
+            Some((name, hash, last_seen)) if hash.as_slice() == token_hash => {
                 *last_seen = now;
-                Ok(true)
+                Ok(Some(name.clone()))
             }
-            _ => Ok(false),
+            _ => Ok(None),
         }
     }
 
@@ -158,7 +166,7 @@ impl Store for MemoryStore {
         let held = state
             .names
             .get(key)
-            .is_some_and(|(hash, _)| hash.as_slice() == token_hash);
+            .is_some_and(|(_, hash, _)| hash.as_slice() == token_hash);
         if held {
             state.names.remove(key);
         }

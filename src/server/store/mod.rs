@@ -11,7 +11,7 @@ mod memory;
 mod sqlite;
 
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};
 
 use crate::protocol::{Channel, ChatMessage, Seq};
 use thiserror::Error;
@@ -94,11 +94,18 @@ pub trait Store: Send + Sync + 'static {
     fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError>;
 
     /// Gives the name to the claimant unless another token holds it and used it
-    /// within `idle_expiry_ms`.
-    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<(), StoreError>;
+    /// within `idle_expiry_ms`. Returns the name as held: a holder claiming again
+    /// with other capitals keeps the spelling it has, so one person is never two.
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<String, StoreError>;
 
-    /// Whether this token holds the name; if so, marks the name as used now.
-    fn holds_name(&self, key: &str, token_hash: &[u8], now: i64) -> Result<bool, StoreError>;
+    /// The name as held, if this token holds the name with this key; marks it as
+    /// used now.
+    fn holds_name(
+        &self,
+        key: &str,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<String>, StoreError>;
 
     /// Frees the name if this token holds it; returns whether it did.
     fn release_name(&self, key: &str, token_hash: &[u8]) -> Result<bool, StoreError>;
@@ -211,23 +218,32 @@ pub(crate) mod contract {
             now,
         };
         let day = 24 * 3600 * 1000;
-        store.claim_name(&claim("Ada", b"t1", 0), 30 * day).unwrap();
+        assert_eq!(
+            store.claim_name(&claim("Ada", b"t1", 0), 30 * day).unwrap(),
+            "Ada"
+        );
         // Someone else, even with other capitals, is refused while Ada is active.
         assert_eq!(
             store.claim_name(&claim("ADA", b"t2", day), 30 * day),
             Err(StoreError::NameTaken("ADA".into()))
         );
-        assert!(store.holds_name("ada", b"t1", 2 * day).unwrap());
-        assert!(!store.holds_name("ada", b"t2", 2 * day).unwrap());
-        // The holder may claim again (e.g. from a new tab).
-        store
-            .claim_name(&claim("Ada", b"t1", 3 * day), 30 * day)
-            .unwrap();
+        assert_eq!(
+            store.holds_name("ada", b"t1", 2 * day).unwrap().as_deref(),
+            Some("Ada")
+        );
+        assert_eq!(store.holds_name("ada", b"t2", 2 * day).unwrap(), None);
+        // The holder may claim again (e.g. from a new tab), keeping the spelling.
+        assert_eq!(
+            store
+                .claim_name(&claim("aDA", b"t1", 3 * day), 30 * day)
+                .unwrap(),
+            "Ada"
+        );
         // After 30 idle days the name is free again.
         store
             .claim_name(&claim("Ada", b"t2", 34 * day), 30 * day)
             .unwrap();
-        assert!(!store.holds_name("ada", b"t1", 34 * day).unwrap());
+        assert_eq!(store.holds_name("ada", b"t1", 34 * day).unwrap(), None);
         // Releasing needs the token.
         assert!(!store.release_name("ada", b"t1").unwrap());
         assert!(store.release_name("ada", b"t2").unwrap());

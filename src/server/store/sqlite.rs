@@ -21,6 +21,27 @@ const SCHEMA_VERSION: i64 = 1;
 /// message has left the kept window.
 const SEND_ID_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// How much a commit survives, as SQLite's `synchronous` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync on every commit: survives power loss and operating-system crashes.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives the process being killed, but the last
+    /// commits before a power loss may be lost.
+    Normal,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
 pub struct SqliteStore {
     history: usize,
     inner: Mutex<Inner>,
@@ -46,13 +67,13 @@ fn backend(e: rusqlite::Error) -> StoreError {
 
 impl SqliteStore {
     /// Opens (creating and migrating if needed) `hearth.db` in `dir`.
-    pub fn open(dir: &Path, history: usize) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, history: usize, durability: Durability) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let db = Connection::open(dir.join("hearth.db")).map_err(backend)?;
         db.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
-        db.pragma_update(None, "synchronous", "FULL")
+        db.pragma_update(None, "synchronous", durability.pragma())
             .map_err(backend)?;
         db.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
@@ -240,23 +261,24 @@ impl Store for SqliteStore {
         result
     }
 
-    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<(), StoreError> {
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<String, StoreError> {
         let inner = self.lock();
-        let held: Option<(Vec<u8>, i64)> = inner
+        let held: Option<(String, Vec<u8>, i64)> = inner
             .db
             .query_row(
-                "SELECT token_hash, last_seen FROM names WHERE key = ?1",
+                "SELECT name, token_hash, last_seen FROM names WHERE key = ?1",
                 [&claim.key],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()
             .map_err(backend)?;
-        if let Some((hash, last_seen)) = held
-            && hash != claim.token_hash
-            && claim.now - last_seen < idle_expiry_ms
-        {
-            return Err(StoreError::NameTaken(claim.name.clone()));
-        }
+        let name = match held {
+            Some((held, hash, _)) if hash == claim.token_hash => held,
+            Some((_, _, last_seen)) if claim.now - last_seen < idle_expiry_ms => {
+                return Err(StoreError::NameTaken(claim.name.clone()));
+            }
+            _ => claim.name.clone(),
+        };
         inner
             .db
             .execute(
@@ -264,22 +286,29 @@ impl Store for SqliteStore {
                  ON CONFLICT (key) DO UPDATE SET
                      name = excluded.name, token_hash = excluded.token_hash,
                      last_seen = excluded.last_seen",
-                params![claim.key, claim.name, claim.token_hash, claim.now],
+                params![claim.key, name, claim.token_hash, claim.now],
             )
             .map_err(backend)?;
-        Ok(())
+        Ok(name)
     }
 
-    fn holds_name(&self, key: &str, token_hash: &[u8], now: i64) -> Result<bool, StoreError> {
+    fn holds_name(
+        &self,
+        key: &str,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
         let inner = self.lock();
-        let updated = inner
+        inner
             .db
-            .execute(
-                "UPDATE names SET last_seen = ?3 WHERE key = ?1 AND token_hash = ?2",
+            .query_row(
+                "UPDATE names SET last_seen = ?3 WHERE key = ?1 AND token_hash = ?2
+                 RETURNING name",
                 params![key, token_hash, now],
+                |row| row.get(0),
             )
-            .map_err(backend)?;
-        Ok(updated == 1)
+            .optional()
+            .map_err(backend)
     }
 
     fn release_name(&self, key: &str, token_hash: &[u8]) -> Result<bool, StoreError> {
@@ -425,7 +454,7 @@ mod tests {
     use super::*;
 
     fn store(dir: &tempfile::TempDir) -> SqliteStore {
-        SqliteStore::open(dir.path(), 10).unwrap()
+        SqliteStore::open(dir.path(), 10, Durability::Full).unwrap()
     }
 
     #[test]
