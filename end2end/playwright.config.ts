@@ -18,6 +18,8 @@ const server = (port: number, extraEnv: Record<string, string>) => ({
     HEARTH_CONFIG: '/nonexistent/Leptos.toml',
     HEARTH_DATA_DIR: `.data/${port}`,
     RUST_LOG: 'warn',
+    // The suite claims names and creates channels far faster than a person would.
+    HEARTH_CLAIMS_PER_MINUTE: '10000',
     ...extraEnv,
   },
 });
@@ -56,5 +58,9 @@ export default defineConfig({
       },
     },
   ],
-  webServer: [server(3100, {}), server(3101, { HEARTH_ROOM_CAPACITY: '2' })],
+  webServer: [
+    server(3100, {}),
+    // Small limits: rooms of two, and one message a second after a burst of three.
+    server(3101, { HEARTH_ROOM_CAPACITY: '2', HEARTH_SEND_RATE: '1', HEARTH_SEND_BURST: '3' }),
+  ],
 });

@@ -24,9 +24,10 @@ pub async fn create_channel(
     use crate::server::names::Names;
     let hub = expect_context::<std::sync::Arc<Hub>>();
     let names = expect_context::<std::sync::Arc<Names>>();
+    limit_claims().await?;
     blocking(move || {
         let now = crate::server::now_ms();
-        if !names.verify(&as_name, &token, now).unwrap_or(false) {
+        if names.verify(&as_name, &token, now).ok().flatten().is_none() {
             return Err(ApiError::NotIdentified);
         }
         hub.create_channel(&name, now).map_err(|e| match e {
@@ -43,6 +44,7 @@ pub async fn create_channel(
 #[server(endpoint = "claim_name")]
 pub async fn claim_name(name: String, token: Option<String>) -> Result<NameGrant, ApiError> {
     let names = expect_context::<std::sync::Arc<crate::server::names::Names>>();
+    limit_claims().await?;
     blocking(move || names.claim(&name, token, crate::server::now_ms())).await
 }
 
@@ -56,6 +58,25 @@ pub async fn release_name(name: String, token: String) -> Result<(), ApiError> {
         Err(_) => Err(ApiError::Unavailable),
     })
     .await
+}
+
+/// Name claims and channel creations are limited per source address, so one
+/// client cannot reserve every name or flood the channel list.
+#[cfg(feature = "ssr")]
+async fn limit_claims() -> Result<(), ApiError> {
+    use axum::extract::ConnectInfo;
+    let guards = expect_context::<std::sync::Arc<crate::server::limits::Guards>>();
+    let ConnectInfo(peer) = leptos_axum::extract::<ConnectInfo<std::net::SocketAddr>>()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    if guards
+        .claims
+        .try_take(&peer.ip(), std::time::Instant::now())
+    {
+        Ok(())
+    } else {
+        Err(ApiError::TooFast)
+    }
 }
 
 /// Runs store work on the blocking pool.

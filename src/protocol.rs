@@ -136,6 +136,8 @@ pub enum ErrorCode {
     NameTaken,
     /// The message could not be stored now; it stays pending and is retried.
     Unavailable,
+    /// Too many sends too fast; this one is retried after a pause.
+    RateLimited,
     BadFrame,
     Internal,
 }
@@ -143,7 +145,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Whether a send refused with this code may succeed if sent again later.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::Unavailable)
+        matches!(self, ErrorCode::Unavailable | ErrorCode::RateLimited)
     }
 }
 
@@ -277,6 +279,8 @@ pub enum ApiError {
     NotIdentified,
     #[error("The server cannot store this right now; please try again shortly.")]
     Unavailable,
+    #[error("You are doing that too often. Please wait a moment and try again.")]
+    TooFast,
     #[error("The server could not be reached: {0}")]
     Transport(String),
 }

@@ -26,6 +26,7 @@ export class ControlledServer {
         HEARTH_CONFIG: '/nonexistent/Leptos.toml',
         HEARTH_DATA_DIR: this.dataDir,
         RUST_LOG: 'warn',
+        HEARTH_CLAIMS_PER_MINUTE: '10000',
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -248,6 +248,10 @@ impl Chat {
                 message,
             } => {
                 if code.is_retryable() {
+                    if code == ErrorCode::RateLimited {
+                        // Say so; the message itself waits and goes out shortly.
+                        self.error.set(Some(message));
+                    }
                     self.retry_later(client_id);
                 } else {
                     self.pending.update(|all| {

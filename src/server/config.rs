@@ -48,6 +48,25 @@ pub struct Flags {
     /// Days a display name may go unused before someone else may claim it.
     #[arg(long, env = "HEARTH_NAME_IDLE_DAYS")]
     pub name_idle_days: Option<u64>,
+    /// Messages per second one connection (and one person) may send, steadily.
+    #[arg(long, env = "HEARTH_SEND_RATE")]
+    pub send_rate: Option<f64>,
+    /// Messages one connection (and one person) may send at once before the steady
+    /// rate applies.
+    #[arg(long, env = "HEARTH_SEND_BURST")]
+    pub send_burst: Option<u32>,
+    /// Chat connections one source address may hold open.
+    #[arg(long, env = "HEARTH_MAX_CONNS_PER_IP")]
+    pub max_conns_per_ip: Option<usize>,
+    /// Chat connections the server holds open in total.
+    #[arg(long, env = "HEARTH_MAX_CONNS")]
+    pub max_conns: Option<usize>,
+    /// Name claims plus channel creations one address may make per minute.
+    #[arg(long, env = "HEARTH_CLAIMS_PER_MINUTE")]
+    pub claims_per_minute: Option<u32>,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "HEARTH_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
     /// Extra origins allowed to open the WebSocket, comma-separated
     /// (e.g. `https://chat.example.org`). The page's own origin is always allowed.
     #[arg(long, env = "HEARTH_ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -79,6 +98,13 @@ struct FileConfig {
     ping_interval_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     name_idle_days: Option<u64>,
+    send_rate: Option<f64>,
+    send_burst: Option<u32>,
+    max_conns_per_ip: Option<usize>,
+    max_conns: Option<usize>,
+    claims_per_minute: Option<u32>,
+    header_timeout_secs: Option<u64>,
+    max_http_connections: Option<usize>,
 }
 
 /// The settings Hearth runs with.
@@ -102,6 +128,15 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// A name unused this long may be claimed by someone else.
     pub name_idle: Duration,
+    pub send_rate: f64,
+    pub send_burst: u32,
+    pub max_conns_per_ip: usize,
+    pub max_conns: usize,
+    pub claims_per_minute: u32,
+    /// Time a client has to send a request's headers.
+    pub header_timeout: Duration,
+    /// Plain HTTP connections open at once (WebSockets are counted by `max_conns`).
+    pub max_http_connections: usize,
 }
 
 #[derive(Debug, Error)]
@@ -118,6 +153,8 @@ pub enum ConfigError {
     },
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("send_rate must be a number above 0")]
+    Rate,
 }
 
 impl Default for Config {
@@ -136,6 +173,14 @@ impl Default for Config {
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(40),
             name_idle: Duration::from_secs(30 * 24 * 3600),
+            send_rate: 10.0,
+            send_burst: 20,
+            max_conns_per_ip: 100,
+            // One process may hold 20,000 open files here; leave room for the rest.
+            max_conns: 19_500,
+            claims_per_minute: 30,
+            header_timeout: Duration::from_secs(10),
+            max_http_connections: 1_024,
         }
     }
 }
@@ -192,7 +237,37 @@ impl Config {
                 .map_or(defaults.name_idle, |days| {
                     Duration::from_secs(days.saturating_mul(24 * 3600))
                 }),
+            send_rate: flags
+                .send_rate
+                .or(file.send_rate)
+                .unwrap_or(defaults.send_rate),
+            send_burst: flags
+                .send_burst
+                .or(file.send_burst)
+                .unwrap_or(defaults.send_burst),
+            max_conns_per_ip: flags
+                .max_conns_per_ip
+                .or(file.max_conns_per_ip)
+                .unwrap_or(defaults.max_conns_per_ip),
+            max_conns: flags
+                .max_conns
+                .or(file.max_conns)
+                .unwrap_or(defaults.max_conns),
+            claims_per_minute: flags
+                .claims_per_minute
+                .or(file.claims_per_minute)
+                .unwrap_or(defaults.claims_per_minute),
+            header_timeout: flags
+                .header_timeout_secs
+                .or(file.header_timeout_secs)
+                .map_or(defaults.header_timeout, Duration::from_secs),
+            max_http_connections: file
+                .max_http_connections
+                .unwrap_or(defaults.max_http_connections),
         };
+        if !(config.send_rate > 0.0 && config.send_rate.is_finite()) {
+            return Err(ConfigError::Rate);
+        }
         for (value, name) in [
             (config.history, "history"),
             (config.room_capacity, "room_capacity"),
@@ -203,6 +278,15 @@ impl Config {
                 "ping_interval_secs",
             ),
             (config.idle_timeout.as_secs() as usize, "idle_timeout_secs"),
+            (config.send_burst as usize, "send_burst"),
+            (config.max_conns_per_ip, "max_conns_per_ip"),
+            (config.max_conns, "max_conns"),
+            (config.claims_per_minute as usize, "claims_per_minute"),
+            (
+                config.header_timeout.as_secs() as usize,
+                "header_timeout_secs",
+            ),
+            (config.max_http_connections, "max_http_connections"),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));

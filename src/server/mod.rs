@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod hub;
+pub mod limits;
+pub mod listen;
 pub mod names;
 pub mod store;
 pub mod window;
@@ -16,9 +18,11 @@ use config::{Config, StoreKind};
 use hub::{Hub, HubLimits};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use limits::Guards;
 use names::Names;
 use std::sync::Arc;
 use store::{MemoryStore, SqliteStore, Store, StoreError};
+use tokio::sync::watch;
 
 /// The channel every fresh installation starts with, so the first visitor has a room.
 pub const FIRST_CHANNEL: &str = "General";
@@ -28,6 +32,9 @@ pub const FIRST_CHANNEL: &str = "General";
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub names: Arc<Names>,
+    pub guards: Arc<Guards>,
+    /// Changes once, when the server starts to stop.
+    pub stopping: watch::Receiver<()>,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
 }
@@ -62,8 +69,15 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     Ok(store)
 }
 
+/// What `serve` needs besides the router: the hub to flush, and the switch that tells
+/// every connection the server is stopping.
+pub struct Running {
+    pub hub: Arc<Hub>,
+    pub stop: watch::Sender<()>,
+}
+
 /// The whole HTTP surface: pages, server functions, `/ws`, static files.
-pub fn router(config: Config) -> Result<(Router, Arc<Hub>), StoreError> {
+pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
     let leptos_options = LeptosOptions::builder()
         .output_name("hearth")
         .site_root(config.site_root.as_str())
@@ -81,9 +95,13 @@ pub fn router(config: Config) -> Result<(Router, Arc<Hub>), StoreError> {
         },
     )?;
     let names = Arc::new(Names::new(store, config.name_idle));
+    let guards = Guards::new(&config);
+    let (stop, stopping) = watch::channel(());
     let state = AppState {
         hub: hub.clone(),
         names: names.clone(),
+        guards: guards.clone(),
+        stopping,
         config: Arc::new(config),
         leptos_options: leptos_options.clone(),
     };
@@ -97,12 +115,13 @@ pub fn router(config: Config) -> Result<(Router, Arc<Hub>), StoreError> {
             move || {
                 provide_context(context_hub.clone());
                 provide_context(names.clone());
+                provide_context(guards.clone());
             },
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state);
-    Ok((router, hub))
+    Ok((router, Running { hub, stop }))
 }
 
 /// Runs Hearth until SIGINT or SIGTERM.
@@ -117,14 +136,23 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         capacity = config.room_capacity,
         "starting"
     );
-    let (router, hub) = router(config)?;
+    let limits = listen::ListenLimits {
+        header_timeout: config.header_timeout,
+        max_http_connections: config.max_http_connections,
+        drain_timeout: std::time::Duration::from_secs(5),
+    };
+    let (router, running) = router(config)?;
     // Tests and scripts wait for this exact line to learn the port.
     println!("hearth listening on http://{addr}");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let stop = running.stop;
+    listen::serve(listener, router, limits, async move {
+        shutdown_signal().await;
+        // Every chat connection is told to reconnect, and stops taking sends.
+        let _ = stop.send(());
+    })
+    .await;
     // Everything accepted before the signal is stored before the process ends.
-    hub.shutdown().await;
+    running.hub.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,11 +3,14 @@
 
 use super::AppState;
 use super::hub::{ConnId, Hub, HubError, encode};
+use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
 use crate::protocol::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, validate_name};
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a new connection has to say who it is.
@@ -20,6 +23,7 @@ const CLOSE_TOO_SLOW: u16 = 4008;
 pub async fn upgrade(
     upgrade: WebSocketUpgrade,
     headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(app): State<AppState>,
 ) -> Response {
     if !origin_allowed(&headers, &app.config.allowed_origins) {
@@ -29,13 +33,33 @@ pub async fn upgrade(
         )
             .into_response();
     }
+    let slot = match app.guards.connections.acquire(peer.ip()) {
+        Ok(slot) => slot,
+        Err(Refusal::TooManyFromAddress) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many chat connections from your address. Close some tabs and try again.",
+            )
+                .into_response();
+        }
+        Err(Refusal::ServerFull) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is full. Please try again shortly.",
+            )
+                .into_response();
+        }
+    };
+    // Never tungstenite's defaults (64 MiB messages, an unbounded write buffer):
+    // small reads, no write buffer held while idle, and frames capped at 16 KiB.
+    // permessage-deflate is not offered, so nothing is decompressed.
     upgrade
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| run(socket, app))
+        .on_upgrade(move |socket| run(socket, app, slot))
 }
 
 /// Browsers always send `Origin` on WebSocket upgrades, so a page on another site is
@@ -55,12 +79,13 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-async fn run(mut socket: WebSocket, app: AppState) {
+async fn run(mut socket: WebSocket, app: AppState, _slot: ConnectionSlot) {
     let Some(name) = await_hello(&mut socket, &app).await else {
         return;
     };
     let hub = &app.hub;
     let registration = hub.connect(&name);
+    let person: Arc<str> = Arc::from(name.as_str());
     // Leaves the hub however this function ends, panics included.
     let _member = Membership {
         hub,
@@ -79,14 +104,31 @@ async fn run(mut socket: WebSocket, app: AppState) {
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut last_heard = Instant::now();
+    let mut sends = SendLimit::new(&app, person);
+    let mut stopping = app.stopping.clone();
     loop {
         tokio::select! {
             incoming = socket.recv() => {
-                let Some(Ok(message)) = incoming else { break };
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => {
+                        if let Some((code, reason)) = close_for(error) {
+                            close(&mut socket, code, reason).await;
+                        }
+                        break;
+                    }
+                    None => break,
+                };
                 last_heard = Instant::now();
                 match message {
                     Message::Text(text) => {
-                        let reply = handle(hub, registration.id, &text);
+                        let reply = match handle(hub, registration.id, &text, &mut sends) {
+                            Handled::Reply(reply) => reply,
+                            Handled::Flooding => {
+                                close(&mut socket, close_code::POLICY, "sending too fast").await;
+                                break;
+                            }
+                        };
                         if let Some(reply) = reply
                             && send_frame(&mut socket, &reply).await.is_err()
                         {
@@ -113,6 +155,12 @@ async fn run(mut socket: WebSocket, app: AppState) {
                     break;
                 }
             },
+            _ = stopping.changed() => {
+                // The client reconnects by itself (to this server when it is back, or
+                // to another node) and resumes where it was.
+                close(&mut socket, close_code::RESTART, "server restarting; reconnect").await;
+                break;
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > app.config.idle_timeout {
                     close(&mut socket, close_code::AWAY, "no answer to pings").await;
@@ -189,19 +237,76 @@ async fn verify_name(app: &AppState, name: &str, token: String) -> Result<String
         .ok_or_else(|| HubError::NameTaken(name.to_owned()))
 }
 
+/// What to do after one frame.
+enum Handled {
+    Reply(Option<ServerFrame>),
+    /// The client keeps sending into the rate limit: cut it off.
+    Flooding,
+}
+
+/// Sends allowed to one connection: its own bucket, and its person's, shared by all
+/// their tabs so more tabs do not mean more messages.
+struct SendLimit {
+    connection: TokenBucket,
+    person: Arc<str>,
+    guards: Arc<Guards>,
+    refused_in_a_row: u32,
+}
+
+impl SendLimit {
+    fn new(app: &AppState, person: Arc<str>) -> Self {
+        let guards = app.guards.clone();
+        Self {
+            connection: guards.send_bucket(Instant::now()),
+            person,
+            guards,
+            refused_in_a_row: 0,
+        }
+    }
+
+    /// Whether this send may go ahead now.
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let allowed =
+            self.connection.try_take(now) && self.guards.person_sends.try_take(&self.person, now);
+        if allowed {
+            self.refused_in_a_row = 0;
+        } else {
+            self.refused_in_a_row += 1;
+        }
+        allowed
+    }
+
+    fn is_flooding(&self) -> bool {
+        self.refused_in_a_row >= self.guards.strikes
+    }
+}
+
 /// Answers one frame from an identified connection. Sends are answered later, once
 /// stored, through the connection's queue.
-fn handle(hub: &Hub, id: ConnId, text: &str) -> Option<ServerFrame> {
+fn handle(hub: &Hub, id: ConnId, text: &str, sends: &mut SendLimit) -> Handled {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => frame,
         Err(e) => {
-            return Some(ServerFrame::Error {
+            return Handled::Reply(Some(ServerFrame::Error {
                 code: ErrorCode::BadFrame,
                 message: format!("That message could not be understood: {e}."),
-            });
+            }));
         }
     };
-    match frame {
+    if let ClientFrame::Send { client_id, .. } = &frame
+        && !sends.allow()
+    {
+        if sends.is_flooding() {
+            return Handled::Flooding;
+        }
+        return Handled::Reply(Some(ServerFrame::SendFailed {
+            client_id: client_id.clone(),
+            code: ErrorCode::RateLimited,
+            message: "You are sending messages too fast. Please slow down.".into(),
+        }));
+    }
+    Handled::Reply(match frame {
         ClientFrame::Hello { .. } => Some(ServerFrame::Error {
             code: ErrorCode::BadFrame,
             message: "This connection already said hello.".into(),
@@ -228,6 +333,18 @@ fn handle(hub: &Hub, id: ConnId, text: &str) -> Option<ServerFrame> {
                 code: e.code(),
                 message: e.to_string(),
             }),
+    })
+}
+
+/// The close frame that explains why reading failed, when there is one to send:
+/// too big (1009), not UTF-8 (1007), or broken framing (1002).
+fn close_for(error: axum::Error) -> Option<(u16, &'static str)> {
+    let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
+    match *error {
+        tungstenite::Error::Capacity(_) => Some((close_code::SIZE, "message too big")),
+        tungstenite::Error::Utf8(_) => Some((close_code::INVALID, "text must be UTF-8")),
+        tungstenite::Error::Protocol(_) => Some((close_code::PROTOCOL, "protocol error")),
+        _ => None,
     }
 }
 

@@ -91,6 +91,14 @@ impl Server {
             .env_remove("HEARTH_STORE")
             .env_remove("HEARTH_PING_INTERVAL_SECS")
             .env_remove("HEARTH_IDLE_TIMEOUT_SECS")
+            .env_remove("HEARTH_MAX_CONNS")
+            .env_remove("HEARTH_MAX_CONNS_PER_IP")
+            .env_remove("HEARTH_HEADER_TIMEOUT_SECS")
+            // These tests send and claim far faster than a person; the limits have
+            // tests of their own, which set them here explicitly.
+            .env("HEARTH_SEND_RATE", "1000000")
+            .env("HEARTH_SEND_BURST", "1000000")
+            .env("HEARTH_CLAIMS_PER_MINUTE", "1000000")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -93,7 +93,9 @@ pub async fn connect_and_join(
     grant: &NameGrant,
     channel: &str,
 ) -> Result<(Writer, Reader), ClientError> {
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+    // Small frames must leave at once; see the server's TCP_NODELAY.
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/ws"), None, true).await?;
     let (mut writer, mut reader) = socket.split();
     writer
         .send(encode(&ClientFrame::Hello {

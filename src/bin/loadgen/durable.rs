@@ -137,7 +137,7 @@ pub async fn run(args: AcksArgs) -> Result<String, ClientError> {
         "acked_per_s": acked_measured.load(Ordering::Relaxed) as f64 / measured_secs,
         "sent": sent_total,
         "acked": acked_total,
-        "lost": sent_total.saturating_sub(acked_total + failed.load(Ordering::Relaxed)),
+        "unacked": sent_total.saturating_sub(acked_total + failed.load(Ordering::Relaxed)),
         "failed": failed.load(Ordering::Relaxed),
         "p50_ms": stats::ms(&histogram, 0.5),
         "p99_ms": stats::ms(&histogram, 0.99),

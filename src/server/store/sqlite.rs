@@ -13,7 +13,9 @@ use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -45,6 +47,14 @@ impl Durability {
 pub struct SqliteStore {
     history: usize,
     inner: Mutex<Inner>,
+    /// Tells the checkpointer to stop when the store goes away.
+    stop_checkpoints: Arc<AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_checkpoints.store(true, Ordering::Relaxed);
+    }
 }
 
 struct Inner {
@@ -70,15 +80,19 @@ impl SqliteStore {
     pub fn open(dir: &Path, history: usize, durability: Durability) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Connection::open(dir.join("hearth.db")).map_err(backend)?;
+        let path = dir.join("hearth.db");
+        let db = Connection::open(&path).map_err(backend)?;
         db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        // Checkpoints run on their own thread (below), so a commit never waits for
+        // one: copying the log into the database and its fsync happen beside it.
+        db.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(backend)?;
         db.pragma_update(None, "synchronous", durability.pragma())
             .map_err(backend)?;
         db.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
-        db.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(backend)?;
+        db.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
         migrate(&db)?;
         let channels = {
             let mut statement = db
@@ -98,6 +112,8 @@ impl SqliteStore {
                 .collect::<Result<HashMap<String, ChannelMeta>, _>>()
                 .map_err(backend)?
         };
+        let stop_checkpoints = Arc::new(AtomicBool::new(false));
+        start_checkpointer(&path, durability, stop_checkpoints.clone())?;
         Ok(Self {
             history: history.max(1),
             inner: Mutex::new(Inner {
@@ -105,6 +121,7 @@ impl SqliteStore {
                 channels,
                 batches_since_prune: 0,
             }),
+            stop_checkpoints,
         })
     }
 
@@ -113,6 +130,33 @@ impl SqliteStore {
         // the mirror is only updated after a commit, so the state stays consistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// How often the log is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the write-ahead log into the database on a second connection, without
+/// blocking the writer (a passive checkpoint), so the log stays small.
+fn start_checkpointer(
+    path: &Path,
+    durability: Durability,
+    stop: Arc<AtomicBool>,
+) -> Result<(), StoreError> {
+    let db = Connection::open(path).map_err(backend)?;
+    db.pragma_update(None, "synchronous", durability.pragma())
+        .map_err(backend)?;
+    std::thread::Builder::new()
+        .name("hearth-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "checkpoint failed; will try again");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+    Ok(())
 }
 
 fn migrate(db: &Connection) -> Result<(), StoreError> {

@@ -1,0 +1,232 @@
+//! Rate limits and connection counts that keep one client from crowding out others.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// A token bucket: `burst` actions at once, refilled at `rate` per second.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate: rate.max(0.0),
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket has refilled completely (and can be forgotten).
+    fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+}
+
+/// One token bucket per key (a name, an address), forgetting full buckets so the
+/// map stays as small as the set of recently active keys.
+pub struct KeyedLimiter<K> {
+    rate: f64,
+    burst: u32,
+    buckets: Mutex<HashMap<K, TokenBucket>>,
+}
+
+impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
+    pub fn new(rate: f64, burst: u32) -> Self {
+        Self {
+            rate,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn try_take(&self, key: &K, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, bucket| !bucket.is_full(now));
+        }
+        buckets
+            .entry(key.clone())
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now))
+            .try_take(now)
+    }
+}
+
+/// Open WebSocket connections, in total and per source address.
+pub struct ConnectionCounter {
+    per_ip_limit: usize,
+    total_limit: usize,
+    state: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    TooManyFromAddress,
+    ServerFull,
+}
+
+/// Holds one counted connection; dropping it frees the place.
+pub struct ConnectionSlot {
+    counter: Arc<ConnectionCounter>,
+    ip: IpAddr,
+}
+
+impl ConnectionCounter {
+    pub fn new(per_ip_limit: usize, total_limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_ip_limit,
+            total_limit,
+            state: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Counts> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        let mut counts = self.lock();
+        if counts.total >= self.total_limit {
+            return Err(Refusal::ServerFull);
+        }
+        let from_ip = counts.per_ip.entry(ip).or_insert(0);
+        if *from_ip >= self.per_ip_limit {
+            return Err(Refusal::TooManyFromAddress);
+        }
+        *from_ip += 1;
+        counts.total += 1;
+        Ok(ConnectionSlot {
+            counter: self.clone(),
+            ip,
+        })
+    }
+
+    pub fn total(&self) -> usize {
+        self.lock().total
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counter.lock();
+        counts.total -= 1;
+        if let Some(from_ip) = counts.per_ip.get_mut(&self.ip) {
+            *from_ip -= 1;
+            if *from_ip == 0 {
+                counts.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Every limit the server enforces on clients, built once from the configuration.
+pub struct Guards {
+    pub connections: Arc<ConnectionCounter>,
+    /// Sends per person (all their tabs together).
+    pub person_sends: KeyedLimiter<Arc<str>>,
+    /// Name claims and channel creations per source address.
+    pub claims: KeyedLimiter<IpAddr>,
+    send_rate: f64,
+    send_burst: u32,
+    /// Refused sends in a row after which a connection is cut off as a flooder.
+    pub strikes: u32,
+}
+
+impl Guards {
+    pub fn new(config: &super::config::Config) -> Arc<Self> {
+        Arc::new(Self {
+            connections: ConnectionCounter::new(config.max_conns_per_ip, config.max_conns),
+            person_sends: KeyedLimiter::new(config.send_rate, config.send_burst),
+            claims: KeyedLimiter::new(
+                f64::from(config.claims_per_minute) / 60.0,
+                config.claims_per_minute,
+            ),
+            send_rate: config.send_rate,
+            send_burst: config.send_burst,
+            // A client that respects "slow down" never comes close; one that keeps
+            // firing into the limit is gone within a couple of bursts.
+            strikes: config.send_burst.max(5) * 2,
+        })
+    }
+
+    /// A fresh per-connection send bucket.
+    pub fn send_bucket(&self, now: Instant) -> TokenBucket {
+        TokenBucket::new(self.send_rate, self.send_burst, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::time::Duration;
+
+    #[test]
+    fn a_bucket_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(2.0, 3, start);
+        assert!((0..3).all(|_| bucket.try_take(start)));
+        assert!(!bucket.try_take(start));
+        // Half a second refills one token at 2 per second.
+        let later = start + Duration::from_millis(500);
+        assert!(bucket.try_take(later));
+        assert!(!bucket.try_take(later));
+        // A long pause refills only up to the burst.
+        let much_later = later + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| bucket.try_take(much_later)).count(), 3);
+    }
+
+    #[test]
+    fn keys_have_their_own_buckets() {
+        let now = Instant::now();
+        let limiter = KeyedLimiter::new(1.0, 1);
+        assert!(limiter.try_take(&"ada", now));
+        assert!(!limiter.try_take(&"ada", now));
+        assert!(limiter.try_take(&"bob", now));
+    }
+
+    #[test]
+    fn connections_are_capped_per_address_and_in_total() {
+        let counter = ConnectionCounter::new(2, 3);
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 3].into();
+        let first = counter.acquire(a).unwrap();
+        let _second = counter.acquire(a).unwrap();
+        assert_eq!(counter.acquire(a).err(), Some(Refusal::TooManyFromAddress));
+        let _third = counter.acquire(b).unwrap();
+        assert_eq!(counter.acquire(b).err(), Some(Refusal::ServerFull));
+        drop(first);
+        let _again = counter.acquire(a).unwrap();
+        assert_eq!(counter.total(), 3);
+    }
+}

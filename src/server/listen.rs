@@ -1,0 +1,128 @@
+//! The accept loop: TCP_NODELAY, a deadline for request headers (a client that sends
+//! them a byte at a time is dropped), a cap on open HTTP connections, the client's
+//! address for handlers, and a graceful stop.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// Settings of the accept loop.
+#[derive(Clone, Debug)]
+pub struct ListenLimits {
+    /// Time a client has to send a request's headers.
+    pub header_timeout: Duration,
+    /// HTTP connections open at once (not counting upgraded WebSockets, which the
+    /// WebSocket handler counts).
+    pub max_http_connections: usize,
+    /// How long a stop waits for requests in flight.
+    pub drain_timeout: Duration,
+}
+
+/// Serves `router` until `stop` completes, then stops accepting and lets requests in
+/// flight finish (up to the drain timeout).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ListenLimits,
+    stop: impl Future<Output = ()>,
+) {
+    let (stopping, stop_seen) = watch::channel(());
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut stop = pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        // Chat frames are small and must leave at once: without TCP_NODELAY, Nagle's
+        // algorithm holds them until the peer's delayed ACK (tens of milliseconds).
+        let _ = stream.set_nodelay(true);
+        if open.load(Ordering::Relaxed) >= limits.max_http_connections {
+            tokio::spawn(refuse(stream));
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let open = open.clone();
+        let router = router.clone();
+        let mut stop_seen = stop_seen.clone();
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            let service = router.map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.map(Body::new)
+            });
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service),
+            );
+            let mut connection = pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                }
+                _ = stop_seen.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    drop(stop_seen);
+    let _ = stopping.send(());
+    // Every connection task holds a receiver; they are all gone once drained.
+    let _ = tokio::time::timeout(limits.drain_timeout, stopping.closed()).await;
+}
+
+/// Answers a connection beyond the cap with a plain 503 and closes it.
+async fn refuse(mut stream: TcpStream) {
+    const BODY: &str = "The server has too many open connections. Please try again shortly.";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\nRetry-After: 5\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+    let _ = stream.shutdown().await;
+}
+
+/// The address the request came from, as the accept loop recorded it.
+pub fn peer(request_extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    request_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr)
+}
