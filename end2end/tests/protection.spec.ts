@@ -1,0 +1,46 @@
+import { expect, test } from '@playwright/test';
+import { SMALL_URL } from '../playwright.config';
+import { createRoom, messageTexts, openRoom, person, uniqueRoom } from './helpers';
+
+test('sending too fast is explained, and the held-back messages still arrive once, in order', async ({ browser }) => {
+  // The small server allows a burst of three messages, then one a second.
+  const ada = await person(browser, 'Ada', SMALL_URL);
+  const bob = await person(browser, 'Bob', SMALL_URL);
+  const room = uniqueRoom('Fast');
+  await createRoom(ada.page, room);
+  await openRoom(bob.page, room);
+
+  const input = ada.page.getByTestId('composer-input');
+  const texts = ['one', 'two', 'three', 'four', 'five'];
+  for (const text of texts) {
+    await input.fill(text);
+    await input.press('Enter');
+  }
+  await expect(ada.page.getByTestId('error-banner')).toContainText('too fast');
+  // Nothing typed is lost: the refused ones wait and go out when allowed.
+  await expect(messageTexts(bob.page)).toHaveText(texts, { timeout: 15_000 });
+  await expect(messageTexts(ada.page)).toHaveText(texts);
+  await expect(ada.page.getByTestId('pending-message')).toHaveCount(0);
+  await ada.context.close();
+  await bob.context.close();
+});
+
+test('invisible and direction-changing characters in messages are shown inertly', async ({ browser }) => {
+  const ada = await person(browser, 'Ada');
+  const bob = await person(browser, 'Bob');
+  const room = uniqueRoom('Marks');
+  await createRoom(ada.page, room);
+  await openRoom(bob.page, room);
+  // A right-to-left override must not flip the author's name or the page after it.
+  const text = 'abc\u202Edcba\u200B <i>not italic</i> javascript:alert(1)';
+  await ada.page.getByTestId('composer-input').fill(text);
+  await ada.page.getByTestId('composer-input').press('Enter');
+  const shown = bob.page.getByTestId('message').last();
+  await expect(shown.getByTestId('message-text')).toHaveText(text);
+  await expect(shown.locator('i, a')).toHaveCount(0);
+  // The text is isolated, so its override cannot reach the author's name.
+  expect(await shown.getByTestId('message-text').evaluate((el) => getComputedStyle(el).unicodeBidi)).toBe('plaintext');
+  expect(await shown.getByTestId('message-author').evaluate((el) => getComputedStyle(el).unicodeBidi)).toBe('isolate');
+  await ada.context.close();
+  await bob.context.close();
+});
