@@ -267,6 +267,9 @@ async fn run_sender(ws_url: String, grant: NameGrant, progress: Arc<Progress>) -
                     break;
                 };
                 unacked.insert(i);
+                // Paced like a busy person rather than a benchmark, so the kill
+                // reliably lands while every sender still has sends to make.
+                tokio::time::sleep(Duration::from_millis(1)).await;
                 let send = ClientFrame::Send {
                     channel: "General".into(),
                     client_id: ids[i].clone(),
@@ -421,7 +424,10 @@ async fn acknowledged_messages_survive_kill_9_mid_stream() {
                 "[{me}] {client_id:?} acked before the crash as {seq}, but stored after it"
             );
         }
-        assert!(report.connections >= 2, "[{me}] noticed the crash");
+        // A sender that was done before the kill had nothing left to notice.
+        if report.acked_before_kill.len() < PER_SENDER {
+            assert!(report.connections >= 2, "[{me}] noticed the crash");
+        }
         acked_before += report.acked_before_kill.len();
         resent += report.resent.len();
         resent_already_stored += report

@@ -5,7 +5,11 @@
 //! addresses are accepted as targets.
 
 mod client;
+mod crowd;
 mod durable;
+mod fanout;
+mod idle;
+mod session;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +29,11 @@ enum Scenario {
     /// rate (open loop) and the latency from the scheduled send time to the
     /// acknowledgement is recorded.
     Acks(durable::AcksArgs),
+    /// Fan-out: one publisher per room at a fixed total rate; latency to the last
+    /// recipient of each message.
+    Fanout(fanout::FanoutArgs),
+    /// Idle connections: memory per connection, idle CPU, and the connect rate.
+    Idle(idle::IdleArgs),
 }
 
 /// Where to aim, shared by every scenario.
@@ -58,7 +67,9 @@ impl Target {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let target = match &args.scenario {
-        Scenario::Acks(acks) => &acks.target,
+        Scenario::Acks(a) => &a.target,
+        Scenario::Fanout(a) => &a.target,
+        Scenario::Idle(a) => &a.target,
     };
     if !target.addr.ip().is_loopback() {
         eprintln!(
@@ -68,7 +79,9 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let result = match args.scenario {
-        Scenario::Acks(acks) => durable::run(acks).await,
+        Scenario::Acks(a) => durable::run(a).await,
+        Scenario::Fanout(a) => fanout::run(a).await,
+        Scenario::Idle(a) => idle::run(a).await,
     };
     match result {
         Ok(report) => {

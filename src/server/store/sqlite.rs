@@ -23,6 +23,9 @@ const SCHEMA_VERSION: i64 = 1;
 /// message has left the kept window.
 const SEND_ID_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// How stale a name's "last used" time may get before a hello refreshes it.
+const LAST_SEEN_RESOLUTION_MS: i64 = 3600 * 1000;
+
 /// How much a commit survives, as SQLite's `synchronous` setting.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -343,16 +346,30 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<String>, StoreError> {
         let inner = self.lock();
-        inner
+        let held: Option<(String, i64)> = inner
             .db
             .query_row(
-                "UPDATE names SET last_seen = ?3 WHERE key = ?1 AND token_hash = ?2
-                 RETURNING name",
-                params![key, token_hash, now],
-                |row| row.get(0),
+                "SELECT name, last_seen FROM names WHERE key = ?1 AND token_hash = ?2",
+                params![key, token_hash],
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
-            .map_err(backend)
+            .map_err(backend)?;
+        let Some((name, last_seen)) = held else {
+            return Ok(None);
+        };
+        // Names expire after days of disuse, so noting use once an hour is plenty,
+        // and most hellos cost a read instead of a durable write.
+        if now - last_seen >= LAST_SEEN_RESOLUTION_MS {
+            inner
+                .db
+                .execute(
+                    "UPDATE names SET last_seen = ?2 WHERE key = ?1",
+                    params![key, now],
+                )
+                .map_err(backend)?;
+        }
+        Ok(Some(name))
     }
 
     fn release_name(&self, key: &str, token_hash: &[u8]) -> Result<bool, StoreError> {

@@ -1,0 +1,116 @@
+//! Many connections joined to many rooms, opened as fast as the server allows: the
+//! set-up of the fan-out and idle scenarios, and itself the connect-storm figure.
+
+use super::client::{self, ClientError, Reader, Writer};
+use super::session::{self, Dialect};
+use futures_util::StreamExt;
+use hearth::protocol::NameGrant;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Who connects where.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CrowdArgs {
+    #[arg(long, value_enum, default_value = "hearth")]
+    pub dialect: Dialect,
+    /// Rooms.
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Connections per room.
+    #[arg(long, default_value_t = 100)]
+    pub members: usize,
+    /// Loopback source addresses to spread connections over (127.0.0.1, .2, ...).
+    #[arg(long, default_value_t = 1)]
+    pub sources: u8,
+    /// Handshakes in flight at once while connecting.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+}
+
+pub struct Member {
+    pub room: usize,
+    pub index: usize,
+    pub writer: Writer,
+    pub reader: Reader,
+}
+
+pub struct Crowd {
+    pub rooms: Vec<String>,
+    pub members: Vec<Member>,
+    /// Handshakes plus joins per second while connecting.
+    pub connects_per_s: f64,
+}
+
+/// Claims names and creates rooms (Hearth only), then connects every member.
+pub async fn gather(addr: SocketAddr, args: &CrowdArgs) -> Result<Crowd, ClientError> {
+    let rooms_count = args.rooms.clamp(1, 10_000);
+    let members_count = args.members.clamp(1, 20_000);
+    if rooms_count * members_count > 19_900 {
+        return Err(ClientError::Refused(
+            "one process holds at most 19,900 connections here; split the load".into(),
+        ));
+    }
+    let run = std::process::id();
+    let rooms: Vec<String> = (0..rooms_count)
+        .map(|r| format!("room {run}-{r}"))
+        .collect();
+    // One name per member position, shared across rooms: presence counts people,
+    // and claiming is not what these scenarios measure.
+    let grants = match args.dialect {
+        Dialect::Hearth => {
+            let http = reqwest::Client::builder().no_proxy().build()?;
+            let mut grants = Vec::with_capacity(members_count);
+            for i in 0..members_count {
+                grants.push(client::claim(&http, addr, &format!("m{run}-{i}")).await?);
+            }
+            for room in &rooms {
+                client::create_channel(&http, addr, room, &grants[0]).await?;
+            }
+            grants
+        }
+        Dialect::SocketIo => (0..members_count)
+            .map(|i| NameGrant {
+                name: format!("m{run}-{i}"),
+                token: String::new(),
+            })
+            .collect(),
+    };
+    let sources: Vec<IpAddr> = (1..=args.sources.max(1))
+        .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .collect();
+    let plan: Vec<(usize, usize)> = (0..rooms_count)
+        .flat_map(|r| (0..members_count).map(move |m| (r, m)))
+        .collect();
+    let started = Instant::now();
+    let dialect = args.dialect;
+    let results =
+        futures_util::stream::iter(plan.into_iter().enumerate().map(|(n, (room, index))| {
+            let grant = grants[index].clone();
+            let room_name = rooms[room].clone();
+            let source = sources[n % sources.len()];
+            async move {
+                let (writer, reader) = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    session::join(dialect, addr, source, &grant, &room_name),
+                )
+                .await
+                .map_err(|_| ClientError::Closed("the handshake timed out"))??;
+                Ok::<_, ClientError>(Member {
+                    room,
+                    index,
+                    writer,
+                    reader,
+                })
+            }
+        }))
+        .buffer_unordered(args.concurrency.clamp(1, 4_096))
+        .collect::<Vec<_>>()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64().max(0.001);
+    let members = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(Crowd {
+        connects_per_s: members.len() as f64 / elapsed,
+        rooms,
+        members,
+    })
+}

@@ -1,0 +1,206 @@
+//! Fan-out: one publisher per room sends at a fixed rate (open loop, the scheduled
+//! time in the text), every member receives, and the latency to the last recipient
+//! of each message is what counts.
+
+use super::Target;
+use super::client::ClientError;
+use super::crowd::{self, CrowdArgs};
+use super::session::{self, Received};
+use super::stats;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Mutex;
+
+#[derive(clap::Args, Debug)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub crowd: CrowdArgs,
+    /// Messages per second over all rooms; deliveries are this times `members`.
+    #[arg(long, default_value_t = 1_000.0)]
+    pub rate: f64,
+    /// Bytes of text per message.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    #[arg(long, default_value = "hearth")]
+    pub label: String,
+}
+
+/// Microseconds since the Unix epoch: comparable across processes on one machine.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Per message: how many members have it, and the worst latency so far.
+type Arrivals = Mutex<HashMap<u64, (usize, u64)>>;
+
+pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
+    let target = args.target.clone();
+    let before = target.server_pid.and_then(stats::sample);
+    let crowd = crowd::gather(target.addr, &args.crowd).await?;
+    let connected = target.server_pid.and_then(stats::sample);
+    let members_per_room = args.crowd.members.max(1);
+    let rooms = crowd.rooms.len();
+    let dialect = args.crowd.dialect;
+    let rate_per_room = (args.rate / rooms as f64).max(0.1);
+    let interval = Duration::from_secs_f64(1.0 / rate_per_room);
+    let duration = target.duration();
+    let warmup = target.warmup();
+    let start = Instant::now() + Duration::from_millis(300);
+    let start_us = now_us() + 300_000;
+    let measure_from_us = start_us + warmup.as_micros() as u64;
+    let arrivals: Arc<Vec<Arrivals>> = Arc::new((0..rooms).map(|_| Mutex::default()).collect());
+    let last_recipient = Arc::new(Mutex::new(stats::latency_histogram()));
+    let deliveries = Arc::new(AtomicU64::new(0));
+    let published = Arc::new(AtomicU64::new(0));
+    let completed = Arc::new(AtomicU64::new(0));
+    let run_for = duration + Duration::from_secs(2);
+    let padding = "x".repeat(args.size.saturating_sub(40).max(1));
+
+    let mut tasks = Vec::new();
+    for member in crowd.members {
+        let (room, index) = (member.room, member.index);
+        let mut writer = member.writer;
+        let mut reader = member.reader;
+        let (arrivals, last_recipient, deliveries, completed) = (
+            arrivals.clone(),
+            last_recipient.clone(),
+            deliveries.clone(),
+            completed.clone(),
+        );
+        let room_name = crowd.rooms[room].clone();
+        let is_publisher = index == 0;
+        let published = published.clone();
+        let padding = padding.clone();
+        // Engine.IO pings must be answered; a channel hands them to the writer.
+        let (pongs, mut pong_requests) = tokio::sync::mpsc::channel::<()>(4);
+        tasks.push(tokio::spawn(async move {
+            let total = (duration.as_secs_f64() / interval.as_secs_f64()) as u64;
+            // Stagger rooms so their publishers do not fire at the same instant.
+            let offset = interval.mul_f64(room as f64 / rooms as f64);
+            let mut k = 0u64;
+            let deadline = start + run_for;
+            loop {
+                let next = start + offset + interval.mul_f64(k as f64);
+                let publish_now = is_publisher && k < total;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next.into()), if publish_now => {
+                        let scheduled = start_us + (offset + interval.mul_f64(k as f64)).as_micros() as u64;
+                        let text = format!("{scheduled} {room} {k} {padding}");
+                        let frame = session::publish(dialect, &room_name, &format!("{room}-{k}"), &text);
+                        if writer.send(frame).await.is_err() { break; }
+                        published.fetch_add(1, Ordering::Relaxed);
+                        k += 1;
+                    }
+                    Some(()) = pong_requests.recv() => {
+                        if writer.send(session::pong()).await.is_err() { break; }
+                    }
+                    _ = tokio::time::sleep_until(deadline.into()) => break,
+                }
+            }
+            let _ = writer.close().await;
+        }));
+        tasks.push(tokio::spawn(async move {
+            let mut local = 0u64;
+            let deadline = tokio::time::sleep_until((start + run_for).into());
+            tokio::pin!(deadline);
+            loop {
+                let frame = tokio::select! {
+                    frame = reader.next() => frame,
+                    _ = &mut deadline => break,
+                };
+                let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(frame))) = frame else {
+                    break;
+                };
+                match session::classify(dialect, &frame) {
+                    Received::Text(text) => {
+                        let mut parts = text.split(' ');
+                        let (Some(Ok(scheduled)), Some(_), Some(Ok(k))) = (
+                            parts.next().map(str::parse::<u64>),
+                            parts.next(),
+                            parts.next().map(str::parse::<u64>),
+                        ) else {
+                            continue;
+                        };
+                        if scheduled < measure_from_us {
+                            continue;
+                        }
+                        local += 1;
+                        let latency = now_us().saturating_sub(scheduled);
+                        let mut room_arrivals = arrivals[room].lock().await;
+                        let entry = room_arrivals.entry(k).or_insert((0, 0));
+                        entry.0 += 1;
+                        entry.1 = entry.1.max(latency);
+                        if entry.0 == members_per_room {
+                            let worst = entry.1;
+                            room_arrivals.remove(&k);
+                            drop(room_arrivals);
+                            completed.fetch_add(1, Ordering::Relaxed);
+                            stats::record(
+                                &mut *last_recipient.lock().await,
+                                Duration::from_micros(worst),
+                            );
+                        }
+                    }
+                    Received::Ping => {
+                        let _ = pongs.try_send(());
+                    }
+                    Received::Other => {}
+                }
+            }
+            deliveries.fetch_add(local, Ordering::Relaxed);
+        }));
+    }
+    let cpu_before = target.server_pid.and_then(stats::sample);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let cpu_after = target.server_pid.and_then(stats::sample);
+    let measured_secs = (duration - warmup).as_secs_f64().max(0.001);
+    let histogram = last_recipient.lock().await;
+    let mut incomplete = 0;
+    for room in arrivals.iter() {
+        incomplete += room.lock().await.len();
+    }
+    let delivered = deliveries.load(Ordering::Relaxed);
+    let connections = rooms * members_per_room;
+    let rss_per_conn = match (before, connected) {
+        (Some(b), Some(c)) => Some(c.rss_bytes.saturating_sub(b.rss_bytes) / connections as u64),
+        _ => None,
+    };
+    let cpu_us_per_delivery = match (cpu_before, cpu_after) {
+        (Some(b), Some(a)) if delivered > 0 => {
+            // Deliveries counted exclude the warm-up; so does nothing in CPU time,
+            // which makes this a slight overestimate.
+            Some((a.cpu - b.cpu).as_secs_f64() * 1e6 / delivered as f64)
+        }
+        _ => None,
+    };
+    Ok(json!({
+        "system": args.label,
+        "scenario": "fanout",
+        "connections": connections,
+        "rooms": rooms,
+        "offered_msgs_per_s": args.rate,
+        "offered_deliveries_per_s": args.rate * members_per_room as f64,
+        "deliveries_per_s": delivered as f64 / measured_secs,
+        "published": published.load(Ordering::Relaxed),
+        "completed_messages": completed.load(Ordering::Relaxed),
+        "incomplete_messages": incomplete,
+        "p50_ms": stats::ms(&histogram, 0.5),
+        "p99_ms": stats::ms(&histogram, 0.99),
+        "p999_ms": stats::ms(&histogram, 0.999),
+        "max_ms": histogram.max() as f64 / 1000.0,
+        "connects_per_s": crowd.connects_per_s,
+        "rss_per_conn_bytes": rss_per_conn,
+        "cpu_us_per_delivery": cpu_us_per_delivery,
+    })
+    .to_string())
+}
