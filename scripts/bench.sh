@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Runs Hearth's benchmarks on this machine and prints a table; writes
-# bench/results/latest.json. `--quick` finishes in well under two minutes (CI smoke).
+# Runs Hearth's benchmarks, and the same load against its peers (Socket.IO 4 on
+# Node, Flask-SocketIO on gevent), prints a table with the ratios, and writes
+# bench/results/latest.json and bench/results/fanout.svg.
 #
-# Method: the server is pinned to core 0 and the load generator to core 1, so the
-# figures are per server core. Every run is bounded in time and talks to loopback only.
+#   ./scripts/bench.sh           every scenario, Hearth and the peers (~10 minutes)
+#   ./scripts/bench.sh --quick   Hearth only, small and short (under 2 minutes; CI)
+#
+# Method: each server is pinned to core 0 and the load generator to core 1, so the
+# figures are per server core; each rate step runs for a fixed time and drops its
+# first second. Traffic goes to loopback only and every run is bounded in time.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$HEARTH_ROOT"
@@ -11,69 +16,174 @@ cd "$HEARTH_ROOT"
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 if [ "$QUICK" = 1 ]; then
-  SECONDS_PER_STEP=3; RATES=(5000 20000); CONFIGS=("sqlite full" "memory full")
+  STEP=3; DURABLE_RATES=(5000 20000); FANOUT_RATES=(250 1000)
+  IDLE_ROOMS=20; BIG_ROOM=1000; SYSTEMS=(hearth)
 else
-  SECONDS_PER_STEP=10; RATES=(5000 10000 20000 40000 60000); CONFIGS=("sqlite full" "sqlite normal" "memory full")
+  STEP=10; DURABLE_RATES=(5000 10000 20000 40000); FANOUT_RATES=(250 500 1000 1500 2000)
+  IDLE_ROOMS=190; BIG_ROOM=10000; SYSTEMS=(hearth socketio-node flask-socketio)
+fi
+FLASK_RATES=(25 50 100 200)
+
+say "building the server, the load generator and the site (release)"
+cargo build --release --features loadgen --bin hearth --bin loadgen
+cargo leptos build --release
+command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
+if [ "$QUICK" = 0 ]; then
+  say "installing the peers"
+  (cd bench/peers/socketio-node && npm ci --no-audit --no-fund --silent)
+  if [ ! -x bench/peers/flask-socketio/.venv/bin/python ]; then
+    python3 -m venv bench/peers/flask-socketio/.venv
+  fi
+  bench/peers/flask-socketio/.venv/bin/pip install --quiet -r bench/peers/flask-socketio/requirements.txt
 fi
 
-say "building the server and the load generator (release)"
-cargo build --release --features loadgen --bin hearth --bin loadgen
-command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
-
 PORT=3400
-OUT="bench/results/latest.json"
 RESULTS="$(mktemp)"
-trap 'rm -f "$RESULTS"' EXIT
+DATA=""
+SERVER_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+  [ -n "$DATA" ] && rm -rf "$DATA"
+  rm -f "$RESULTS"
+}
+trap cleanup EXIT
 
-run_step() { # store durability rate
-  local data; data="$(mktemp -d)"
-  HEARTH_CONFIG=/nonexistent LEPTOS_SITE_ADDR="127.0.0.1:$PORT" HEARTH_DATA_DIR="$data" \
-    HEARTH_STORE="$1" HEARTH_DURABILITY="$2" RUST_LOG=warn \
-    HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
-    HEARTH_MAX_CONNS_PER_IP=100000 \
-    taskset -c 0 ./target/release/hearth >/dev/null 2>&1 &
-  local pid=$!
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-  local label="hearth ($1"; [ "$1" = sqlite ] && label="$label, synchronous=$2"; label="$label)"
-  taskset -c 1 ./target/release/loadgen acks --addr "127.0.0.1:$PORT" --server-pid "$pid" \
-    --clients 50 --rate "$3" --seconds "$SECONDS_PER_STEP" --label "$label" >>"$RESULTS" || true
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  rm -rf "$data"
+# start SYSTEM [ENV=VALUE ...]: starts a server on $PORT pinned to core 0.
+start() {
+  local system=$1; shift
+  DATA="$(mktemp -d)"
+  case "$system" in
+    hearth)
+      env HEARTH_CONFIG=/nonexistent LEPTOS_SITE_ADDR="127.0.0.1:$PORT" LEPTOS_SITE_ROOT=target/site \
+        HEARTH_DATA_DIR="$DATA" RUST_LOG=warn \
+        HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
+        HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 "$@" \
+        taskset -c 0 ./target/release/hearth >/dev/null 2>&1 &
+      ;;
+    socketio-node)
+      PORT=$PORT taskset -c 0 node bench/peers/socketio-node/server.js >/dev/null 2>&1 & ;;
+    flask-socketio)
+      PORT=$PORT taskset -c 0 bench/peers/flask-socketio/.venv/bin/python bench/peers/flask-socketio/app.py >/dev/null 2>&1 & ;;
+  esac
+  SERVER_PID=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0; sleep 0.1; done
+  echo "$system did not start" >&2; return 1
 }
 
-for config in "${CONFIGS[@]}"; do
-  for rate in "${RATES[@]}"; do
-    say "durable sends: $config at $rate/s"
-    run_step $config "$rate"
+stop() {
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+  rm -rf "$DATA"; DATA=""
+}
+
+dialect() { [ "$1" = hearth ] && echo hearth || echo socketio; }
+
+loadgen() { # SYSTEM SCENARIO ARGS...
+  local system=$1 scenario=$2; shift 2
+  taskset -c 1 ./target/release/loadgen "$scenario" --addr "127.0.0.1:$PORT" \
+    --server-pid "$SERVER_PID" --label "$system" "$@" >>"$RESULTS" \
+    || echo "  ($system $scenario did not complete)" >&2
+}
+
+for config in "sqlite full" "memory full"; do
+  set -- $config
+  for rate in "${DURABLE_RATES[@]}"; do
+    say "durable sends: hearth ($1) at $rate/s"
+    start hearth HEARTH_STORE="$1" HEARTH_DURABILITY="$2"
+    taskset -c 1 ./target/release/loadgen acks --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
+      --clients 50 --rate "$rate" --seconds "$STEP" --label "hearth ($1)" >>"$RESULTS" || true
+    stop
   done
 done
 
-python3 - "$RESULTS" "$OUT" <<'PY'
+for system in "${SYSTEMS[@]}"; do
+  rates=("${FANOUT_RATES[@]}")
+  [ "$system" = flask-socketio ] && rates=("${FLASK_RATES[@]}")
+  for rate in "${rates[@]}"; do
+    say "fan-out: $system, 10 rooms of 100, $rate messages/s"
+    start "$system"
+    loadgen "$system" fanout --dialect "$(dialect "$system")" --rooms 10 --members 100 \
+      --rate "$rate" --seconds "$STEP"
+    stop
+  done
+  say "idle: $system, $IDLE_ROOMS rooms of 100"
+  start "$system" HEARTH_PING_INTERVAL_SECS=5
+  loadgen "$system" idle --dialect "$(dialect "$system")" --rooms "$IDLE_ROOMS" --members 100 \
+    --sources 4 --concurrency 512 --seconds "$STEP"
+  stop
+  if [ "$system" = hearth ]; then
+    say "big room: hearth, $BIG_ROOM members, 10 messages/s"
+    start hearth
+    loadgen hearth fanout --rooms 1 --members "$BIG_ROOM" --sources 4 --concurrency 512 \
+      --rate 10 --seconds "$STEP"
+    stop
+  fi
+done
+
+say "browser client: size, time to first byte, hydration"
+start hearth
+(cd end2end && node bench-browser.mjs "http://127.0.0.1:$PORT/" ../target/site) >>"$RESULTS" \
+  || echo "  (browser figures did not complete)" >&2
+stop
+
+mkdir -p bench/results
+python3 - "$RESULTS" bench/results/latest.json "$QUICK" <<'PY'
 import json, platform, subprocess, sys, time
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip().startswith("{")]
+quick = sys.argv[3] == "1"
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
 doc = {
     "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    "mode": "quick" if quick else "full",
     "machine": {"cpu": cpu, "cores": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
                 "kernel": platform.release()},
     "results": rows,
 }
 json.dump(doc, open(sys.argv[2], "w"), indent=2)
-print(f"\n{'system':34} {'offered/s':>10} {'acked/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'unacked':>7} {'cpu µs/ack':>10}")
+
+def f(value, digits=2):
+    return "-" if value is None else (f"{value:,.0f}" if digits == 0 else f"{value:,.{digits}f}")
+
+print("\nDurable sends (50 connections, open loop; latency to the acknowledgement)")
+print(f"{'system':22} {'offered/s':>10} {'acked/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9':>8} {'unacked':>8} {'µs/ack':>8}")
 for r in rows:
-    cpu_us = r.get("cpu_us_per_delivery")
-    print(f"{r['system']:34} {r['offered_per_s']:>10.0f} {r['acked_per_s']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['p999_ms']:>9.2f} {r['unacked']:>7} {cpu_us if cpu_us is None else round(cpu_us, 1)!s:>10}")
-    if r["unacked"] or r["acked"] == 0:
-        print("  ^ not every send was acknowledged by the end (server saturated)", file=sys.stderr)
-        bad = True
-best = {}
+    if r["scenario"] == "durable_sends":
+        print(f"{r['system']:22} {f(r['offered_per_s'],0):>10} {f(r['acked_per_s'],0):>10} {f(r['p50_ms']):>8} {f(r['p99_ms']):>8} {f(r['p999_ms']):>8} {r['unacked']:>8} {f(r['cpu_us_per_delivery'],1):>8}")
+
+print("\nFan-out (rooms of members, one publisher per room; latency to the last recipient)")
+print(f"{'system':16} {'conns':>6} {'offered/s':>10} {'delivered/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'p99.9':>8} {'missing':>8} {'µs/deliv':>9} {'KB/conn':>8}")
 for r in rows:
-    if r["p99_ms"] <= 10 and r["unacked"] == 0:
-        best[r["system"]] = max(best.get(r["system"], 0), r["acked_per_s"])
-print("\nhighest acknowledged rate with p99 <= 10 ms and every send acknowledged:")
-for system, rate in best.items():
-    print(f"  {system}: {rate:.0f}/s")
-print(f"\nwrote {sys.argv[2]}")
-if any(r["acked"] == 0 for r in rows):
+    if r["scenario"] == "fanout":
+        print(f"{r['system']:16} {r['connections']:>6} {f(r['offered_deliveries_per_s'],0):>10} {f(r['deliveries_per_s'],0):>12} {f(r['p50_ms']):>8} {f(r['p99_ms']):>8} {f(r['p999_ms']):>8} {r['incomplete_messages']:>8} {f(r['cpu_us_per_delivery'],1):>9} {f((r['rss_per_conn_bytes'] or 0)/1024,1):>8}")
+
+print("\nIdle connections and connect storm")
+print(f"{'system':16} {'conns':>7} {'open':>7} {'connects/s':>11} {'KiB/conn':>9} {'idle CPU %':>11}")
+for r in rows:
+    if r["scenario"] == "idle":
+        print(f"{r['system']:16} {r['connections']:>7} {r['still_open']:>7} {f(r['connects_per_s'],0):>11} {f((r['rss_per_conn_bytes'] or 0)/1024,2):>9} {f(r['idle_cpu_percent']):>11}")
+
+for r in rows:
+    if r["scenario"] == "browser":
+        print(f"\nBrowser client: {r['wasm_js_brotli_bytes']/1000:.1f} KB WASM+JS (brotli); "
+              f"SSR first byte {r['ssr_ttfb_ms']} ms; hydrated and interactive {r['hydrated_interactive_ms']} ms")
+
+# Highest delivered rate whose p99 stays within the bound, with nothing missing.
+def best(system, bound):
+    ok = [r["deliveries_per_s"] for r in rows if r["scenario"] == "fanout" and r["system"] == system
+          and r["connections"] == 1000 and r["p99_ms"] <= bound and r["incomplete_messages"] == 0
+          and r["deliveries_per_s"] > 0]
+    return max(ok) if ok else None
+
+hearth = best("hearth", 5)
+print(f"\nHighest fan-out rate with p99 <= 5 ms and nothing missing: hearth {f(hearth,0)}/s")
+for peer, bound in (("socketio-node", 5), ("flask-socketio", 50)):
+    other = best(peer, bound)
+    if other:
+        ratio = f"{hearth / other:.2f}x" if hearth else "-"
+        print(f"  {peer} (p99 <= {bound} ms): {f(other,0)}/s; hearth / {peer} = {ratio}")
+if not any(r["scenario"] == "fanout" and r["system"] == "hearth" and r["deliveries_per_s"] > 0 for r in rows):
+    print("no fan-out figures for hearth", file=sys.stderr)
     sys.exit(1)
 PY
+./target/release/loadgen chart --input bench/results/latest.json --output bench/results/fanout.svg

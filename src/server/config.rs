@@ -168,7 +168,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             store: StoreKind::Sqlite,
             durability: Durability::Full,
-            outbound_queue: 256,
+            outbound_queue: 1_024,
             commit_queue: 65_536,
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(40),

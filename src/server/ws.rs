@@ -9,9 +9,9 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use futures_util::SinkExt;
 use std::time::{Duration, Instant};
 
 /// How long a new connection has to say who it is.

@@ -4,6 +4,7 @@
 //! Every loop is bounded by a duration and a client count, and only loopback
 //! addresses are accepted as targets.
 
+mod chart;
 mod client;
 mod crowd;
 mod durable;
@@ -34,6 +35,8 @@ enum Scenario {
     Fanout(fanout::FanoutArgs),
     /// Idle connections: memory per connection, idle CPU, and the connect rate.
     Idle(idle::IdleArgs),
+    /// Draws the fan-out chart (SVG) from the bench results.
+    Chart(chart::ChartArgs),
 }
 
 /// Where to aim, shared by every scenario.
@@ -65,23 +68,11 @@ impl Target {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    let target = match &args.scenario {
-        Scenario::Acks(a) => &a.target,
-        Scenario::Fanout(a) => &a.target,
-        Scenario::Idle(a) => &a.target,
-    };
-    if !target.addr.ip().is_loopback() {
-        eprintln!(
-            "loadgen: {} is not a loopback address; refusing",
-            target.addr
-        );
-        return std::process::ExitCode::from(2);
-    }
-    let result = match args.scenario {
-        Scenario::Acks(a) => durable::run(a).await,
-        Scenario::Fanout(a) => fanout::run(a).await,
-        Scenario::Idle(a) => idle::run(a).await,
+    let result = match Args::parse().scenario {
+        Scenario::Chart(args) => chart::run(args),
+        Scenario::Acks(args) => against(&args.target.clone(), durable::run(args)).await,
+        Scenario::Fanout(args) => against(&args.target.clone(), fanout::run(args)).await,
+        Scenario::Idle(args) => against(&args.target.clone(), idle::run(args)).await,
     };
     match result {
         Ok(report) => {
@@ -93,4 +84,18 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a load scenario, but only against loopback.
+async fn against(
+    target: &Target,
+    scenario: impl std::future::Future<Output = Result<String, client::ClientError>>,
+) -> Result<String, String> {
+    if !target.addr.ip().is_loopback() {
+        return Err(format!(
+            "{} is not a loopback address; refusing",
+            target.addr
+        ));
+    }
+    scenario.await.map_err(|e| e.to_string())
 }
