@@ -212,10 +212,15 @@ impl Config {
                 .room_capacity
                 .or(file.room_capacity)
                 .unwrap_or(defaults.room_capacity),
+            // "a, b" is a natural way to write a list; the spaces are not part of it.
             allowed_origins: flags
                 .allowed_origins
                 .or(file.allowed_origins)
-                .unwrap_or(defaults.allowed_origins),
+                .unwrap_or(defaults.allowed_origins)
+                .into_iter()
+                .map(|origin| origin.trim().to_owned())
+                .filter(|origin| !origin.is_empty())
+                .collect(),
             store: flags.store.or(file.store).unwrap_or(defaults.store),
             durability: flags
                 .durability

@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,15 +74,16 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request.map(Body::new)
             });
-            let mut builder = Builder::new(TokioExecutor::new());
+            // HTTP/1 only: its header deadline starts when the connection opens. (A
+            // server that also speaks cleartext HTTP/2 first waits, with no deadline,
+            // to learn which the client speaks; browsers use HTTP/2 only over TLS.)
+            let mut builder = http1::Builder::new();
             builder
-                .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
-            let connection = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service),
-            );
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .with_upgrades();
             let mut connection = pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {

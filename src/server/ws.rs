@@ -195,11 +195,23 @@ async fn await_hello(socket: &mut WebSocket, app: &AppState) -> Option<String> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await;
     let text = match first {
         Ok(Some(Ok(Message::Text(text)))) => text,
+        Ok(Some(Ok(Message::Binary(_)))) => {
+            close(socket, close_code::UNSUPPORTED, "text frames only").await;
+            return None;
+        }
         Ok(Some(Ok(_))) => {
             close(socket, close_code::POLICY, "say hello first").await;
             return None;
         }
-        Ok(_) => return None,
+        // Too big, not UTF-8 or broken framing gets the same close before hello as
+        // after it: an attacker need not say hello first.
+        Ok(Some(Err(error))) => {
+            if let Some((code, reason)) = close_for(error) {
+                close(socket, code, reason).await;
+            }
+            return None;
+        }
+        Ok(None) => return None,
         Err(_) => {
             close(socket, close_code::POLICY, "no hello in time").await;
             return None;

@@ -7,16 +7,17 @@ use futures_util::{SinkExt, StreamExt};
 use hearth::protocol::{ApiError, Channel, ChatMessage, ClientFrame, NameGrant, Seq, ServerFrame};
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::process::Stdio;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::handshake::client::Response;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -154,22 +155,55 @@ impl Server {
     /// Asks the server to stop with SIGTERM, as a service manager does, and waits
     /// until it has exited cleanly.
     pub async fn terminate(&mut self) {
-        let mut process = self.process.take().expect("the server is running");
-        let pid = process.child.id().expect("a running server has a pid");
+        self.signal_terminate().await;
+        let exit = self.wait_exit(STARTUP_TIMEOUT).await;
+        assert!(
+            exit.success(),
+            "server stopped by SIGTERM exited with {exit}"
+        );
+    }
+
+    /// Sends SIGTERM and returns at once, so a test can watch what clients see
+    /// while the server stops; [`Server::wait_exit`] then reaps it.
+    pub async fn signal_terminate(&self) {
+        let pid = self.pid();
         let status = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .await
             .expect("run kill(1)");
         assert!(status.success(), "kill -TERM {pid} failed: {status}");
-        let exit = timeout(STARTUP_TIMEOUT, process.child.wait())
+    }
+
+    /// Waits at most `limit` for the server to exit by itself, returning how it
+    /// exited.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let mut process = self.process.take().expect("the server is running");
+        timeout(limit, process.child.wait())
             .await
-            .unwrap_or_else(|_| panic!("server did not exit within {STARTUP_TIMEOUT:?} of SIGTERM"))
-            .expect("wait for the stopped server");
-        assert!(
-            exit.success(),
-            "server stopped by SIGTERM exited with {exit}"
-        );
+            .unwrap_or_else(|_| panic!("server did not exit within {limit:?}"))
+            .expect("wait for the server to exit")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.process
+            .as_ref()
+            .and_then(|process| process.child.id())
+            .expect("the server is running")
+    }
+
+    /// The server's resident memory in bytes, as the kernel counts it (`VmRSS`).
+    pub fn rss_bytes(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {path}: {status}"));
+        kib * 1024
     }
 
     /// Starts the server again on the same address and data directory.
@@ -196,9 +230,19 @@ impl Server {
         endpoint: &str,
         form: &[(&str, &str)],
     ) -> (reqwest::StatusCode, Result<T, ApiError>) {
+        self.call_via(&self.http, endpoint, form).await
+    }
+
+    /// [`Server::call`] through a given HTTP client, such as one from
+    /// [`http_client_from`] that plays another machine.
+    pub async fn call_via<T: DeserializeOwned>(
+        &self,
+        http: &reqwest::Client,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, Result<T, ApiError>) {
         let url = self.url(&format!("/api/{endpoint}"));
-        let response = self
-            .http
+        let response = http
             .post(&url)
             .form(form)
             .send()
@@ -231,7 +275,7 @@ impl Server {
     /// Claims a display name the way the page does, returning its token. Claiming a
     /// name this test already claimed returns the same grant (a second tab).
     pub async fn claim(&self, name: &str) -> NameGrant {
-        let token = format!("test-token-{}", hearth::protocol::name_key(name.trim()));
+        let token = test_token(name);
         let (_, grant) = self
             .call::<NameGrant>("claim_name", &[("name", name), ("token", &token)])
             .await;
@@ -263,6 +307,60 @@ impl Server {
         client.hello(&grant.name, &grant.token).await;
         client
     }
+
+    /// [`Server::client`] on a socket opened as `dial` says.
+    pub async fn client_dialed(&self, name: &str, dial: &Dial) -> Client {
+        let grant = self.claim(name).await;
+        let (mut client, _) = Client::dial(self, dial)
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket connect as {name:?} with {dial:?}: {e}"));
+        client.hello(&grant.name, &grant.token).await;
+        client
+    }
+}
+
+/// How to open a WebSocket when a browser's defaults are not what a test needs.
+#[derive(Clone, Debug, Default)]
+pub struct Dial {
+    /// The local address to connect from. Every 127.x.y.z is loopback on Linux, so
+    /// one machine can play several.
+    pub from: Option<IpAddr>,
+    /// The socket's receive buffer: a small one makes a client that stops reading
+    /// push back on the server after a few kilobytes instead of megabytes.
+    pub recv_buffer: Option<u32>,
+    /// Extra request headers, such as `origin` (names in lower case).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Dial {
+    pub fn from(ip: impl Into<IpAddr>) -> Self {
+        Self {
+            from: Some(ip.into()),
+            ..Self::default()
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// Attempts a WebSocket upgrade as `dial` says: the client and the server's `101`
+/// response, or the refusal's HTTP status and body.
+pub async fn upgrade(server: &Server, dial: &Dial) -> Result<(Client, Response), (u16, String)> {
+    match Client::dial(server, dial).await {
+        Ok(accepted) => Ok(accepted),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err((response.status().as_u16(), body))
+        }
+        Err(e) => panic!("WebSocket upgrade with {dial:?} failed oddly: {e}"),
+    }
 }
 
 /// One browser tab's WebSocket.
@@ -274,6 +372,48 @@ pub struct Client {
 }
 
 impl Client {
+    /// Opens `/ws` as `dial` says, without saying hello; returns the server's
+    /// `101` response too.
+    pub async fn dial(
+        server: &Server,
+        dial: &Dial,
+    ) -> Result<(Self, Response), tungstenite::Error> {
+        let mut request = server
+            .ws_url()
+            .into_client_request()
+            .expect("a valid WebSocket URL");
+        for (name, value) in &dial.headers {
+            request.headers_mut().insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).expect("a valid header value"),
+            );
+        }
+        let socket = TcpSocket::new_v4()?;
+        if let Some(size) = dial.recv_buffer {
+            socket.set_recv_buffer_size(size)?;
+        }
+        if let Some(ip) = dial.from {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let opened = timeout(RECV_TIMEOUT, async {
+            let stream = socket.connect(server.addr).await?;
+            // As a browser does; and Nagle's wait would count against the server.
+            stream.set_nodelay(true)?;
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("WebSocket upgrade with {dial:?} timed out"));
+        let (ws, response) = opened?;
+        Ok((
+            Self {
+                name: String::new(),
+                ws,
+                backlog: VecDeque::new(),
+            },
+            response,
+        ))
+    }
+
     /// Opens `/ws` without saying hello.
     pub async fn connect(server: &Server) -> Self {
         Self::try_connect(&server.ws_url())
@@ -343,6 +483,85 @@ impl Client {
             .await
             .expect("WebSocket send timed out")
             .expect("WebSocket send");
+    }
+
+    /// Sends several frames in one write, so that the server reads them together,
+    /// as from a client that pipelines.
+    pub async fn send_batch(&mut self, frames: &[ClientFrame]) {
+        assert!(
+            self.try_send_batch(frames).await,
+            "[{}] WebSocket send failed",
+            self.name
+        );
+    }
+
+    /// [`Client::send_batch`] that returns false when the connection is gone.
+    pub async fn try_send_batch(&mut self, frames: &[ClientFrame]) -> bool {
+        timeout(RECV_TIMEOUT, async {
+            for frame in frames {
+                let json = serde_json::to_string(frame).expect("client frames serialize");
+                self.ws.feed(Message::text(json)).await?;
+            }
+            self.ws.flush().await
+        })
+        .await
+        .expect("WebSocket send timed out")
+        .is_ok()
+    }
+
+    /// Sends any WebSocket message, hand-made frames included, and says whether the
+    /// connection took it.
+    pub async fn send_ws(&mut self, message: Message) -> Result<(), tungstenite::Error> {
+        timeout(RECV_TIMEOUT, self.ws.send(message))
+            .await
+            .expect("WebSocket send timed out")
+    }
+
+    /// Writes bytes to the TCP stream under the WebSocket, bypassing the framing:
+    /// what a hostile client can send that no WebSocket library would.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let MaybeTlsStream::Plain(stream) = self.ws.get_mut() else {
+            panic!("tests use plain TCP")
+        };
+        timeout(RECV_TIMEOUT, stream.write_all(bytes))
+            .await
+            .expect("raw write timed out")
+    }
+
+    /// The TCP stream under the WebSocket.
+    pub fn tcp(&self) -> &TcpStream {
+        let MaybeTlsStream::Plain(stream) = self.ws.get_ref() else {
+            panic!("tests use plain TCP")
+        };
+        stream
+    }
+
+    /// Reads until the connection ends, keeping the frames on the way for later
+    /// calls, and returns the code of the server's close frame, or `None` when it
+    /// hung up without one. Panics if it does not end within `limit`.
+    pub async fn close_code_within(&mut self, limit: Duration) -> Option<u16> {
+        let name = self.name.clone();
+        timeout(limit, async {
+            loop {
+                match self.next_event().await {
+                    Event::Frame(frame) => self.backlog.push_back(frame),
+                    Event::Closed(code) => return code,
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("[{name}] the server did not close within {limit:?}"))
+    }
+
+    /// [`Client::close_code_within`] with the usual time limit.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        self.close_code_within(RECV_TIMEOUT).await
+    }
+
+    /// Frames received but not yet consumed, oldest first, taken out.
+    pub fn take_backlog(&mut self) -> Vec<ServerFrame> {
+        self.backlog.drain(..).collect()
     }
 
     /// Sends a frame; returns false when the connection is gone (as when the server
@@ -533,14 +752,26 @@ impl Client {
 
     /// The next text frame decoded; `None` once the connection has ended.
     async fn next_frame(&mut self) -> Option<ServerFrame> {
+        match self.next_event().await {
+            Event::Frame(frame) => Some(frame),
+            Event::Closed(_) => None,
+        }
+    }
+
+    async fn next_event(&mut self) -> Event {
         loop {
-            match self.ws.next().await? {
+            let Some(message) = self.ws.next().await else {
+                return Event::Closed(None);
+            };
+            match message {
                 Ok(Message::Text(text)) => {
-                    return Some(serde_json::from_str(&text).unwrap_or_else(|e| {
+                    return Event::Frame(serde_json::from_str(&text).unwrap_or_else(|e| {
                         panic!("[{}] undecodable server frame {text:?}: {e}", self.name)
                     }));
                 }
-                Ok(Message::Close(_)) => return None,
+                Ok(Message::Close(frame)) => {
+                    return Event::Closed(frame.map(|f| u16::from(f.code)));
+                }
                 Ok(Message::Binary(bytes)) => {
                     panic!("[{}] unexpected binary frame {bytes:?}", self.name)
                 }
@@ -551,11 +782,18 @@ impl Client {
                     | tungstenite::Error::AlreadyClosed
                     | tungstenite::Error::Protocol(_)
                     | tungstenite::Error::Io(_),
-                ) => return None,
+                ) => return Event::Closed(None),
                 Err(e) => panic!("[{}] WebSocket error: {e}", self.name),
             }
         }
     }
+}
+
+/// What reading a WebSocket yields.
+enum Event {
+    Frame(ServerFrame),
+    /// The connection ended, with the code of the server's close frame if it sent one.
+    Closed(Option<u16>),
 }
 
 /// The fields of a `Joined` frame.
@@ -576,22 +814,25 @@ impl Joined {
 /// Attempts a WebSocket upgrade with an `Origin` header; returns the refusal's HTTP
 /// status, or `None` when the upgrade succeeded.
 pub async fn upgrade_with_origin(server: &Server, origin: &str) -> Option<u16> {
-    let mut request = server
-        .ws_url()
-        .into_client_request()
-        .expect("a valid WebSocket URL");
-    request.headers_mut().insert(
-        "Origin",
-        HeaderValue::from_str(origin).expect("a valid header value"),
-    );
-    match timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(request))
+    upgrade(server, &Dial::default().header("origin", origin))
         .await
-        .expect("WebSocket upgrade timed out")
-    {
-        Ok(_) => None,
-        Err(tungstenite::Error::Http(response)) => Some(response.status().as_u16()),
-        Err(e) => panic!("WebSocket upgrade with Origin {origin:?} failed oddly: {e}"),
-    }
+        .err()
+        .map(|(status, _)| status)
+}
+
+/// The token [`Server::claim`] presents for `name`, the same for every spelling of it.
+pub fn test_token(name: &str) -> String {
+    format!("test-token-{}", hearth::protocol::name_key(name.trim()))
+}
+
+/// An HTTP client whose connections come from `ip`, to play another machine.
+pub fn http_client_from(ip: impl Into<IpAddr>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(RECV_TIMEOUT)
+        .local_address(ip.into())
+        .build()
+        .expect("build an HTTP client")
 }
 
 fn http_client() -> reqwest::Client {
