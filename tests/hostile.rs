@@ -102,30 +102,13 @@ impl Bystanders {
 /// One message from `author` to `reader`, acknowledged and delivered within `NORMAL`.
 async fn exchange(author: &mut Client, reader: &mut Client, client_id: &str) {
     let started = Instant::now();
-    let who = author.name.clone();
-    author
-        .send(&ClientFrame::Send {
-            channel: "General".into(),
-            client_id: client_id.into(),
-            text: format!("{client_id}: still here"),
-        })
-        .await;
     let seq = author
-        .recv_until_within(&format!("Ack {client_id:?}"), NORMAL, |frame| match frame {
-            ServerFrame::Ack {
-                client_id: acked,
-                seq,
-                ..
-            } if acked == client_id => Some(*seq),
-            ServerFrame::SendFailed {
-                client_id: failed,
-                code,
-                message,
-            } if failed == client_id => {
-                panic!("[{who}] send {client_id:?} refused: {code:?}: {message}")
-            }
-            _ => None,
-        })
+        .say_within(
+            "General",
+            client_id,
+            &format!("{client_id}: still here"),
+            NORMAL,
+        )
         .await;
     let seen = reader
         .recv_until_within(

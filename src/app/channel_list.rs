@@ -1,10 +1,10 @@
 //! Every channel, live, and the form that creates one.
 
 use super::connection::{Chat, Identity};
+use super::form::submit_handler;
 use crate::api::create_channel;
 use crate::protocol::{CHANNEL_NAME_MAX_CHARS, channel_key, validate_channel_name};
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 #[component]
 pub fn ChannelList() -> impl IntoView {
@@ -58,21 +58,9 @@ fn NewChannelForm() -> impl IntoView {
     let chat = expect_context::<Chat>();
     let draft = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        if busy.get_untracked() {
-            return;
-        }
-        let raw = draft.get_untracked();
-        if let Err(e) = validate_channel_name(&raw) {
-            chat.error.set(Some(e.to_string()));
-            return;
-        }
-        let Some((as_name, token)) = chat.credentials() else {
-            return;
-        };
-        busy.set(true);
-        spawn_local(async move {
+    let submit = submit_handler(chat, draft, busy, validate_channel_name, move |raw| {
+        let (as_name, token) = chat.credentials()?;
+        Some(async move {
             match create_channel(raw, as_name, token).await {
                 Ok(channel) => {
                     draft.set(String::new());
@@ -80,9 +68,8 @@ fn NewChannelForm() -> impl IntoView {
                 }
                 Err(e) => chat.error.set(Some(e.to_string())),
             }
-            busy.set(false);
-        });
-    };
+        })
+    });
     view! {
         <form class="new-room" on:submit=submit>
             <label class="visually-hidden" for="new-room-input">"New channel name"</label>

@@ -1,11 +1,11 @@
 //! Choosing a display name, and showing the chosen one.
 
 use super::connection::{Chat, Identity};
+use super::form::submit_handler;
 use super::storage;
 use crate::api::claim_name;
 use crate::protocol::{NAME_MAX_CHARS, validate_name};
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 /// Asks for a display name; shown on the first visit and when changing names.
 #[component]
@@ -16,19 +16,8 @@ pub fn NamePrompt() -> impl IntoView {
     let draft = RwSignal::new(previous.clone().unwrap_or_default());
     let busy = RwSignal::new(false);
 
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        if busy.get_untracked() {
-            return;
-        }
-        let raw = draft.get_untracked();
-        // Instant feedback for what the browser can tell; the server checks again.
-        if let Err(e) = validate_name(&raw) {
-            chat.error.set(Some(e.to_string()));
-            return;
-        }
-        busy.set(true);
-        spawn_local(async move {
+    let submit = submit_handler(chat, draft, busy, validate_name, move |raw| {
+        Some(async move {
             match claim_name(raw, storage::saved_token()).await {
                 Ok(grant) => {
                     chat.error.set(None);
@@ -36,9 +25,8 @@ pub fn NamePrompt() -> impl IntoView {
                 }
                 Err(e) => chat.error.set(Some(e.to_string())),
             }
-            busy.set(false);
-        });
-    };
+        })
+    });
     let cancel = move |_| {
         if let Some(name) = storage::saved_name() {
             chat.identity.set(Identity::Named(name));

@@ -4,6 +4,7 @@ mod channel_list;
 mod composer;
 pub mod connection;
 mod error_banner;
+mod form;
 mod identity;
 mod message_list;
 mod online_list;

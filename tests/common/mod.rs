@@ -685,25 +685,44 @@ impl Client {
 
     /// Sends a message and waits for its acknowledgement, returning its number.
     pub async fn say(&mut self, channel: &str, client_id: &str, text: &str) -> Seq {
+        self.say_within(channel, client_id, text, RECV_TIMEOUT)
+            .await
+    }
+
+    /// Like `say`, but the acknowledgement must come within `limit`.
+    pub async fn say_within(
+        &mut self,
+        channel: &str,
+        client_id: &str,
+        text: &str,
+        limit: Duration,
+    ) -> Seq {
         self.send(&ClientFrame::Send {
             channel: channel.into(),
             client_id: client_id.into(),
             text: text.into(),
         })
         .await;
-        self.recv_until(&format!("Ack for {client_id:?}"), |frame| match frame {
-            ServerFrame::Ack {
-                client_id: acked,
-                seq,
-                ..
-            } if acked == client_id => Some(*seq),
-            ServerFrame::SendFailed {
-                client_id: failed,
-                code,
-                message,
-            } if failed == client_id => panic!("send {client_id:?} refused: {code:?}: {message}"),
-            _ => None,
-        })
+        let who = self.name.clone();
+        self.recv_until_within(
+            &format!("Ack for {client_id:?}"),
+            limit,
+            |frame| match frame {
+                ServerFrame::Ack {
+                    client_id: acked,
+                    seq,
+                    ..
+                } if acked == client_id => Some(*seq),
+                ServerFrame::SendFailed {
+                    client_id: failed,
+                    code,
+                    message,
+                } if failed == client_id => {
+                    panic!("[{who}] send {client_id:?} refused: {code:?}: {message}")
+                }
+                _ => None,
+            },
+        )
         .await
     }
 
