@@ -100,10 +100,15 @@ pub enum ServerFrame {
     },
     /// A new message in the channel this connection is in.
     Message { message: ChatMessage },
-    /// A person came online in the channel.
-    PresenceJoined { channel: String, name: String },
-    /// A person's last connection left the channel.
-    PresenceLeft { channel: String, name: String },
+    /// Who came online in the channel (their first connection joined it) and who
+    /// left it (their last connection left) since the previous update. Changes are
+    /// gathered for a moment and sent together, so a room filling up at once costs
+    /// each member a few frames rather than one per arrival.
+    Presence {
+        channel: String,
+        joined: Vec<String>,
+        left: Vec<String>,
+    },
     /// The send with this client id is stored as number `seq`.
     Ack {
         client_id: String,

@@ -232,15 +232,19 @@ impl Chat {
                     }
                 });
             }
-            ServerFrame::PresenceJoined { channel, name } => self.with_room(&channel, |room| {
-                if !room.online.contains(&name) {
-                    room.online.push(name);
-                    room.online.sort();
+            ServerFrame::Presence {
+                channel,
+                joined,
+                left,
+            } => self.with_room(&channel, |room| {
+                room.online.retain(|name| !left.contains(name));
+                for name in joined {
+                    if !room.online.contains(&name) {
+                        room.online.push(name);
+                    }
                 }
+                room.online.sort();
             }),
-            ServerFrame::PresenceLeft { channel, name } => {
-                self.with_room(&channel, |room| room.online.retain(|n| *n != name))
-            }
             ServerFrame::Ack { client_id, .. } => self.discard(&client_id),
             ServerFrame::SendFailed {
                 client_id,
@@ -696,16 +700,15 @@ mod tests {
     fn presence_follows_joins_and_leaves_of_the_open_room_only() {
         with_chat(|chat| {
             chat.apply(joined(vec![], true));
-            for (channel, name) in [("General", "cy"), ("General", "bo"), ("Other", "di")] {
-                chat.apply(ServerFrame::PresenceJoined {
-                    channel: channel.into(),
-                    name: name.into(),
-                });
-            }
-            chat.apply(ServerFrame::PresenceLeft {
-                channel: "General".into(),
-                name: "cy".into(),
-            });
+            let presence = |channel: &str, joined: &[&str], left: &[&str]| ServerFrame::Presence {
+                channel: channel.into(),
+                joined: joined.iter().map(|n| n.to_string()).collect(),
+                left: left.iter().map(|n| n.to_string()).collect(),
+            };
+            chat.apply(presence("General", &["cy", "bo"], &[]));
+            chat.apply(presence("Other", &["di"], &[]));
+            // Someone already shown, announced again, is shown once.
+            chat.apply(presence("General", &["bo"], &["cy"]));
             let online = chat.room.get_untracked().unwrap().online;
             assert_eq!(online, ["ada", "bo"]);
         });

@@ -15,9 +15,10 @@ use crate::protocol::{
     channel_key, validate_channel_name, validate_message,
 };
 use axum::extract::ws::Utf8Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -106,6 +107,8 @@ pub struct Hub {
 struct State {
     conns: HashMap<ConnId, Conn>,
     rooms: HashMap<String, Room>,
+    /// Rooms with presence changes not yet announced.
+    presence_changed: HashSet<String>,
     /// Channel keys in creation order.
     order: Vec<String>,
     windows: HashMap<String, ChannelWindow>,
@@ -123,7 +126,32 @@ struct Room {
     conns: Vec<ConnId>,
     /// Connections per person: presence counts connections, shows people.
     people: BTreeMap<Arc<str>, usize>,
+    /// People who arrived and left since the last presence update.
+    arrived: Vec<Arc<str>>,
+    departed: Vec<Arc<str>>,
 }
+
+impl Room {
+    fn note_arrival(&mut self, name: Arc<str>) {
+        // Back before anyone was told they left: nothing changed.
+        if let Some(i) = self.departed.iter().position(|n| *n == name) {
+            self.departed.swap_remove(i);
+        } else {
+            self.arrived.push(name);
+        }
+    }
+
+    fn note_departure(&mut self, name: Arc<str>) {
+        if let Some(i) = self.arrived.iter().position(|n| *n == name) {
+            self.arrived.swap_remove(i);
+        } else {
+            self.departed.push(name);
+        }
+    }
+}
+
+/// How long presence changes gather before they are announced together.
+const PRESENCE_TICK: Duration = Duration::from_millis(50);
 
 /// A registered connection: its id and the queue the hub fills for it.
 pub struct Registration {
@@ -167,6 +195,18 @@ impl Hub {
             .name("hearth-committer".into())
             .spawn(move || run_committer(weak, jobs))
             .map_err(|e| StoreError::Backend(format!("cannot start the committer: {e}")))?;
+        let weak = Arc::downgrade(&hub);
+        std::thread::Builder::new()
+            .name("hearth-presence".into())
+            .spawn(move || {
+                // One shared timer for every room, rather than one per connection.
+                loop {
+                    std::thread::sleep(PRESENCE_TICK);
+                    let Some(hub) = weak.upgrade() else { return };
+                    hub.announce_presence();
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start presence updates: {e}")))?;
         Ok(hub)
     }
 
@@ -334,6 +374,27 @@ impl Hub {
         }
     }
 
+    /// Tells each room with presence changes who arrived and who left, in one frame.
+    pub fn announce_presence(&self) {
+        let mut state = self.lock();
+        let changed: Vec<String> = state.presence_changed.drain().collect();
+        for key in changed {
+            let display = display_name(&state, &key);
+            let Some(room) = state.rooms.get_mut(&key) else {
+                continue;
+            };
+            if room.arrived.is_empty() && room.departed.is_empty() {
+                continue;
+            }
+            let frame = encode(&ServerFrame::Presence {
+                channel: display,
+                joined: room.arrived.drain(..).map(|n| n.to_string()).collect(),
+                left: room.departed.drain(..).map(|n| n.to_string()).collect(),
+            });
+            broadcast_room(&mut state, &key, &frame);
+        }
+    }
+
     /// How many connections are registered.
     pub fn connection_count(&self) -> usize {
         self.lock().conns.len()
@@ -486,13 +547,10 @@ fn queue(state: &State, targets: &[ConnId], frame: &Utf8Bytes) -> Vec<ConnId> {
         .collect()
 }
 
-/// Removes connections. Telling a room that someone left can find more connections
-/// that stopped reading, so this works through a list rather than recursing.
-fn evict(state: &mut State, mut pending: Vec<ConnId>) {
-    while let Some(id) = pending.pop() {
-        if let Some((targets, frame)) = take_out_of_room(state, id) {
-            pending.extend(queue(state, &targets, &frame));
-        }
+/// Removes connections (their rooms hear of it with the next presence update).
+fn evict(state: &mut State, gone: Vec<ConnId>) {
+    for id in gone {
+        take_out_of_room(state, id);
         state.conns.remove(&id);
     }
 }
@@ -505,7 +563,6 @@ fn display_name(state: &State, key: &str) -> String {
 }
 
 fn enter_room(state: &mut State, id: ConnId, key: &str) {
-    let display = display_name(state, key);
     let Some(conn) = state.conns.get_mut(&id) else {
         return;
     };
@@ -514,48 +571,46 @@ fn enter_room(state: &mut State, id: ConnId, key: &str) {
     let room = state.rooms.entry(key.to_owned()).or_default();
     let count = room.people.entry(name.clone()).or_insert(0);
     *count += 1;
-    let arrived = *count == 1;
     room.conns.push(id);
-    if arrived {
-        let frame = encode(&ServerFrame::PresenceJoined {
-            channel: display,
-            name: name.to_string(),
-        });
-        let others: Vec<ConnId> = room.conns.iter().copied().filter(|&c| c != id).collect();
-        deliver(state, &others, &frame);
+    if *count == 1 {
+        room.note_arrival(name);
+        state.presence_changed.insert(key.to_owned());
     }
 }
 
 fn leave_room(state: &mut State, id: ConnId) {
-    if let Some((targets, frame)) = take_out_of_room(state, id) {
-        deliver(state, &targets, &frame);
-    }
+    take_out_of_room(state, id);
 }
 
-/// Takes a connection out of its room. When that was the person's last connection
-/// there, returns who must be told and the "left" frame to tell them.
-fn take_out_of_room(state: &mut State, id: ConnId) -> Option<(Vec<ConnId>, Utf8Bytes)> {
-    let conn = state.conns.get_mut(&id)?;
-    let key = conn.room.take()?;
+/// Takes a connection out of its room; when it was the person's last connection
+/// there, the room hears that they left with the next presence update.
+fn take_out_of_room(state: &mut State, id: ConnId) {
+    let Some(conn) = state.conns.get_mut(&id) else {
+        return;
+    };
+    let Some(key) = conn.room.take() else {
+        return;
+    };
     let name = conn.name.clone();
-    let display = display_name(state, &key);
-    let room = state.rooms.get_mut(&key)?;
+    let Some(room) = state.rooms.get_mut(&key) else {
+        return;
+    };
     room.conns.retain(|&c| c != id);
-    let count = room.people.get_mut(&name)?;
+    let Some(count) = room.people.get_mut(&name) else {
+        return;
+    };
     *count -= 1;
     if *count > 0 {
-        return None;
+        return;
     }
     room.people.remove(&name);
-    let frame = encode(&ServerFrame::PresenceLeft {
-        channel: display,
-        name: name.to_string(),
-    });
-    let targets = room.conns.clone();
-    if targets.is_empty() {
+    if room.conns.is_empty() {
+        // Nobody is left to tell.
         state.rooms.remove(&key);
+    } else {
+        room.note_departure(name);
+        state.presence_changed.insert(key);
     }
-    Some((targets, frame))
 }
 
 #[cfg(test)]
@@ -594,6 +649,49 @@ mod tests {
         ));
         hub.disconnect(bob.id);
         assert!(hub.join(cy.id, "General", None).is_ok());
+    }
+
+    /// Presence frames this connection has queued, decoded.
+    fn presence_frames(reg: &mut Registration) -> Vec<(Vec<String>, Vec<String>)> {
+        let mut frames = Vec::new();
+        while let Ok(bytes) = reg.outbound.try_recv() {
+            if let Ok(ServerFrame::Presence { joined, left, .. }) = serde_json::from_str(&bytes) {
+                frames.push((joined, left));
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn presence_changes_are_announced_together() {
+        let hub = hub(10);
+        let mut ada = hub.connect("ada");
+        hub.join(ada.id, "General", None).unwrap();
+        hub.announce_presence();
+        presence_frames(&mut ada);
+        let bob = hub.connect("bob");
+        let cy = hub.connect("cy");
+        let di = hub.connect("di");
+        for reg in [&bob, &cy, &di] {
+            hub.join(reg.id, "General", None).unwrap();
+        }
+        // Di is gone before anyone was told she came: she is never announced.
+        hub.disconnect(di.id);
+        hub.announce_presence();
+        let frames = presence_frames(&mut ada);
+        // The background announcer may have split the arrivals across two frames.
+        let mut joined: Vec<String> = frames.iter().flat_map(|(j, _)| j.clone()).collect();
+        joined.sort();
+        let left: Vec<String> = frames.iter().flat_map(|(_, l)| l.clone()).collect();
+        assert!(frames.len() <= 2, "{frames:?}");
+        if frames.len() == 1 {
+            assert_eq!(joined, ["bob", "cy"]);
+            assert!(left.is_empty());
+        }
+        hub.disconnect(bob.id);
+        hub.announce_presence();
+        let frames = presence_frames(&mut ada);
+        assert_eq!(frames, [(vec![], vec!["bob".to_string()])]);
     }
 
     #[test]
