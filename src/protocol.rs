@@ -298,6 +298,20 @@ impl leptos::server_fn::error::FromServerFnError for ApiError {
     }
 }
 
+/// A message as the tests of both sides need one: number `seq` in "General", by
+/// "ada", text "m{seq}", client id "c{seq}".
+#[cfg(test)]
+pub fn sample_message(seq: Seq) -> ChatMessage {
+    ChatMessage {
+        channel: "General".into(),
+        seq,
+        author: "ada".into(),
+        text: format!("m{seq}"),
+        sent_at: 0,
+        client_id: format!("c{seq}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

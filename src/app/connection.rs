@@ -613,16 +613,7 @@ mod tests {
         assert!(backoff_ms(1, 0.0) < backoff_ms(1, 1.0));
     }
 
-    fn message(seq: Seq) -> ChatMessage {
-        ChatMessage {
-            channel: "General".into(),
-            seq,
-            author: "ada".into(),
-            text: format!("m{seq}"),
-            sent_at: 0,
-            client_id: format!("c{seq}"),
-        }
-    }
+    use crate::protocol::sample_message as message;
 
     fn joined(history: Vec<ChatMessage>, reset: bool) -> ServerFrame {
         ServerFrame::Joined {

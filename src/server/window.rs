@@ -75,14 +75,7 @@ mod tests {
         };
         let mut window = ChannelWindow::new(channel, 0, Vec::new(), limit);
         for seq in 1..=count {
-            window.push(ChatMessage {
-                channel: "General".into(),
-                seq,
-                author: "ada".into(),
-                text: format!("m{seq}"),
-                sent_at: 0,
-                client_id: format!("c{seq}"),
-            });
+            window.push(crate::protocol::sample_message(seq));
         }
         window
     }
