@@ -210,10 +210,6 @@ impl Hub {
         Ok(hub)
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change below keeps the state consistent at each step, so the state
         // behind a poisoned lock is still usable.
@@ -393,11 +389,6 @@ impl Hub {
             });
             broadcast_room(&mut state, &key, &frame);
         }
-    }
-
-    /// How many connections are registered.
-    pub fn connection_count(&self) -> usize {
-        self.lock().conns.len()
     }
 
     /// Stores one batch and publishes the outcome of each send in order.

@@ -11,7 +11,6 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,11 +118,4 @@ async fn refuse(mut stream: TcpStream) {
     )
     .await;
     let _ = stream.shutdown().await;
-}
-
-/// The address the request came from, as the accept loop recorded it.
-pub fn peer(request_extensions: &axum::http::Extensions) -> Option<SocketAddr> {
-    request_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr)
 }
