@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 #[derive(clap::Args, Debug)]
 pub struct FanoutArgs {
@@ -64,6 +65,19 @@ pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
     let run_for = duration + Duration::from_secs(2);
     let padding = "x".repeat(args.size.saturating_sub(40).max(1));
 
+    let total = (duration.as_secs_f64() / interval.as_secs_f64()) as u64;
+    // Stagger rooms so their publishers do not fire at the same instant.
+    let offset = move |room: usize| interval.mul_f64(room as f64 / rooms as f64);
+    let scheduled_at = move |room: usize, k: u64| offset(room) + interval.mul_f64(k as f64);
+    let mut publish_orders: Vec<Option<_>> = Vec::with_capacity(rooms);
+    let mut pacer_queues = Vec::with_capacity(rooms);
+    for _ in 0..rooms {
+        let (orders, receive) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        pacer_queues.push(orders);
+        publish_orders.push(Some(receive));
+    }
+    std::thread::spawn(move || pace(start, rooms, total, scheduled_at, pacer_queues));
+
     let mut tasks = Vec::new();
     for member in crowd.members {
         let (room, index) = (member.room, member.index);
@@ -76,28 +90,25 @@ pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
             completed.clone(),
         );
         let room_name = crowd.rooms[room].clone();
-        let is_publisher = index == 0;
+        let mut orders = if index == 0 {
+            publish_orders[room].take()
+        } else {
+            None
+        };
         let published = published.clone();
         let padding = padding.clone();
         // Engine.IO pings must be answered; a channel hands them to the writer.
         let (pongs, mut pong_requests) = tokio::sync::mpsc::channel::<()>(4);
         tasks.push(tokio::spawn(async move {
-            let total = (duration.as_secs_f64() / interval.as_secs_f64()) as u64;
-            // Stagger rooms so their publishers do not fire at the same instant.
-            let offset = interval.mul_f64(room as f64 / rooms as f64);
-            let mut k = 0u64;
             let deadline = start + run_for;
             loop {
-                let next = start + offset + interval.mul_f64(k as f64);
-                let publish_now = is_publisher && k < total;
                 tokio::select! {
-                    _ = tokio::time::sleep_until(next.into()), if publish_now => {
-                        let scheduled = start_us + (offset + interval.mul_f64(k as f64)).as_micros() as u64;
+                    Some(k) = next_order(&mut orders) => {
+                        let scheduled = start_us + scheduled_at(room, k).as_micros() as u64;
                         let text = format!("{scheduled} {room} {k} {padding}");
                         let frame = session::publish(dialect, &room_name, &format!("{room}-{k}"), &text);
                         if writer.send(frame).await.is_err() { break; }
                         published.fetch_add(1, Ordering::Relaxed);
-                        k += 1;
                     }
                     Some(()) = pong_requests.recv() => {
                         if writer.send(session::pong()).await.is_err() { break; }
@@ -203,4 +214,39 @@ pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
         "cpu_us_per_delivery": cpu_us_per_delivery,
     })
     .to_string())
+}
+
+/// The next publish order for a publisher; never resolves for other members.
+async fn next_order(orders: &mut Option<UnboundedReceiver<u64>>) -> Option<u64> {
+    match orders {
+        Some(orders) => orders.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells each room's publisher when to publish, from a thread of its own: the
+/// runtime's timers fire up to a millisecond or two late, which would show up as
+/// latency the server never caused; a thread sleeps to within tens of microseconds.
+fn pace(
+    start: Instant,
+    rooms: usize,
+    total: u64,
+    scheduled_at: impl Fn(usize, u64) -> Duration,
+    queues: Vec<UnboundedSender<u64>>,
+) {
+    let mut plan: Vec<(Duration, usize, u64)> = (0..total)
+        .flat_map(|k| (0..rooms).map(move |room| (room, k)))
+        .map(|(room, k)| (scheduled_at(room, k), room, k))
+        .collect();
+    plan.sort_unstable();
+    for (at, room, k) in plan {
+        let when = start + at;
+        let now = Instant::now();
+        if when > now {
+            std::thread::sleep(when - now);
+        }
+        if queues[room].send(k).is_err() {
+            return;
+        }
+    }
 }
