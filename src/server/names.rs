@@ -5,12 +5,27 @@ use super::hub::HubError;
 use super::store::{NameClaim, Store};
 use crate::protocol::{NameGrant, TOKEN_MAX_BYTES, name_key, validate_name};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// How long a checked token is trusted without asking the store again: a tab that
+/// reconnects (or many tabs of one person) then says hello without a store read.
+const VERIFIED_FRESH_MS: i64 = 60_000;
+/// Most remembered checks; older ones are dropped first when it fills.
+const VERIFIED_MAX: usize = 100_000;
 
 pub struct Names {
     store: Arc<dyn Store>,
     /// A name unused this long may be claimed by someone else.
     idle_expiry_ms: i64,
+    /// Recent successful checks, by name key.
+    verified: Mutex<HashMap<String, Verified>>,
+}
+
+struct Verified {
+    token_hash: Vec<u8>,
+    held: String,
+    at: i64,
 }
 
 impl Names {
@@ -18,7 +33,41 @@ impl Names {
         Self {
             store,
             idle_expiry_ms: i64::try_from(idle_expiry.as_millis()).unwrap_or(i64::MAX),
+            verified: Mutex::default(),
         }
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
+        // A plain map; any state behind a poisoned lock is still a valid cache.
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The name as held, if `token` was checked for `name` within the last minute;
+    /// `None` means "ask the store" (`verify`), not "refused". Never blocks.
+    pub fn verify_recent(&self, name: &str, token: &str, now: i64) -> Option<String> {
+        let verified = self.verified();
+        let entry = verified.get(&name_key(name))?;
+        (now - entry.at < VERIFIED_FRESH_MS && entry.token_hash == hash(token))
+            .then(|| entry.held.clone())
+    }
+
+    fn remember(&self, key: String, token_hash: Vec<u8>, held: &str, now: i64) {
+        let mut verified = self.verified();
+        if verified.len() >= VERIFIED_MAX {
+            verified.retain(|_, v| now - v.at < VERIFIED_FRESH_MS);
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+        }
+        let held = held.to_owned();
+        verified.insert(
+            key,
+            Verified {
+                token_hash,
+                held,
+                at: now,
+            },
+        );
     }
 
     /// Gives `raw_name` to the caller. A browser that already holds a token presents
@@ -39,6 +88,8 @@ impl Names {
             token_hash: hash(&token),
             now,
         };
+        // Whatever was remembered for this name may no longer hold.
+        self.verified().remove(&claim.key);
         let held = self
             .store
             .claim_name(&claim, self.idle_expiry_ms)
@@ -56,12 +107,19 @@ impl Names {
         if token.is_empty() || token.len() > TOKEN_MAX_BYTES {
             return Ok(None);
         }
-        Ok(self.store.holds_name(&name_key(name), &hash(token), now)?)
+        let (key, token_hash) = (name_key(name), hash(token));
+        let held = self.store.holds_name(&key, &token_hash, now)?;
+        if let Some(held) = &held {
+            self.remember(key, token_hash, held, now);
+        }
+        Ok(held)
     }
 
     /// Frees `name` if `token` holds it. Blocks on the store.
     pub fn release(&self, name: &str, token: &str) -> Result<bool, HubError> {
-        Ok(self.store.release_name(&name_key(name), &hash(token))?)
+        let key = name_key(name);
+        self.verified().remove(&key);
+        Ok(self.store.release_name(&key, &hash(token))?)
     }
 }
 
@@ -95,6 +153,12 @@ mod tests {
         );
         assert_eq!(names.verify("Ada", "guess", 1).unwrap(), None);
         assert_eq!(
+            names.verify_recent("ADA", &grant.token, 2).as_deref(),
+            Some("Ada")
+        );
+        assert_eq!(names.verify_recent("ada", "guess", 2), None);
+        assert_eq!(names.verify_recent("ada", &grant.token, 60_001), None);
+        assert_eq!(
             names.claim("ADA", None, 2),
             Err(ApiError::NameTaken("ADA".into()))
         );
@@ -102,6 +166,7 @@ mod tests {
         let again = names.claim("Ada", Some(grant.token.clone()), 3).unwrap();
         assert_eq!(again.token, grant.token);
         assert!(names.release("Ada", &grant.token).unwrap());
+        assert_eq!(names.verify_recent("ada", &grant.token, 4), None);
         assert!(names.claim("ADA", None, 4).is_ok());
     }
 
