@@ -8,13 +8,14 @@
 //! that lines up exactly with what is queued after it. Nothing done under the lock
 //! waits: delivery is a `try_send` of bytes serialized once for all recipients.
 
+use super::frame;
 use super::store::{Appended, NewMessage, Store, StoreError};
 use super::window::ChannelWindow;
 use crate::protocol::{
     CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ErrorCode, MessageError, Seq, ServerFrame,
     channel_key, validate_channel_name, validate_message,
 };
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -92,6 +93,8 @@ pub struct HubLimits {
     pub history: usize,
     /// Sends waiting to be stored before new ones are refused as "busy".
     pub commit_queue: usize,
+    /// How often every connection is pinged (one shared timer for all of them).
+    pub ping_interval: Duration,
 }
 
 pub struct Hub {
@@ -116,7 +119,7 @@ struct State {
 
 struct Conn {
     name: Arc<str>,
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Outbound>,
     /// Key of the room this connection is in.
     room: Option<String>,
 }
@@ -156,7 +159,18 @@ const PRESENCE_TICK: Duration = Duration::from_millis(50);
 /// A registered connection: its id and the queue the hub fills for it.
 pub struct Registration {
     pub id: ConnId,
-    pub outbound: mpsc::Receiver<Utf8Bytes>,
+    pub outbound: mpsc::Receiver<Outbound>,
+}
+
+/// What the hub queues for a connection.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A frame in wire format, the same bytes for every recipient.
+    Frame(Bytes),
+    /// Time to ping the client, or to let it go if it stopped answering.
+    Ping,
+    /// Close the connection with this code and reason.
+    Close(u16, &'static str),
 }
 
 /// Work for the committer thread.
@@ -170,7 +184,9 @@ enum Job {
 }
 
 impl Hub {
-    /// Loads the channels and their windows from the store and starts the committer.
+    /// Loads the channels and their windows from the store and starts the committer
+    /// (a thread, as storing blocks), the publisher and the ticker (tasks on the
+    /// runtime, which must be running).
     pub fn start(store: Arc<dyn Store>, limits: HubLimits) -> Result<Arc<Self>, StoreError> {
         let mut state = State::default();
         for log in store.load()? {
@@ -182,6 +198,7 @@ impl Hub {
             );
         }
         let (commits, jobs) = mpsc::channel(limits.commit_queue.max(1));
+        let ping_interval = limits.ping_interval;
         let hub = Arc::new(Self {
             store,
             limits,
@@ -190,23 +207,14 @@ impl Hub {
             commits,
             closing: AtomicBool::new(false),
         });
+        let (stored, to_publish) = mpsc::channel(PUBLISH_QUEUE);
         let weak = Arc::downgrade(&hub);
         std::thread::Builder::new()
             .name("hearth-committer".into())
-            .spawn(move || run_committer(weak, jobs))
+            .spawn(move || run_committer(weak, jobs, stored))
             .map_err(|e| StoreError::Backend(format!("cannot start the committer: {e}")))?;
-        let weak = Arc::downgrade(&hub);
-        std::thread::Builder::new()
-            .name("hearth-presence".into())
-            .spawn(move || {
-                // One shared timer for every room, rather than one per connection.
-                loop {
-                    std::thread::sleep(PRESENCE_TICK);
-                    let Some(hub) = weak.upgrade() else { return };
-                    hub.announce_presence();
-                }
-            })
-            .map_err(|e| StoreError::Backend(format!("cannot start presence updates: {e}")))?;
+        tokio::spawn(run_publisher(Arc::downgrade(&hub), to_publish));
+        tokio::spawn(run_ticker(Arc::downgrade(&hub), ping_interval));
         Ok(hub)
     }
 
@@ -226,11 +234,17 @@ impl Hub {
             .collect()
     }
 
-    /// Registers a connection for a person who said hello.
-    pub fn connect(&self, name: &str) -> Registration {
+    /// Registers a connection for a person who said hello; `None` once the server
+    /// is stopping.
+    pub fn connect(&self, name: &str) -> Option<Registration> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, outbound) = mpsc::channel(self.limits.queue_len);
-        self.lock().conns.insert(
+        let mut state = self.lock();
+        // Checked under the lock, so `close_all` cannot miss a connection.
+        if self.closing.load(Ordering::Acquire) {
+            return None;
+        }
+        state.conns.insert(
             id,
             Conn {
                 name: name.into(),
@@ -238,7 +252,38 @@ impl Hub {
                 room: None,
             },
         );
-        Registration { id, outbound }
+        Some(Registration { id, outbound })
+    }
+
+    /// Asks every connection to ping its client (or to let it go if it went quiet).
+    /// A connection too far behind to take even this is cut off.
+    pub fn ping_all(&self) {
+        let mut state = self.lock();
+        let lagging: Vec<ConnId> = state
+            .conns
+            .iter()
+            .filter(|(_, conn)| {
+                matches!(
+                    conn.tx.try_send(Outbound::Ping),
+                    Err(mpsc::error::TrySendError::Full(_))
+                )
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        cut_off(&mut state, lagging);
+    }
+
+    /// Stops taking connections and sends, and tells every connection to close with
+    /// `code` (the client reconnects, here or to another node, and resumes).
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        let mut state = self.lock();
+        self.closing.store(true, Ordering::Release);
+        for conn in state.conns.values() {
+            // A full queue means the connection is being cut off anyway.
+            let _ = conn.tx.try_send(Outbound::Close(code, reason));
+        }
+        state.conns.clear();
+        state.rooms.clear();
     }
 
     /// Forgets a connection, taking it out of its room.
@@ -391,13 +436,11 @@ impl Hub {
         }
     }
 
-    /// Stores one batch and publishes the outcome of each send in order.
-    fn commit(&self, batch: Vec<(ConnId, NewMessage)>) {
+    /// Stores one batch (on the committer thread; this blocks).
+    fn store_batch(&self, batch: Vec<(ConnId, NewMessage)>) -> Publish {
         let client_ids: Vec<String> = batch.iter().map(|(_, m)| m.client_id.clone()).collect();
         let (conns, messages): (Vec<ConnId>, Vec<NewMessage>) = batch.into_iter().unzip();
-        let result = self.store.append(messages);
-        let mut state = self.lock();
-        let outcomes = match result {
+        let outcomes = match self.store.append(messages) {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 // Nothing of the batch was stored; the senders keep the messages
@@ -412,6 +455,15 @@ impl Hub {
                     .collect()
             }
         };
+        Publish::Batch { conns, outcomes }
+    }
+
+    /// Publishes the outcome of each stored send in order: the message to its room,
+    /// the answer to its sender. Runs on the runtime, where waking the recipients'
+    /// tasks is cheap, rather than on the committer thread, where each wake-up would
+    /// cost a switch between threads.
+    fn publish(&self, conns: Vec<ConnId>, outcomes: Vec<Appended>) {
+        let mut state = self.lock();
         for (conn, outcome) in conns.into_iter().zip(outcomes) {
             let reply = match outcome {
                 Appended::New {
@@ -456,10 +508,24 @@ impl Hub {
     }
 }
 
+/// A stored batch on its way from the committer thread to the publisher task.
+enum Publish {
+    Batch {
+        conns: Vec<ConnId>,
+        outcomes: Vec<Appended>,
+    },
+    /// Everything stored before this is published; answer and stop.
+    Stop(oneshot::Sender<()>),
+}
+
+/// Stored batches waiting to be published; a full queue holds the committer back.
+const PUBLISH_QUEUE: usize = 64;
+
 /// The committer: takes whatever sends are waiting (up to a batch), stores them in
-/// one transaction, publishes them, and repeats. Under load, sends that arrive while
-/// one batch commits make up the next, so one fsync serves many messages.
-fn run_committer(hub: Weak<Hub>, mut jobs: mpsc::Receiver<Job>) {
+/// one transaction, hands them to the publisher, and repeats. Under load, sends that
+/// arrive while one batch commits make up the next, so one fsync serves many
+/// messages.
+fn run_committer(hub: Weak<Hub>, mut jobs: mpsc::Receiver<Job>, stored: mpsc::Sender<Publish>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(job) = jobs.blocking_recv() {
         let mut stop = None;
@@ -478,33 +544,69 @@ fn run_committer(hub: Weak<Hub>, mut jobs: mpsc::Receiver<Job>) {
         }
         if !batch.is_empty() {
             let Some(hub) = hub.upgrade() else { return };
-            hub.commit(std::mem::take(&mut batch));
+            let outcome = hub.store_batch(std::mem::take(&mut batch));
+            drop(hub);
+            if stored.blocking_send(outcome).is_err() {
+                return;
+            }
         }
         if let Some(done) = stop {
-            let _ = done.send(());
+            let _ = stored.blocking_send(Publish::Stop(done));
             return;
         }
     }
 }
 
-/// Serializes a frame once; the result is shared by every recipient.
-pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
-    serde_json::to_string(frame)
-        .expect("server frames always serialize")
-        .into()
+/// The publisher: delivers what the committer stored, in the order it was stored.
+async fn run_publisher(hub: Weak<Hub>, mut stored: mpsc::Receiver<Publish>) {
+    while let Some(item) = stored.recv().await {
+        match item {
+            Publish::Batch { conns, outcomes } => {
+                let Some(hub) = hub.upgrade() else { return };
+                hub.publish(conns, outcomes);
+            }
+            Publish::Stop(done) => {
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+}
+
+/// One shared timer for every room and every connection, rather than a timer per
+/// connection: presence changes go out every tick, pings every `ping_interval`.
+async fn run_ticker(hub: Weak<Hub>, ping_interval: Duration) {
+    let mut ticks = tokio::time::interval(PRESENCE_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_ping = tokio::time::Instant::now();
+    loop {
+        ticks.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        hub.announce_presence();
+        if last_ping.elapsed() >= ping_interval {
+            last_ping = tokio::time::Instant::now();
+            hub.ping_all();
+        }
+    }
+}
+
+/// Serializes and frames a message once; the bytes are shared by every recipient.
+pub fn encode(frame: &ServerFrame) -> Bytes {
+    let json = serde_json::to_vec(frame).expect("server frames always serialize");
+    frame::text(&json)
 }
 
 /// Queues `frame` for each target and cuts off any connection whose queue is full
 /// (dropping its sender makes its task close the socket, and the client resumes from
 /// its last sequence number when it reconnects), so a slow reader never holds back
 /// the others and never silently misses a message.
-fn deliver(state: &mut State, targets: &[ConnId], frame: &Utf8Bytes) {
+fn deliver(state: &mut State, targets: &[ConnId], frame: &Bytes) {
     let lagging = queue(state, targets, frame);
     cut_off(state, lagging);
 }
 
 /// Queues `frame` for everyone in a room.
-fn broadcast_room(state: &mut State, key: &str, frame: &Utf8Bytes) {
+fn broadcast_room(state: &mut State, key: &str, frame: &Bytes) {
     let lagging = match state.rooms.get(key) {
         Some(room) => queue(state, &room.conns, frame),
         None => return,
@@ -523,13 +625,13 @@ fn cut_off(state: &mut State, lagging: Vec<ConnId>) {
 }
 
 /// Queues `frame` for each target, returning the targets whose queue was full.
-fn queue(state: &State, targets: &[ConnId], frame: &Utf8Bytes) -> Vec<ConnId> {
+fn queue(state: &State, targets: &[ConnId], frame: &Bytes) -> Vec<ConnId> {
     targets
         .iter()
         .filter(|id| {
             state.conns.get(id).is_some_and(|conn| {
                 matches!(
-                    conn.tx.try_send(frame.clone()),
+                    conn.tx.try_send(Outbound::Frame(frame.clone())),
                     Err(mpsc::error::TrySendError::Full(_))
                 )
             })
@@ -619,18 +721,27 @@ mod tests {
                 queue_len: 16,
                 history: 100,
                 commit_queue: 16,
+                ping_interval: Duration::from_secs(15),
             },
         )
         .unwrap()
     }
 
-    #[test]
-    fn capacity_counts_people_not_tabs() {
+    /// The server frame in a queued item, if it is one.
+    fn decoded(queued: Outbound) -> Option<ServerFrame> {
+        match queued {
+            Outbound::Frame(bytes) => serde_json::from_slice(frame::server_payload(&bytes)).ok(),
+            Outbound::Ping | Outbound::Close(..) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn capacity_counts_people_not_tabs() {
         let hub = hub(2);
-        let ada = hub.connect("ada");
-        let ada_again = hub.connect("ada");
-        let bob = hub.connect("bob");
-        let cy = hub.connect("cy");
+        let ada = hub.connect("ada").unwrap();
+        let ada_again = hub.connect("ada").unwrap();
+        let bob = hub.connect("bob").unwrap();
+        let cy = hub.connect("cy").unwrap();
         for reg in [&ada, &ada_again, &bob] {
             hub.join(reg.id, "General", None).unwrap();
         }
@@ -645,24 +756,24 @@ mod tests {
     /// Presence frames this connection has queued, decoded.
     fn presence_frames(reg: &mut Registration) -> Vec<(Vec<String>, Vec<String>)> {
         let mut frames = Vec::new();
-        while let Ok(bytes) = reg.outbound.try_recv() {
-            if let Ok(ServerFrame::Presence { joined, left, .. }) = serde_json::from_str(&bytes) {
+        while let Ok(queued) = reg.outbound.try_recv() {
+            if let Some(ServerFrame::Presence { joined, left, .. }) = decoded(queued) {
                 frames.push((joined, left));
             }
         }
         frames
     }
 
-    #[test]
-    fn presence_changes_are_announced_together() {
+    #[tokio::test]
+    async fn presence_changes_are_announced_together() {
         let hub = hub(10);
-        let mut ada = hub.connect("ada");
+        let mut ada = hub.connect("ada").unwrap();
         hub.join(ada.id, "General", None).unwrap();
         hub.announce_presence();
         presence_frames(&mut ada);
-        let bob = hub.connect("bob");
-        let cy = hub.connect("cy");
-        let di = hub.connect("di");
+        let bob = hub.connect("bob").unwrap();
+        let cy = hub.connect("cy").unwrap();
+        let di = hub.connect("di").unwrap();
         for reg in [&bob, &cy, &di] {
             hub.join(reg.id, "General", None).unwrap();
         }
@@ -685,10 +796,10 @@ mod tests {
         assert_eq!(frames, [(vec![], vec!["bob".to_string()])]);
     }
 
-    #[test]
-    fn sends_are_checked_before_they_are_queued() {
+    #[tokio::test]
+    async fn sends_are_checked_before_they_are_queued() {
         let hub = hub(10);
-        let ada = hub.connect("ada");
+        let ada = hub.connect("ada").unwrap();
         assert_eq!(
             hub.send(ada.id, "General", "c1".into(), "hi", 0),
             Err(HubError::NotInChannel("General".into()))
@@ -708,16 +819,15 @@ mod tests {
     #[tokio::test]
     async fn a_stored_message_is_delivered_then_acknowledged() {
         let hub = hub(10);
-        let mut ada = hub.connect("ada");
+        let mut ada = hub.connect("ada").unwrap();
         hub.join(ada.id, "General", None).unwrap();
         hub.send(ada.id, "General", "c1".into(), "hi", 5).unwrap();
         hub.shutdown().await;
-        let message: ServerFrame =
-            serde_json::from_str(&ada.outbound.recv().await.unwrap()).unwrap();
+        let message: ServerFrame = decoded(ada.outbound.recv().await.unwrap()).unwrap();
         assert!(
             matches!(message, ServerFrame::Message { message } if message.seq == 1 && message.text == "hi")
         );
-        let ack: ServerFrame = serde_json::from_str(&ada.outbound.recv().await.unwrap()).unwrap();
+        let ack: ServerFrame = decoded(ada.outbound.recv().await.unwrap()).unwrap();
         assert_eq!(
             ack,
             ServerFrame::Ack {

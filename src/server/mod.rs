@@ -2,10 +2,12 @@
 //! axum router that ties them to the Leptos pages and server functions.
 
 pub mod config;
+pub mod frame;
 pub mod hub;
 pub mod limits;
 pub mod listen;
 pub mod names;
+pub mod socket;
 pub mod store;
 pub mod window;
 pub mod ws;
@@ -22,7 +24,6 @@ use limits::Guards;
 use names::Names;
 use std::sync::Arc;
 use store::{MemoryStore, SqliteStore, Store, StoreError};
-use tokio::sync::watch;
 
 /// The channel every fresh installation starts with, so the first visitor has a room.
 pub const FIRST_CHANNEL: &str = "General";
@@ -33,8 +34,6 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub names: Arc<Names>,
     pub guards: Arc<Guards>,
-    /// Changes once, when the server starts to stop.
-    pub stopping: watch::Receiver<()>,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
 }
@@ -69,11 +68,10 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     Ok(store)
 }
 
-/// What `serve` needs besides the router: the hub to flush, and the switch that tells
-/// every connection the server is stopping.
+/// What `serve` needs besides the router: the hub, to close every connection and
+/// store what is queued when the server stops.
 pub struct Running {
     pub hub: Arc<Hub>,
-    pub stop: watch::Sender<()>,
 }
 
 /// The whole HTTP surface: pages, server functions, `/ws`, static files.
@@ -92,16 +90,15 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
             queue_len: config.outbound_queue,
             history: config.history,
             commit_queue: config.commit_queue,
+            ping_interval: config.ping_interval,
         },
     )?;
     let names = Arc::new(Names::new(store, config.name_idle));
     let guards = Guards::new(&config);
-    let (stop, stopping) = watch::channel(());
     let state = AppState {
         hub: hub.clone(),
         names: names.clone(),
         guards: guards.clone(),
-        stopping,
         config: Arc::new(config),
         leptos_options: leptos_options.clone(),
     };
@@ -121,7 +118,7 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state);
-    Ok((router, Running { hub, stop }))
+    Ok((router, Running { hub }))
 }
 
 /// Runs Hearth until SIGINT or SIGTERM.
@@ -144,11 +141,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let (router, running) = router(config)?;
     // Tests and scripts wait for this exact line to learn the port.
     println!("hearth listening on http://{addr}");
-    let stop = running.stop;
+    let hub = running.hub.clone();
     listen::serve(listener, router, limits, async move {
         shutdown_signal().await;
-        // Every chat connection is told to reconnect, and stops taking sends.
-        let _ = stop.send(());
+        // Every chat connection is told to reconnect, and sends are no longer taken.
+        hub.close_all(socket::close_code::RESTART, "server restarting; reconnect");
     })
     .await;
     // Everything accepted before the signal is stored before the process ends.

@@ -2,38 +2,46 @@
 //! leaving the hub however the connection ends.
 
 use super::AppState;
-use super::hub::{ConnId, Hub, HubError, encode};
+use super::frame;
+use super::hub::{ConnId, Hub, HubError, Outbound, encode};
 use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
+use super::socket::{self, Incoming, Socket, Writer, close_code};
 use crate::protocol::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, validate_name};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use futures_util::future::OptionFuture;
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 /// How long a new connection has to say who it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one write may wait on a client that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Close code (private range) telling the client it fell behind and should resume.
-const CLOSE_TOO_SLOW: u16 = 4008;
+/// Most queued frames taken for one write.
+const WRITE_BATCH: usize = 64;
 
 pub async fn upgrade(
-    upgrade: WebSocketUpgrade,
-    headers: HeaderMap,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(app): State<AppState>,
+    mut request: Request,
 ) -> Response {
-    if !origin_allowed(&headers, &app.config.allowed_origins) {
+    let headers = request.headers();
+    if !origin_allowed(headers, &app.config.allowed_origins) {
         return (
             StatusCode::FORBIDDEN,
             "This origin may not open a chat connection.",
         )
             .into_response();
     }
+    let switching = match socket::accept(headers) {
+        Ok(response) => response,
+        Err(refusal) => return refusal.into_response(),
+    };
     let slot = match app.guards.connections.acquire(peer.ip()) {
         Ok(slot) => slot,
         Err(Refusal::TooManyFromAddress) => {
@@ -51,18 +59,25 @@ pub async fn upgrade(
                 .into_response();
         }
     };
-    // Never tungstenite's defaults (64 MiB messages, an unbounded write buffer):
-    // small reads, no write buffer held while idle, and frames capped at 16 KiB.
-    // permessage-deflate is not offered, so nothing is decompressed.
-    upgrade
-        .read_buffer_size(4 * 1024)
-        // Frames gather in a small buffer and leave together at the flush that ends
-        // each batch (see `write_queued`).
-        .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(256 * 1024)
-        .max_frame_size(MAX_FRAME_BYTES)
-        .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| run(socket, app, slot))
+    let upgraded = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgraded.await else {
+            return;
+        };
+        // The accept loop serves plain TCP streams, so the connection comes back as
+        // one, with whatever the client sent right behind its request.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let socket = Socket::new(parts.io.into_inner(), &parts.read_buf, MAX_FRAME_BYTES);
+                // The early bytes are copied out: their buffer is hyper's whole 8 KiB
+                // read buffer, which would otherwise stay with the connection for life.
+                drop(parts.read_buf);
+                run(socket, app, slot).await;
+            }
+            Err(_) => tracing::error!("an upgraded connection was not a TCP stream"),
+        }
+    });
+    switching
 }
 
 /// Browsers always send `Origin` on WebSocket upgrades, so a page on another site is
@@ -82,97 +97,140 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-async fn run(mut socket: WebSocket, app: AppState, _slot: ConnectionSlot) {
-    let Some(name) = await_hello(&mut socket, &app).await else {
-        return;
+/// How a connection ends: with a close frame, or silently when the client is gone.
+enum End {
+    Close(u16, &'static str),
+    Gone,
+}
+
+async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
+    // The hello and the closing handshake are boxed: their state then lives only
+    // while they run, and each idle connection's task stays small.
+    let name = match Box::pin(await_hello(&mut socket, &app)).await {
+        Ok(name) => name,
+        Err(End::Close(code, reason)) => return Box::pin(socket.close(code, reason)).await,
+        Err(End::Gone) => return,
     };
     let hub = &app.hub;
-    let registration = hub.connect(&name);
+    let Some(registration) = hub.connect(&name) else {
+        return Box::pin(socket.close(close_code::RESTART, "server restarting; reconnect")).await;
+    };
     let person: Arc<str> = Arc::from(name.as_str());
     // Leaves the hub however this function ends, panics included.
     let _member = Membership {
         hub,
         id: registration.id,
     };
-    let mut outbound = registration.outbound;
-    let welcome = ServerFrame::Welcome {
+    let welcome = encode(&ServerFrame::Welcome {
         name,
         channels: hub.channels(),
-    };
-    if send_frame(&mut socket, &welcome).await.is_err() {
+    });
+    if socket.send(welcome, WRITE_TIMEOUT).await.is_err() {
         return;
     }
+    let mut connection = Connection {
+        hub,
+        id: registration.id,
+        outbound: registration.outbound,
+        sends: SendLimit::new(&app, person),
+        last_heard: Instant::now(),
+        idle_timeout: app.config.idle_timeout,
+    };
+    match connection.serve(&mut socket).await {
+        End::Close(code, reason) => Box::pin(socket.close(code, reason)).await,
+        End::Gone => {}
+    }
+}
 
-    let mut ping = tokio::time::interval(app.config.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
-    let mut last_heard = Instant::now();
-    let mut sends = SendLimit::new(&app, person);
-    let mut stopping = app.stopping.clone();
-    loop {
-        tokio::select! {
-            incoming = socket.recv() => {
-                let message = match incoming {
-                    Some(Ok(message)) => message,
-                    Some(Err(error)) => {
-                        if let Some((code, reason)) = close_for(error) {
-                            close(&mut socket, code, reason).await;
-                        }
-                        break;
+/// An identified connection's state while it chats.
+struct Connection<'a> {
+    hub: &'a Hub,
+    id: ConnId,
+    outbound: mpsc::Receiver<Outbound>,
+    sends: SendLimit,
+    last_heard: Instant,
+    idle_timeout: std::time::Duration,
+}
+
+impl Connection<'_> {
+    /// Answers the client's frames and writes what the hub queues, until one side
+    /// ends it. One task does both, so an idle connection costs one parked task.
+    async fn serve(&mut self, socket: &mut Socket) -> End {
+        let Socket {
+            stream,
+            reader,
+            writer,
+        } = socket;
+        loop {
+            let waiting = writer.is_waiting();
+            let end = tokio::select! {
+                received = reader.next(stream) => match received {
+                    Ok(received) => {
+                        self.last_heard = Instant::now();
+                        let incoming = received.answer_pings(writer);
+                        self.on_incoming(incoming, writer)
                     }
-                    None => break,
-                };
-                last_heard = Instant::now();
-                match message {
-                    Message::Text(text) => {
-                        let reply = match handle(hub, registration.id, &text, &mut sends) {
-                            Handled::Reply(reply) => reply,
-                            Handled::Flooding => {
-                                close(&mut socket, close_code::POLICY, "sending too fast").await;
-                                break;
-                            }
-                        };
-                        if let Some(reply) = reply
-                            && send_frame(&mut socket, &reply).await.is_err()
-                        {
-                            break;
-                        }
-                    }
-                    Message::Binary(_) => {
-                        close(&mut socket, close_code::UNSUPPORTED, "text frames only").await;
-                        break;
-                    }
-                    Message::Close(_) => break,
-                    // tungstenite answers pings itself; a pong is just a sign of life.
-                    Message::Ping(_) | Message::Pong(_) => {}
-                }
+                    Err(error) => Some(error.close_code().map_or(End::Gone, |(c, r)| End::Close(c, r))),
+                },
+                // Boxed, and only while the client is behind: most of the time nothing
+                // waits to be written, and an idle connection's task stays small.
+                Some(flushed) = OptionFuture::from(waiting.then(|| Box::pin(writer.flush(stream, WRITE_TIMEOUT)))) => match flushed {
+                    Ok(()) => None,
+                    Err(_) => Some(End::Gone),
+                },
+                queued = self.outbound.recv(), if !waiting => match queued {
+                    Some(first) => self.take_queued(first, writer),
+                    None => Some(End::Close(close_code::TOO_SLOW, "too far behind; reconnect to catch up")),
+                },
+            };
+            if let Some(end) = end {
+                return end;
             }
-            queued = outbound.recv() => match queued {
-                Some(bytes) => {
-                    if write_queued(&mut socket, &mut outbound, bytes).await.is_err() {
-                        break;
+            // Whatever the socket takes now goes now; the rest waits for `flush`.
+            if writer.write_now(stream).is_err() {
+                return End::Gone;
+            }
+        }
+    }
+
+    /// Queues `first` and whatever else the hub has queued, so that one system call
+    /// carries them all.
+    fn take_queued(&mut self, first: Outbound, writer: &mut Writer) -> Option<End> {
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(item) = next.take() {
+            match item {
+                Outbound::Frame(bytes) => writer.push(bytes),
+                Outbound::Ping => {
+                    if self.last_heard.elapsed() > self.idle_timeout {
+                        return Some(End::Close(close_code::AWAY, "no answer to pings"));
                     }
+                    writer.push(frame::ping());
                 }
-                None => {
-                    close(&mut socket, CLOSE_TOO_SLOW, "too far behind; reconnect to catch up").await;
-                    break;
+                Outbound::Close(code, reason) => return Some(End::Close(code, reason)),
+            }
+            taken += 1;
+            if taken < WRITE_BATCH {
+                next = self.outbound.try_recv().ok();
+            }
+        }
+        None
+    }
+
+    fn on_incoming(&mut self, incoming: Incoming, writer: &mut Writer) -> Option<End> {
+        match incoming {
+            Incoming::Text(text) => match handle(self.hub, self.id, &text, &mut self.sends) {
+                Handled::Reply(reply) => {
+                    if let Some(reply) = reply {
+                        writer.push(encode(&reply));
+                    }
+                    None
                 }
+                Handled::Flooding => Some(End::Close(close_code::POLICY, "sending too fast")),
             },
-            _ = stopping.changed() => {
-                // The client reconnects by itself (to this server when it is back, or
-                // to another node) and resumes where it was.
-                close(&mut socket, close_code::RESTART, "server restarting; reconnect").await;
-                break;
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > app.config.idle_timeout {
-                    close(&mut socket, close_code::AWAY, "no answer to pings").await;
-                    break;
-                }
-                if send(&mut socket, Message::Ping(Default::default())).await.is_err() {
-                    break;
-                }
-            }
+            Incoming::Binary => Some(End::Close(close_code::UNSUPPORTED, "text frames only")),
+            Incoming::Close(_) => Some(End::Close(close_code::NORMAL, "")),
+            Incoming::Alive => None,
         }
     }
 }
@@ -191,36 +249,30 @@ impl Drop for Membership<'_> {
 
 /// Waits for the first frame, which must be a hello with a valid name and the token
 /// that holds it.
-async fn await_hello(socket: &mut WebSocket, app: &AppState) -> Option<String> {
-    let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await;
-    let text = match first {
-        Ok(Some(Ok(Message::Text(text)))) => text,
-        Ok(Some(Ok(Message::Binary(_)))) => {
-            close(socket, close_code::UNSUPPORTED, "text frames only").await;
-            return None;
-        }
-        Ok(Some(Ok(_))) => {
-            close(socket, close_code::POLICY, "say hello first").await;
-            return None;
-        }
-        // Too big, not UTF-8 or broken framing gets the same close before hello as
-        // after it: an attacker need not say hello first.
-        Ok(Some(Err(error))) => {
-            if let Some((code, reason)) = close_for(error) {
-                close(socket, code, reason).await;
+async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<String, End> {
+    let text = loop {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await;
+        match first {
+            Ok(Ok(Incoming::Text(text))) => break text,
+            Ok(Ok(Incoming::Alive)) => continue,
+            Ok(Ok(Incoming::Binary)) => {
+                return Err(End::Close(close_code::UNSUPPORTED, "text frames only"));
             }
-            return None;
-        }
-        Ok(None) => return None,
-        Err(_) => {
-            close(socket, close_code::POLICY, "no hello in time").await;
-            return None;
+            Ok(Ok(Incoming::Close(_))) => return Err(End::Close(close_code::NORMAL, "")),
+            // Too big, not UTF-8 or broken framing gets the same close before hello
+            // as after it: an attacker need not say hello first.
+            Ok(Err(error)) => {
+                return Err(error
+                    .close_code()
+                    .map_or(End::Gone, |(code, reason)| End::Close(code, reason)));
+            }
+            Err(_) => return Err(End::Close(close_code::POLICY, "no hello in time")),
         }
     };
     let refusal = match serde_json::from_str::<ClientFrame>(&text) {
         Ok(ClientFrame::Hello { name, token }) => match validate_name(&name) {
             Ok(name) => match verify_name(app, &name, token).await {
-                Ok(held) => return Some(held),
+                Ok(held) => return Ok(held),
                 Err(e) => ServerFrame::Error {
                     code: e.code(),
                     message: e.to_string(),
@@ -236,14 +288,17 @@ async fn await_hello(socket: &mut WebSocket, app: &AppState) -> Option<String> {
             message: "The first message must be a hello with your name.".into(),
         },
     };
-    let _ = send_frame(socket, &refusal).await;
-    close(socket, close_code::POLICY, "not identified").await;
-    None
+    socket.writer.push(encode(&refusal));
+    Err(End::Close(close_code::POLICY, "not identified"))
 }
 
-/// Checks, off the async runtime, that `token` holds `name`; returns the name as
+/// Checks that `token` holds `name` (from memory when it was checked a moment ago,
+/// otherwise off the async runtime, in the store); returns the name as
 /// held, so one person is one name whatever capitals a tab typed.
 async fn verify_name(app: &AppState, name: &str, token: String) -> Result<String, HubError> {
+    if let Some(held) = app.names.verify_recent(name, &token, super::now_ms()) {
+        return Ok(held);
+    }
     let names = app.names.clone();
     let owned = name.to_owned();
     tokio::task::spawn_blocking(move || names.verify(&owned, &token, super::now_ms()))
@@ -349,62 +404,4 @@ fn handle(hub: &Hub, id: ConnId, text: &str, sends: &mut SendLimit) -> Handled {
                 message: e.to_string(),
             }),
     })
-}
-
-/// The close frame that explains why reading failed, when there is one to send:
-/// too big (1009), not UTF-8 (1007), or broken framing (1002).
-fn close_for(error: axum::Error) -> Option<(u16, &'static str)> {
-    let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
-    match *error {
-        tungstenite::Error::Capacity(_) => Some((close_code::SIZE, "message too big")),
-        tungstenite::Error::Utf8(_) => Some((close_code::INVALID, "text must be UTF-8")),
-        tungstenite::Error::Protocol(_) => Some((close_code::PROTOCOL, "protocol error")),
-        _ => None,
-    }
-}
-
-async fn send_frame(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), ()> {
-    send(socket, Message::Text(encode(frame))).await
-}
-
-/// Most queued frames written with one flush.
-const WRITE_BATCH: usize = 64;
-
-/// Writes `first` and whatever else is already queued, then flushes once: under
-/// load one system call carries many frames instead of one each.
-async fn write_queued(
-    socket: &mut WebSocket,
-    outbound: &mut tokio::sync::mpsc::Receiver<Utf8Bytes>,
-    first: Utf8Bytes,
-) -> Result<(), ()> {
-    let batch = async {
-        socket.feed(Message::Text(first)).await?;
-        for _ in 1..WRITE_BATCH {
-            match outbound.try_recv() {
-                Ok(next) => socket.feed(Message::Text(next)).await?,
-                Err(_) => break,
-            }
-        }
-        socket.flush().await
-    };
-    match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
-}
-
-/// Sends with a deadline, so a client that stops reading cannot hold its task forever.
-async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
-}
-
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
-    let _ = send(socket, Message::Close(Some(frame))).await;
 }

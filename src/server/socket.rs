@@ -1,0 +1,578 @@
+//! A WebSocket over a TCP stream, kept lean for tens of thousands of idle
+//! connections: nothing is buffered while a connection is quiet (reads go through a
+//! buffer on the stack and only a partial frame is kept), and outgoing frames are
+//! the shared bytes the hub framed once, written straight from the queue, many per
+//! system call.
+
+use super::frame::{self, FrameError, Head, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING};
+use super::frame::{OP_PONG, OP_TEXT};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Close codes (RFC 6455 section 7.4.1, and one of Hearth's own).
+pub mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const UNSUPPORTED: u16 = 1003;
+    pub const INVALID: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const SIZE: u16 = 1009;
+    pub const RESTART: u16 = 1012;
+    /// The client fell behind and should reconnect and resume.
+    pub const TOO_SLOW: u16 = 4008;
+}
+
+/// The bytes read per system call; a stack buffer, so idle connections hold none.
+const READ_CHUNK: usize = 4 * 1024;
+/// Most frames handed to one `writev`.
+const WRITE_BATCH: usize = 64;
+/// How long a closing connection waits for the client to close its side.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Why an upgrade request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("This address only speaks WebSocket (send Upgrade: websocket).")]
+    NotAnUpgrade,
+    #[error("Only WebSocket version 13 is supported.")]
+    Version,
+    #[error("The WebSocket key is missing or malformed.")]
+    Key,
+}
+
+impl IntoResponse for HandshakeError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            HandshakeError::Version => StatusCode::UPGRADE_REQUIRED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut response = (status, self.to_string()).into_response();
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        response
+    }
+}
+
+/// Checks an upgrade request (RFC 6455 section 4.2.1) and builds the 101 answer.
+pub fn accept(headers: &HeaderMap) -> Result<Response, HandshakeError> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return Err(HandshakeError::NotAnUpgrade);
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(HandshakeError::Version);
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::as_bytes)
+        .filter(|key| {
+            base64::engine::general_purpose::STANDARD
+                .decode(key)
+                .is_ok_and(|raw| raw.len() == 16)
+        })
+        .ok_or(HandshakeError::Key)?;
+    let mut digest = Sha1::new();
+    digest.update(key);
+    digest.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(digest.finalize());
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(axum::body::Body::empty())
+        .map_err(|_| HandshakeError::Key)
+}
+
+/// A whole message, or a sign of life, from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    Text(String),
+    Binary,
+    /// The client answered a ping, or pinged (the pong is already queued).
+    Alive,
+    /// The client closed the connection, with this code if it gave one.
+    Close(Option<u16>),
+}
+
+/// Why reading stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("text must be UTF-8")]
+    NotUtf8,
+    #[error("the connection ended")]
+    Ended,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl ReadError {
+    /// The close frame that explains the error, when the client is still there to
+    /// read one: too big (1009), not UTF-8 (1007), broken framing (1002).
+    pub fn close_code(&self) -> Option<(u16, &'static str)> {
+        match self {
+            ReadError::Frame(FrameError::TooBig) => Some((close_code::SIZE, "message too big")),
+            ReadError::Frame(FrameError::Protocol(_)) => {
+                Some((close_code::PROTOCOL, "protocol error"))
+            }
+            ReadError::NotUtf8 => Some((close_code::INVALID, "text must be UTF-8")),
+            ReadError::Ended | ReadError::Io(_) => None,
+        }
+    }
+}
+
+/// Why writing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the client stopped reading")]
+    Stalled,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+pub struct Socket {
+    pub stream: TcpStream,
+    pub reader: Reader,
+    pub writer: Writer,
+}
+
+impl Socket {
+    /// Wraps an upgraded stream; `early` holds bytes the client sent right behind its
+    /// upgrade request.
+    pub fn new(stream: TcpStream, early: &[u8], max_message: usize) -> Self {
+        Self {
+            stream,
+            reader: Reader {
+                partial: early.to_vec(),
+                fragments: None,
+                max_message,
+            },
+            writer: Writer::default(),
+        }
+    }
+
+    /// The next message, answering pings on the way.
+    pub async fn recv(&mut self) -> Result<Incoming, ReadError> {
+        let Socket {
+            stream,
+            reader,
+            writer,
+        } = self;
+        let incoming = reader.next(stream).await?;
+        Ok(incoming.answer_pings(writer))
+    }
+
+    /// Queues a frame and writes what the socket takes now, waiting up to `timeout`
+    /// for the rest.
+    pub async fn send(&mut self, frame: Bytes, timeout: Duration) -> Result<(), WriteError> {
+        self.writer.push(frame);
+        self.writer.flush(&self.stream, timeout).await
+    }
+
+    /// Sends a close frame, lets the client close its side (closing first with
+    /// unread data would reset the connection and could lose the close frame), and
+    /// ends the connection, all within a bounded time.
+    pub async fn close(mut self, code: u16, reason: &str) {
+        self.writer.push(frame::close(code, reason));
+        let _ = self.writer.flush(&self.stream, CLOSE_LINGER).await;
+        let _ = self.stream.shutdown().await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while self.stream.readable().await.is_ok() && !discard_available(&self.stream) {}
+        })
+        .await;
+    }
+}
+
+/// Reads and drops what has arrived; `true` once the client has closed its side (or
+/// the connection failed). The buffer is on this function's stack, not in the
+/// connection's future, which lives as long as the connection.
+fn discard_available(stream: &TcpStream) -> bool {
+    let mut sink = [0u8; READ_CHUNK];
+    loop {
+        match stream.try_read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// What arrived in a form the caller acts on, with a pong to queue if it was a ping.
+pub struct Received {
+    incoming: Incoming,
+    pong: Option<Bytes>,
+}
+
+impl Received {
+    /// Queues the pong a ping asked for and returns what arrived.
+    pub fn answer_pings(self, writer: &mut Writer) -> Incoming {
+        if let Some(pong) = self.pong {
+            writer.push(pong);
+        }
+        self.incoming
+    }
+}
+
+/// The read side: a partial frame, if one is half-received, and the fragments of a
+/// message sent in pieces.
+pub struct Reader {
+    partial: Vec<u8>,
+    fragments: Option<Fragments>,
+    max_message: usize,
+}
+
+struct Fragments {
+    binary: bool,
+    data: Vec<u8>,
+}
+
+impl Reader {
+    /// Waits for the next whole message. Cancel-safe: everything read so far is
+    /// kept in `self`, so this can race other work in a `select!`.
+    pub async fn next(&mut self, stream: &TcpStream) -> Result<Received, ReadError> {
+        loop {
+            if let Some(received) = self.take_buffered()? {
+                return Ok(received);
+            }
+            stream.readable().await?;
+            self.read_available(stream)?;
+        }
+    }
+
+    /// Reads what the socket has, through a stack buffer.
+    fn read_available(&mut self, stream: &TcpStream) -> Result<(), ReadError> {
+        let mut chunk = [0u8; READ_CHUNK];
+        match stream.try_read(&mut chunk) {
+            Ok(0) => Err(ReadError::Ended),
+            Ok(n) => {
+                self.partial.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Takes whole frames off the front of what has arrived until one completes a
+    /// message (or is a control frame).
+    fn take_buffered(&mut self) -> Result<Option<Received>, ReadError> {
+        let mut consumed = 0;
+        let result = loop {
+            let Some(head) = frame::parse_head(&self.partial[consumed..], self.max_message)? else {
+                break Ok(None);
+            };
+            if self.partial.len() - consumed < head.frame_len() {
+                break Ok(None);
+            }
+            let payload_at = consumed + head.header_len;
+            let payload = &mut self.partial[payload_at..payload_at + head.payload_len];
+            head.unmask(payload);
+            consumed += head.frame_len();
+            match self.take_frame(&head, payload_at) {
+                Ok(Some(received)) => break Ok(Some(received)),
+                Ok(None) => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        self.partial.drain(..consumed);
+        if self.partial.is_empty() {
+            // Give the memory back between messages: idle connections hold nothing.
+            self.partial = Vec::new();
+        }
+        result
+    }
+
+    /// Handles one whole, unmasked frame whose payload starts at `at` in `partial`.
+    fn take_frame(&mut self, head: &Head, at: usize) -> Result<Option<Received>, ReadError> {
+        let payload = &self.partial[at..at + head.payload_len];
+        let plain = |incoming| {
+            Ok(Some(Received {
+                incoming,
+                pong: None,
+            }))
+        };
+        match head.opcode {
+            OP_PING => Ok(Some(Received {
+                incoming: Incoming::Alive,
+                pong: Some(frame::pong(payload)),
+            })),
+            OP_PONG => plain(Incoming::Alive),
+            OP_CLOSE => {
+                let code = match payload {
+                    [] => None,
+                    [_] => return Err(FrameError::Protocol("truncated close code").into()),
+                    [high, low, ..] => Some(u16::from_be_bytes([*high, *low])),
+                };
+                plain(Incoming::Close(code))
+            }
+            OP_TEXT | OP_BINARY if self.fragments.is_some() => {
+                Err(FrameError::Protocol("a new message began before the last ended").into())
+            }
+            OP_TEXT | OP_BINARY if !head.fin => {
+                self.fragments = Some(Fragments {
+                    binary: head.opcode == OP_BINARY,
+                    data: payload.to_vec(),
+                });
+                Ok(None)
+            }
+            OP_TEXT => plain(text(payload.to_vec())?),
+            OP_BINARY => plain(Incoming::Binary),
+            OP_CONTINUATION => {
+                let Some(fragments) = self.fragments.as_mut() else {
+                    return Err(FrameError::Protocol("continuation of nothing").into());
+                };
+                if fragments.data.len() + payload.len() > self.max_message {
+                    return Err(FrameError::TooBig.into());
+                }
+                fragments.data.extend_from_slice(payload);
+                if !head.fin {
+                    return Ok(None);
+                }
+                let whole = self.fragments.take().expect("checked above");
+                if whole.binary {
+                    plain(Incoming::Binary)
+                } else {
+                    plain(text(whole.data)?)
+                }
+            }
+            _ => Err(FrameError::Protocol("unknown opcode").into()),
+        }
+    }
+}
+
+fn text(bytes: Vec<u8>) -> Result<Incoming, ReadError> {
+    String::from_utf8(bytes)
+        .map(Incoming::Text)
+        .map_err(|_| ReadError::NotUtf8)
+}
+
+/// The write side: frames the socket has not taken yet, shared with every other
+/// recipient of the same message.
+#[derive(Default)]
+pub struct Writer {
+    queued: VecDeque<Bytes>,
+    /// How much of the first queued frame has gone out.
+    written_of_first: usize,
+    /// When the socket last refused to take more, if it still has not taken all.
+    stalled_since: Option<Instant>,
+}
+
+impl Writer {
+    pub fn push(&mut self, frame: Bytes) {
+        self.queued.push_back(frame);
+    }
+
+    /// Whether frames are waiting for the socket to take them.
+    pub fn is_waiting(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
+    /// Writes as much as the socket takes without waiting; `Ok(true)` once all has
+    /// gone.
+    pub fn write_now(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        while !self.queued.is_empty() {
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            let mut count = 0;
+            for (i, frame) in self.queued.iter().take(WRITE_BATCH).enumerate() {
+                let skip = if i == 0 { self.written_of_first } else { 0 };
+                slices[i] = IoSlice::new(&frame[skip..]);
+                count += 1;
+            }
+            let written = match stream.try_write_vectored(&slices[..count]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            };
+            self.advance(written);
+        }
+        self.queued = VecDeque::new();
+        self.stalled_since = None;
+        Ok(true)
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(first) = self.queued.front() else {
+                return;
+            };
+            let left = first.len() - self.written_of_first;
+            if written < left {
+                self.written_of_first += written;
+                return;
+            }
+            written -= left;
+            self.written_of_first = 0;
+            self.queued.pop_front();
+        }
+    }
+
+    /// Writes everything queued, waiting for the socket as needed, until `timeout`
+    /// after it first stalled: a client that stops reading cannot hold the
+    /// connection forever, however often this is retried. Cancel-safe.
+    pub async fn flush(&mut self, stream: &TcpStream, timeout: Duration) -> Result<(), WriteError> {
+        let deadline = self.stalled_since.unwrap_or_else(Instant::now) + timeout;
+        let drain = async {
+            while !self.write_now(stream)? {
+                stream.writable().await?;
+            }
+            Ok::<(), io::Error>(())
+        };
+        match tokio::time::timeout_at(deadline.into(), drain).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(WriteError::Stalled),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    fn masked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        assert!(payload.len() < 126);
+        out.push(0x80 | payload.len() as u8);
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        out
+    }
+
+    #[tokio::test]
+    async fn messages_arrive_whole_however_the_bytes_are_split() {
+        let (server, mut client) = pair().await;
+        let mut socket = Socket::new(server, &masked(true, OP_TEXT, b"early"), 1024);
+        let mut wire = masked(false, OP_TEXT, b"hel");
+        wire.extend(masked(true, OP_PING, b"p"));
+        wire.extend(masked(true, OP_CONTINUATION, "lo \u{1F525}".as_bytes()));
+        for byte in &wire {
+            client.write_all(&[*byte]).await.unwrap();
+        }
+        assert_eq!(socket.recv().await.unwrap(), Incoming::Text("early".into()));
+        assert_eq!(socket.recv().await.unwrap(), Incoming::Alive);
+        assert_eq!(
+            socket.recv().await.unwrap(),
+            Incoming::Text("hello \u{1F525}".into())
+        );
+        // The ping was answered with its payload.
+        socket
+            .writer
+            .flush(&socket.stream, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let mut pong = [0u8; 3];
+        client.read_exact(&mut pong).await.unwrap();
+        assert_eq!(pong, [0x80 | OP_PONG, 1, b'p']);
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_named_for_its_close_code() {
+        let cases: [(Vec<u8>, u16); 3] = [
+            (masked(true, OP_TEXT, &[0xFF, 0xFE]), close_code::INVALID),
+            (vec![0x81, 0x02, b'h', b'i'], close_code::PROTOCOL),
+            (masked(true, OP_CONTINUATION, b"x"), close_code::PROTOCOL),
+        ];
+        for (wire, code) in cases {
+            let (server, mut client) = pair().await;
+            let mut socket = Socket::new(server, &[], 1024);
+            client.write_all(&wire).await.unwrap();
+            let error = socket.recv().await.unwrap_err();
+            assert_eq!(error.close_code().map(|(c, _)| c), Some(code), "{wire:?}");
+        }
+        let (server, mut client) = pair().await;
+        let mut socket = Socket::new(server, &[], 8);
+        let mut pieces = masked(false, OP_TEXT, b"12345");
+        pieces.extend(masked(true, OP_CONTINUATION, b"6789"));
+        client.write_all(&pieces).await.unwrap();
+        let error = socket.recv().await.unwrap_err();
+        assert_eq!(error.close_code().map(|(c, _)| c), Some(close_code::SIZE));
+    }
+
+    #[tokio::test]
+    async fn queued_frames_leave_together_and_in_order() {
+        let (server, mut client) = pair().await;
+        let mut writer = Writer::default();
+        let frames: Vec<Bytes> = (0..200)
+            .map(|i| frame::text(format!("{i:03}").as_bytes()))
+            .collect();
+        for f in &frames {
+            writer.push(f.clone());
+        }
+        writer.flush(&server, Duration::from_secs(1)).await.unwrap();
+        assert!(!writer.is_waiting());
+        let mut got = vec![0u8; frames.iter().map(Bytes::len).sum()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, frames.concat());
+    }
+
+    #[test]
+    fn the_handshake_answers_with_the_accept_key() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        headers.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        let response = accept(&headers).unwrap();
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        // The example in RFC 6455 section 1.3.
+        assert_eq!(
+            response.headers()[header::SEC_WEBSOCKET_ACCEPT],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        assert!(matches!(accept(&headers), Err(HandshakeError::Version)));
+        headers.remove(header::UPGRADE);
+        assert!(matches!(
+            accept(&headers),
+            Err(HandshakeError::NotAnUpgrade)
+        ));
+    }
+}
