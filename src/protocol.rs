@@ -148,6 +148,25 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidChannelName => "invalid_channel_name",
+            ErrorCode::ChannelExists => "channel_exists",
+            ErrorCode::NoSuchChannel => "no_such_channel",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::NotInChannel => "not_in_channel",
+            ErrorCode::NotIdentified => "not_identified",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
     /// Whether a send refused with this code may succeed if sent again later.
     pub fn is_retryable(self) -> bool {
         matches!(self, ErrorCode::Unavailable | ErrorCode::RateLimited)
@@ -401,6 +420,16 @@ mod tests {
             message: "full".into(),
         };
         let json = serde_json::to_string(&server).unwrap();
+        for code in [
+            ErrorCode::InvalidChannelName,
+            ErrorCode::RateLimited,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", code.as_str())
+            );
+        }
         assert!(json.contains(r#""code":"room_full""#));
         assert_eq!(serde_json::from_str::<ServerFrame>(&json).unwrap(), server);
     }

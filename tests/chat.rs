@@ -528,3 +528,58 @@ async fn a_retried_send_is_stored_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn operators_see_health_readiness_and_what_happened_in_the_metrics() {
+    let server = Server::start().await;
+    let get = |path: &str| {
+        let request = server.http().get(server.url(path));
+        async move {
+            let response = request.send().await.expect("GET");
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, content_type, response.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, StatusCode::OK);
+    assert_eq!(get("/readyz").await.0, StatusCode::OK);
+
+    let mut ada = server.client("Ada").await;
+    ada.join("General", None).await;
+    let mut bob = server.client("Bob").await;
+    bob.join("General", None).await;
+    ada.say("General", "m1", "hello").await;
+    bob.recv_message("m1").await;
+    ada.send_raw("{not json").await;
+    ada.recv_until("the bad frame answered", |frame| match frame {
+        ServerFrame::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+    .await;
+
+    let (status, content_type, text) = get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "Prometheus can scrape it"
+    );
+    for line in [
+        "hearth_connections 2",
+        "hearth_rooms 1",
+        "hearth_messages_in_total 1",
+        "hearth_messages_out_total 2",
+        "hearth_rejected_total{reason=\"bad_frame\"} 1",
+        "hearth_fanout_seconds_count 1",
+        "hearth_store_seconds_count 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing from:\n{text}"
+        );
+    }
+}

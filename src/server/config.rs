@@ -35,6 +35,10 @@ pub struct Flags {
     /// (gone when the process ends; for tests and benchmarks).
     #[arg(long, env = "HEARTH_STORE")]
     pub store: Option<StoreKind>,
+    /// Redis shared by every node of a cluster (`redis://host:port/db`); when set,
+    /// it keeps the data instead of the embedded store.
+    #[arg(long, env = "HEARTH_REDIS_URL")]
+    pub redis_url: Option<String>,
     /// What a stored message survives: `full` (power loss; an fsync per commit) or
     /// `normal` (the process being killed; fsync at checkpoints).
     #[arg(long, env = "HEARTH_DURABILITY")]
@@ -92,6 +96,7 @@ struct FileConfig {
     room_capacity: Option<usize>,
     allowed_origins: Option<Vec<String>>,
     store: Option<StoreKind>,
+    redis_url: Option<String>,
     durability: Option<Durability>,
     outbound_queue: Option<usize>,
     commit_queue: Option<usize>,
@@ -117,6 +122,8 @@ pub struct Config {
     pub room_capacity: usize,
     pub allowed_origins: Vec<String>,
     pub store: StoreKind,
+    /// The cluster's Redis, if this node is part of one.
+    pub redis_url: Option<String>,
     pub durability: Durability,
     /// Frames queued for one connection before it counts as too slow.
     pub outbound_queue: usize,
@@ -167,6 +174,7 @@ impl Default for Config {
             room_capacity: 200,
             allowed_origins: Vec::new(),
             store: StoreKind::Sqlite,
+            redis_url: None,
             durability: Durability::Full,
             outbound_queue: 1_024,
             commit_queue: 65_536,
@@ -222,6 +230,10 @@ impl Config {
                 .filter(|origin| !origin.is_empty())
                 .collect(),
             store: flags.store.or(file.store).unwrap_or(defaults.store),
+            redis_url: flags
+                .redis_url
+                .or(file.redis_url)
+                .filter(|url| !url.trim().is_empty()),
             durability: flags
                 .durability
                 .or(file.durability)

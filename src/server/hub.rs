@@ -9,17 +9,18 @@
 //! waits: delivery is a `try_send` of bytes serialized once for all recipients.
 
 use super::frame;
-use super::store::{Appended, NewMessage, Store, StoreError};
+use super::metrics::Metrics;
+use super::store::{Appended, Changes, NewMessage, Store, StoreError};
 use super::window::ChannelWindow;
 use crate::protocol::{
-    CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ErrorCode, MessageError, Seq, ServerFrame,
-    channel_key, validate_channel_name, validate_message,
+    CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ChatMessage, ErrorCode, MessageError, Seq,
+    ServerFrame, channel_key, validate_channel_name, validate_message,
 };
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -99,6 +100,7 @@ pub struct HubLimits {
 
 pub struct Hub {
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     limits: HubLimits,
     next_conn: AtomicU64,
     state: Mutex<State>,
@@ -112,9 +114,18 @@ struct State {
     rooms: HashMap<String, Room>,
     /// Rooms with presence changes not yet announced.
     presence_changed: HashSet<String>,
+    /// Stored messages waiting for earlier ones, by channel key and number.
+    pending: HashMap<String, BTreeMap<Seq, Pending>>,
     /// Channel keys in creation order.
     order: Vec<String>,
     windows: HashMap<String, ChannelWindow>,
+}
+
+/// A stored message waiting to be published after the ones before it.
+struct Pending {
+    message: ChatMessage,
+    /// Acknowledgements to send once it is published.
+    acks: Vec<(ConnId, Bytes)>,
 }
 
 struct Conn {
@@ -178,6 +189,8 @@ enum Job {
     Send {
         conn: ConnId,
         message: NewMessage,
+        /// When the send arrived, to measure how long it takes to reach everyone.
+        received: Instant,
     },
     /// Everything queued before this is stored; answer and stop.
     Stop(oneshot::Sender<()>),
@@ -187,7 +200,11 @@ impl Hub {
     /// Loads the channels and their windows from the store and starts the committer
     /// (a thread, as storing blocks), the publisher and the ticker (tasks on the
     /// runtime, which must be running).
-    pub fn start(store: Arc<dyn Store>, limits: HubLimits) -> Result<Arc<Self>, StoreError> {
+    pub fn start(
+        store: Arc<dyn Store>,
+        limits: HubLimits,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, StoreError> {
         let mut state = State::default();
         for log in store.load()? {
             let key = channel_key(&log.channel.name);
@@ -201,6 +218,7 @@ impl Hub {
         let ping_interval = limits.ping_interval;
         let hub = Arc::new(Self {
             store,
+            metrics,
             limits,
             next_conn: AtomicU64::new(1),
             state: Mutex::new(state),
@@ -298,17 +316,8 @@ impl Hub {
         let name = validate_channel_name(raw_name)?;
         let channel = self.store.create_channel(&name, now)?;
         let key = channel_key(&channel.name);
-        let mut state = self.lock();
-        state.order.push(key.clone());
-        state.windows.insert(
-            key,
-            ChannelWindow::new(channel.clone(), 0, Vec::new(), self.limits.history),
-        );
-        let frame = encode(&ServerFrame::ChannelCreated {
-            channel: channel.clone(),
-        });
-        let everyone: Vec<ConnId> = state.conns.keys().copied().collect();
-        deliver(&mut state, &everyone, &frame);
+        // In a cluster the stream of creations may have brought it here already.
+        add_channel(&mut self.lock(), key, channel.clone(), self.limits.history);
         Ok(channel)
     }
 
@@ -393,6 +402,7 @@ impl Hub {
         }
         let job = Job::Send {
             conn: id,
+            received: Instant::now(),
             message: NewMessage {
                 channel_key: key,
                 author,
@@ -437,10 +447,22 @@ impl Hub {
     }
 
     /// Stores one batch (on the committer thread; this blocks).
-    fn store_batch(&self, batch: Vec<(ConnId, NewMessage)>) -> Publish {
-        let client_ids: Vec<String> = batch.iter().map(|(_, m)| m.client_id.clone()).collect();
-        let (conns, messages): (Vec<ConnId>, Vec<NewMessage>) = batch.into_iter().unzip();
-        let outcomes = match self.store.append(messages) {
+    fn store_batch(&self, batch: Vec<(ConnId, NewMessage, Instant)>) -> Publish {
+        let client_ids: Vec<String> = batch.iter().map(|(_, m, _)| m.client_id.clone()).collect();
+        let mut conns = Vec::with_capacity(batch.len());
+        let mut received = Vec::with_capacity(batch.len());
+        let mut messages = Vec::with_capacity(batch.len());
+        for (conn, message, at) in batch {
+            conns.push(conn);
+            received.push(at);
+            messages.push(message);
+        }
+        let started = Instant::now();
+        let result = self.store.append(messages);
+        self.metrics
+            .store_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let outcomes = match result {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 // Nothing of the batch was stored; the senders keep the messages
@@ -455,32 +477,47 @@ impl Hub {
                     .collect()
             }
         };
-        Publish::Batch { conns, outcomes }
+        Publish::Batch {
+            conns,
+            received,
+            outcomes,
+        }
     }
 
     /// Publishes the outcome of each stored send in order: the message to its room,
     /// the answer to its sender. Runs on the runtime, where waking the recipients'
     /// tasks is cheap, rather than on the committer thread, where each wake-up would
     /// cost a switch between threads.
-    fn publish(&self, conns: Vec<ConnId>, outcomes: Vec<Appended>) {
+    fn publish(&self, conns: Vec<ConnId>, received: Vec<Instant>, outcomes: Vec<Appended>) {
         let mut state = self.lock();
-        for (conn, outcome) in conns.into_iter().zip(outcomes) {
+        for ((conn, received), outcome) in conns.into_iter().zip(received).zip(outcomes) {
             let reply = match outcome {
                 Appended::New {
                     channel_key,
                     message,
                 } => {
-                    let ack = ServerFrame::Ack {
+                    let ack = encode(&ServerFrame::Ack {
                         client_id: message.client_id.clone(),
                         channel: message.channel.clone(),
                         seq: message.seq,
-                    };
-                    if let Some(window) = state.windows.get_mut(&channel_key) {
-                        window.push(message.clone());
+                    });
+                    self.metrics.messages_in.inc();
+                    let sent = publish_in_order(
+                        &mut state,
+                        &channel_key,
+                        message,
+                        Some((conn, ack)),
+                        false,
+                    );
+                    self.metrics.messages_out.inc_by(sent);
+                    // A message held for earlier ones is timed when they arrive, by
+                    // the cluster's reader; this times the usual, direct case.
+                    if sent > 0 {
+                        self.metrics
+                            .fanout_seconds
+                            .observe(received.elapsed().as_secs_f64());
                     }
-                    let frame = encode(&ServerFrame::Message { message });
-                    broadcast_room(&mut state, &channel_key, &frame);
-                    ack
+                    continue;
                 }
                 Appended::Duplicate {
                     channel_key,
@@ -506,12 +543,129 @@ impl Hub {
             deliver(&mut state, &[conn], &encode(&reply));
         }
     }
+
+    /// Takes in what the cluster's store holds that this node has not published:
+    /// channels and messages stored by other nodes (and this node's own, seen
+    /// again and skipped). Messages of a channel come in the order they were stored.
+    pub fn apply_changes(&self, changes: Changes) {
+        let mut state = self.lock();
+        for (key, channel) in changes.channels {
+            add_channel(&mut state, key, channel, self.limits.history);
+        }
+        for (key, message) in changes.messages {
+            let sent = publish_in_order(&mut state, &key, message, None, true);
+            self.metrics.messages_out.inc_by(sent);
+        }
+    }
+
+    /// Connections and occupied rooms, for the metrics.
+    pub fn census(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.conns.len(), state.rooms.len())
+    }
+
+    /// Whether the store answers (for readiness checks). Blocks on the store.
+    pub fn store_ready(&self) -> Result<(), StoreError> {
+        self.store.ping()
+    }
+
+    /// Each channel's key, name and last published number: where reading the
+    /// cluster's streams goes on from.
+    pub fn cursors(&self) -> Vec<(String, String, Seq)> {
+        let state = self.lock();
+        state
+            .order
+            .iter()
+            .map(|key| {
+                let window = &state.windows[key];
+                (key.clone(), window.channel.name.clone(), window.last_seq())
+            })
+            .collect()
+    }
+}
+
+/// Publishes a stored message once every message before it in its channel is
+/// published: in a cluster, a message this node stored can be numbered after one
+/// another node stored that this node has not read yet. `ack` goes to the sender
+/// when the message is published. `read_in_order` marks a message read from the
+/// channel's stream, which comes in order: anything still missing before it was
+/// trimmed from the stream and will never come, so waiting stops there. Returns
+/// how many copies of messages were queued to connections.
+fn publish_in_order(
+    state: &mut State,
+    key: &str,
+    message: ChatMessage,
+    ack: Option<(ConnId, Bytes)>,
+    read_in_order: bool,
+) -> u64 {
+    let Some(window) = state.windows.get(key) else {
+        return 0;
+    };
+    let seq = message.seq;
+    if seq <= window.last_seq() {
+        // Published already (this node's own message, read back from the stream).
+        if let Some((conn, ack)) = ack {
+            deliver(state, &[conn], &ack);
+        }
+        return 0;
+    }
+    let waiting = state.pending.entry(key.to_owned()).or_default();
+    let entry = waiting.entry(seq).or_insert_with(|| Pending {
+        message,
+        acks: Vec::new(),
+    });
+    entry.acks.extend(ack);
+    let gap_closed_through = read_in_order.then_some(seq);
+    let mut sent = 0;
+    loop {
+        let Some(waiting) = state.pending.get_mut(key) else {
+            return sent;
+        };
+        let Some(first) = waiting.first_entry() else {
+            state.pending.remove(key);
+            return sent;
+        };
+        let last = state.windows[key].last_seq();
+        let next = *first.key();
+        let ready = next <= last + 1 || gap_closed_through.is_some_and(|through| next <= through);
+        if !ready {
+            return sent;
+        }
+        let Pending { message, acks } = first.remove();
+        if next > last {
+            if let Some(window) = state.windows.get_mut(key) {
+                window.push(message.clone());
+            }
+            let frame = encode(&ServerFrame::Message { message });
+            sent += broadcast_room(state, key, &frame);
+        }
+        for (conn, ack) in acks {
+            deliver(state, &[conn], &ack);
+        }
+    }
+}
+
+/// Adds a channel this node did not know and tells everyone; false if it knew it.
+fn add_channel(state: &mut State, key: String, channel: Channel, history: usize) -> bool {
+    if state.windows.contains_key(&key) {
+        return false;
+    }
+    state.order.push(key.clone());
+    state.windows.insert(
+        key,
+        ChannelWindow::new(channel.clone(), 0, Vec::new(), history),
+    );
+    let frame = encode(&ServerFrame::ChannelCreated { channel });
+    let everyone: Vec<ConnId> = state.conns.keys().copied().collect();
+    deliver(state, &everyone, &frame);
+    true
 }
 
 /// A stored batch on its way from the committer thread to the publisher task.
 enum Publish {
     Batch {
         conns: Vec<ConnId>,
+        received: Vec<Instant>,
         outcomes: Vec<Appended>,
     },
     /// Everything stored before this is published; answer and stop.
@@ -532,7 +686,11 @@ fn run_committer(hub: Weak<Hub>, mut jobs: mpsc::Receiver<Job>, stored: mpsc::Se
         let mut next = Some(job);
         while let Some(job) = next.take() {
             match job {
-                Job::Send { conn, message } => batch.push((conn, message)),
+                Job::Send {
+                    conn,
+                    message,
+                    received,
+                } => batch.push((conn, message, received)),
                 Job::Stop(done) => {
                     stop = Some(done);
                     break;
@@ -561,9 +719,13 @@ fn run_committer(hub: Weak<Hub>, mut jobs: mpsc::Receiver<Job>, stored: mpsc::Se
 async fn run_publisher(hub: Weak<Hub>, mut stored: mpsc::Receiver<Publish>) {
     while let Some(item) = stored.recv().await {
         match item {
-            Publish::Batch { conns, outcomes } => {
+            Publish::Batch {
+                conns,
+                received,
+                outcomes,
+            } => {
                 let Some(hub) = hub.upgrade() else { return };
-                hub.publish(conns, outcomes);
+                hub.publish(conns, received, outcomes);
             }
             Publish::Stop(done) => {
                 let _ = done.send(());
@@ -605,13 +767,14 @@ fn deliver(state: &mut State, targets: &[ConnId], frame: &Bytes) {
     cut_off(state, lagging);
 }
 
-/// Queues `frame` for everyone in a room.
-fn broadcast_room(state: &mut State, key: &str, frame: &Bytes) {
-    let lagging = match state.rooms.get(key) {
-        Some(room) => queue(state, &room.conns, frame),
-        None => return,
+/// Queues `frame` for everyone in a room; returns how many were in it.
+fn broadcast_room(state: &mut State, key: &str, frame: &Bytes) -> u64 {
+    let (lagging, recipients) = match state.rooms.get(key) {
+        Some(room) => (queue(state, &room.conns, frame), room.conns.len()),
+        None => return 0,
     };
     cut_off(state, lagging);
+    recipients as u64
 }
 
 fn cut_off(state: &mut State, lagging: Vec<ConnId>) {
@@ -723,6 +886,7 @@ mod tests {
                 commit_queue: 16,
                 ping_interval: Duration::from_secs(15),
             },
+            Arc::default(),
         )
         .unwrap()
     }

@@ -1,12 +1,15 @@
 //! The server: configuration, the hub, the WebSocket endpoint, the store, and the
 //! axum router that ties them to the Leptos pages and server functions.
 
+pub mod cluster;
 pub mod config;
 pub mod frame;
 pub mod hub;
 pub mod limits;
 pub mod listen;
+pub mod metrics;
 pub mod names;
+pub mod operations;
 pub mod socket;
 pub mod store;
 pub mod window;
@@ -21,9 +24,10 @@ use hub::{Hub, HubLimits};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use limits::Guards;
+use metrics::Metrics;
 use names::Names;
 use std::sync::Arc;
-use store::{MemoryStore, SqliteStore, Store, StoreError};
+use store::{MemoryStore, RedisStore, SqliteStore, Store, StoreError};
 
 /// The channel every fresh installation starts with, so the first visitor has a room.
 pub const FIRST_CHANNEL: &str = "General";
@@ -34,6 +38,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub names: Arc<Names>,
     pub guards: Arc<Guards>,
+    pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
 }
@@ -52,20 +57,44 @@ pub fn now_ms() -> i64 {
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The store in use: embedded, or the cluster's Redis (which this node also follows,
+/// to publish what other nodes store).
+pub struct OpenedStore {
+    pub store: Arc<dyn Store>,
+    pub cluster: Option<Arc<RedisStore>>,
+}
+
 /// Opens the configured store, with the first channel in place on a new one.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    let store: Arc<dyn Store> = match config.store {
-        StoreKind::Sqlite => Arc::new(SqliteStore::open(
-            &config.data_dir,
-            config.history,
-            config.durability,
-        )?),
-        StoreKind::Memory => Arc::new(MemoryStore::new(config.history)),
+pub fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
+    let opened = match (&config.redis_url, config.store) {
+        (Some(url), _) => {
+            let redis = Arc::new(RedisStore::open(url, config.history)?);
+            OpenedStore {
+                store: redis.clone(),
+                cluster: Some(redis),
+            }
+        }
+        (None, StoreKind::Sqlite) => OpenedStore {
+            store: Arc::new(SqliteStore::open(
+                &config.data_dir,
+                config.history,
+                config.durability,
+            )?),
+            cluster: None,
+        },
+        (None, StoreKind::Memory) => OpenedStore {
+            store: Arc::new(MemoryStore::new(config.history)),
+            cluster: None,
+        },
     };
-    if store.load()?.is_empty() {
-        store.create_channel(FIRST_CHANNEL, now_ms())?;
+    if opened.store.load()?.is_empty() {
+        match opened.store.create_channel(FIRST_CHANNEL, now_ms()) {
+            // Another node of the cluster, starting at the same time, made it.
+            Ok(_) | Err(StoreError::ChannelExists(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(store)
+    Ok(opened)
 }
 
 /// What `serve` needs besides the router: the hub, to close every connection and
@@ -82,7 +111,8 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
         .site_pkg_dir("pkg")
         .site_addr(config.site_addr)
         .build();
-    let store = open_store(&config)?;
+    let OpenedStore { store, cluster } = open_store(&config)?;
+    let metrics = Arc::new(Metrics::default());
     let hub = Hub::start(
         store.clone(),
         HubLimits {
@@ -92,13 +122,19 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
             commit_queue: config.commit_queue,
             ping_interval: config.ping_interval,
         },
+        metrics.clone(),
     )?;
+    if let Some(redis) = cluster {
+        cluster::follow(redis, Arc::downgrade(&hub))
+            .map_err(|e| StoreError::Backend(format!("cannot follow the cluster: {e}")))?;
+    }
     let names = Arc::new(Names::new(store, config.name_idle));
     let guards = Guards::new(&config);
     let state = AppState {
         hub: hub.clone(),
         names: names.clone(),
         guards: guards.clone(),
+        metrics,
         config: Arc::new(config),
         leptos_options: leptos_options.clone(),
     };
@@ -106,6 +142,9 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
     let context_hub = hub.clone();
     let router = Router::new()
         .route("/ws", get(ws::upgrade))
+        .route("/healthz", get(operations::healthz))
+        .route("/readyz", get(operations::readyz))
+        .route("/metrics", get(operations::metrics))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -128,6 +167,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(
         %addr,
         store = ?config.store,
+        redis = config.redis_url.is_some(),
         data_dir = %config.data_dir.display(),
         history = config.history,
         capacity = config.room_capacity,

@@ -32,8 +32,18 @@ impl ChannelWindow {
         }
     }
 
-    /// Adds a stored message, dropping the oldest beyond the limit.
+    /// The number of the newest message published.
+    pub fn last_seq(&self) -> Seq {
+        self.last_seq
+    }
+
+    /// Adds a stored message, dropping the oldest beyond the limit. After a gap
+    /// (messages that will never come, trimmed before this node read them) the
+    /// window starts again, so a resume never skips the gap silently.
     pub fn push(&mut self, message: ChatMessage) {
+        if message.seq != self.last_seq + 1 {
+            self.messages.clear();
+        }
         self.last_seq = self.last_seq.max(message.seq);
         if self.messages.len() == self.limit {
             self.messages.pop_front();

@@ -5,6 +5,7 @@ use super::AppState;
 use super::frame;
 use super::hub::{ConnId, Hub, HubError, Outbound, encode};
 use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
+use super::metrics::Metrics;
 use super::socket::{self, Incoming, Socket, Writer, close_code};
 use crate::protocol::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, validate_name};
 use axum::extract::{ConnectInfo, Request, State};
@@ -32,6 +33,7 @@ pub async fn upgrade(
 ) -> Response {
     let headers = request.headers();
     if !origin_allowed(headers, &app.config.allowed_origins) {
+        app.metrics.reject("origin");
         return (
             StatusCode::FORBIDDEN,
             "This origin may not open a chat connection.",
@@ -40,11 +42,15 @@ pub async fn upgrade(
     }
     let switching = match socket::accept(headers) {
         Ok(response) => response,
-        Err(refusal) => return refusal.into_response(),
+        Err(refusal) => {
+            app.metrics.reject("bad_handshake");
+            return refusal.into_response();
+        }
     };
     let slot = match app.guards.connections.acquire(peer.ip()) {
         Ok(slot) => slot,
         Err(Refusal::TooManyFromAddress) => {
+            app.metrics.reject("too_many_connections");
             return (
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many chat connections from your address. Close some tabs and try again.",
@@ -52,6 +58,7 @@ pub async fn upgrade(
                 .into_response();
         }
         Err(Refusal::ServerFull) => {
+            app.metrics.reject("server_full");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The server is full. Please try again shortly.",
@@ -108,7 +115,10 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
     // while they run, and each idle connection's task stays small.
     let name = match Box::pin(await_hello(&mut socket, &app)).await {
         Ok(name) => name,
-        Err(End::Close(code, reason)) => return Box::pin(socket.close(code, reason)).await,
+        Err(End::Close(code, reason)) => {
+            app.metrics.reject_close(code);
+            return Box::pin(socket.close(code, reason)).await;
+        }
         Err(End::Gone) => return,
     };
     let hub = &app.hub;
@@ -130,6 +140,7 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
     }
     let mut connection = Connection {
         hub,
+        metrics: &app.metrics,
         id: registration.id,
         outbound: registration.outbound,
         sends: SendLimit::new(&app, person),
@@ -137,7 +148,10 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
         idle_timeout: app.config.idle_timeout,
     };
     match connection.serve(&mut socket).await {
-        End::Close(code, reason) => Box::pin(socket.close(code, reason)).await,
+        End::Close(code, reason) => {
+            app.metrics.reject_close(code);
+            Box::pin(socket.close(code, reason)).await;
+        }
         End::Gone => {}
     }
 }
@@ -145,6 +159,7 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
 /// An identified connection's state while it chats.
 struct Connection<'a> {
     hub: &'a Hub,
+    metrics: &'a Metrics,
     id: ConnId,
     outbound: mpsc::Receiver<Outbound>,
     sends: SendLimit,
@@ -222,11 +237,19 @@ impl Connection<'_> {
             Incoming::Text(text) => match handle(self.hub, self.id, &text, &mut self.sends) {
                 Handled::Reply(reply) => {
                     if let Some(reply) = reply {
+                        if let ServerFrame::Error { code, .. }
+                        | ServerFrame::SendFailed { code, .. } = &reply
+                        {
+                            self.metrics.reject_code(*code);
+                        }
                         writer.push(encode(&reply));
                     }
                     None
                 }
-                Handled::Flooding => Some(End::Close(close_code::POLICY, "sending too fast")),
+                Handled::Flooding => {
+                    self.metrics.reject("flooding");
+                    Some(End::Close(close_code::POLICY, "sending too fast"))
+                }
             },
             Incoming::Binary => Some(End::Close(close_code::UNSUPPORTED, "text frames only")),
             Incoming::Close(_) => Some(End::Close(close_code::NORMAL, "")),
@@ -266,7 +289,10 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<String, End>
                     .close_code()
                     .map_or(End::Gone, |(code, reason)| End::Close(code, reason)));
             }
-            Err(_) => return Err(End::Close(close_code::POLICY, "no hello in time")),
+            Err(_) => {
+                app.metrics.reject("no_hello");
+                return Err(End::Close(close_code::POLICY, "no hello in time"));
+            }
         }
     };
     let refusal = match serde_json::from_str::<ClientFrame>(&text) {
@@ -288,6 +314,9 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<String, End>
             message: "The first message must be a hello with your name.".into(),
         },
     };
+    if let ServerFrame::Error { code, .. } = &refusal {
+        app.metrics.reject_code(*code);
+    }
     socket.writer.push(encode(&refusal));
     Err(End::Close(close_code::POLICY, "not identified"))
 }

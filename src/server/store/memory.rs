@@ -172,6 +172,10 @@ impl Store for MemoryStore {
         }
         Ok(held)
     }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

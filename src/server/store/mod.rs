@@ -8,9 +8,11 @@
 //! `spawn_blocking`, never on the async runtime.
 
 mod memory;
+mod redis;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub use redis::{Changes, RedisStore};
 pub use sqlite::{Durability, SqliteStore};
 
 use crate::protocol::{Channel, ChatMessage, Seq};
@@ -109,6 +111,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Frees the name if this token holds it; returns whether it did.
     fn release_name(&self, key: &str, token_hash: &[u8]) -> Result<bool, StoreError>;
+
+    /// Whether the store can be used now (for readiness checks).
+    fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// Behaviour every store must share, run against each implementation.

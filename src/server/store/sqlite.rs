@@ -383,6 +383,14 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         Ok(deleted == 1)
     }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        let inner = self.lock();
+        inner
+            .db
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(backend)
+    }
 }
 
 /// Writes and commits one batch in a single transaction, numbering messages in the

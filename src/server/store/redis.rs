@@ -1,0 +1,645 @@
+//! The cluster store: every node keeps its data in one Redis.
+//!
+//! Each channel's messages are a Redis Stream (`hearth:log:{key}`), capped at the
+//! kept history, whose entry ids are the messages' sequence numbers. What must be
+//! decided in one place is decided by Lua scripts, which Redis runs atomically:
+//! channel-name conflicts, the next number of a channel, repeated sends (remembered
+//! for a week) and who holds a name. Nodes learn of each other's messages and
+//! channels by reading the streams (`read_changes`): unlike pub/sub, a node that
+//! loses its connection reads on from where it was, so nothing is missed.
+//!
+//! "Nothing acknowledged is lost" holds as far as Redis keeps what it acknowledged:
+//! run it with `appendonly yes` and `appendfsync always` (or `everysec`, accepting
+//! the loss of the last second if the Redis machine itself fails).
+
+use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
+use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
+use redis::{Connection, RedisError, Script, Value};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+const CHANNELS: &str = "hearth:channels";
+const CHANNEL_ORDER: &str = "hearth:channel_order";
+/// A stream of channel creations, so other nodes learn of new channels.
+pub const EVENTS: &str = "hearth:events";
+/// How long a send's client id is remembered, to store a retried send once.
+const SENT_REMEMBERED_SECS: u64 = 7 * 24 * 3600;
+/// A name's last use is written at most this often.
+const LAST_SEEN_RESOLUTION_MS: i64 = 3_600_000;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest wait for one answer: a Redis that stops answering refuses sends within
+/// this time, so the clients keep them and retry.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The stream holding a channel's messages.
+pub fn log_key(channel_key: &str) -> String {
+    format!("hearth:log:{channel_key}")
+}
+
+const CREATE_CHANNEL: &str = r"
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then return {0, existing} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'channel', ARGV[1])
+return {1, ARGV[2]}
+";
+
+/// ARGV: history, seconds to remember a send, then per message its channel key,
+/// author, text, time and client id. Returns two numbers per message: 1 and the new
+/// number, 2 and the number it was stored under before, or 0 and 0 when the channel
+/// does not exist.
+const APPEND: &str = r"
+local out = {}
+for i = 3, #ARGV, 5 do
+  local key, author, text, sent_at, cid = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+  if redis.call('HEXISTS', KEYS[1], key) == 0 then
+    out[#out+1] = 0; out[#out+1] = 0
+  else
+    local sent = 'hearth:sent:' .. key .. ':' .. #author .. ':' .. author .. cid
+    local prior = redis.call('GET', sent)
+    if prior then
+      out[#out+1] = 2; out[#out+1] = tonumber(prior)
+    else
+      local seq = redis.call('INCR', 'hearth:seq:' .. key)
+      redis.call('XADD', 'hearth:log:' .. key, 'MAXLEN', ARGV[1], seq .. '-1',
+        'a', author, 't', text, 's', sent_at, 'c', cid)
+      redis.call('SET', sent, seq, 'EX', ARGV[2])
+      out[#out+1] = 1; out[#out+1] = seq
+    end
+  end
+end
+return out
+";
+
+/// Names are kept as "token hash|last use|name as held".
+const CLAIM_NAME: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local name = ARGV[2]
+if current then
+  local hash, seen, held = string.match(current, '^([^|]*)|([^|]*)|(.*)$')
+  if hash == ARGV[3] then
+    name = held
+  elseif tonumber(ARGV[4]) - tonumber(seen) < tonumber(ARGV[5]) then
+    return {0, held}
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. '|' .. ARGV[4] .. '|' .. name)
+return {1, name}
+";
+
+const HOLDS_NAME: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return false end
+local hash, seen, held = string.match(current, '^([^|]*)|([^|]*)|(.*)$')
+if hash ~= ARGV[2] then return false end
+if tonumber(ARGV[3]) - tonumber(seen) >= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], ARGV[1], hash .. '|' .. ARGV[3] .. '|' .. held)
+end
+return held
+";
+
+const RELEASE_NAME: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current or string.sub(current, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+";
+
+const NAMES: &str = "hearth:names";
+
+pub struct RedisStore {
+    client: redis::Client,
+    /// One connection for the committer and the blocking calls; reopened after a
+    /// failure.
+    connection: Mutex<Option<Connection>>,
+    history: usize,
+    create_channel: Script,
+    append: Script,
+    claim_name: Script,
+    holds_name: Script,
+    release_name: Script,
+}
+
+/// What other nodes (or this one) added since the cursors.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Channels created, by key.
+    pub channels: Vec<(String, Channel)>,
+    /// Messages stored, by channel key, in order within each channel.
+    pub messages: Vec<(String, ChatMessage)>,
+    /// The last event read, to read on from.
+    pub events_cursor: Option<String>,
+}
+
+impl RedisStore {
+    /// Connects once to check the address; later failures reconnect as needed.
+    pub fn open(url: &str, history: usize) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        let store = Self {
+            client,
+            connection: Mutex::new(None),
+            history: history.max(1),
+            create_channel: Script::new(CREATE_CHANNEL),
+            append: Script::new(APPEND),
+            claim_name: Script::new(CLAIM_NAME),
+            holds_name: Script::new(HOLDS_NAME),
+            release_name: Script::new(RELEASE_NAME),
+        };
+        store.ping()?;
+        Ok(store)
+    }
+
+    /// A new connection with bounded waits.
+    pub fn connect(&self, answer_timeout: Duration) -> Result<Connection, StoreError> {
+        let connection = self
+            .client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .map_err(backend)?;
+        connection
+            .set_read_timeout(Some(answer_timeout))
+            .map_err(backend)?;
+        connection
+            .set_write_timeout(Some(ANSWER_TIMEOUT))
+            .map_err(backend)?;
+        Ok(connection)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
+        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `work` on the shared connection, dropping the connection if it failed so
+    /// the next call starts afresh.
+    fn with_connection<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.lock();
+        if guard.is_none() {
+            *guard = Some(self.connect(ANSWER_TIMEOUT)?);
+        }
+        let connection = guard.as_mut().expect("connected above");
+        work(connection).map_err(|e| {
+            *guard = None;
+            backend(e)
+        })
+    }
+
+    /// Waits up to `block` for anything new after the cursors: channel creations
+    /// after `events_cursor` (from the start when `None`), and each channel's
+    /// messages after its sequence number.
+    pub fn read_changes(
+        &self,
+        connection: &mut Connection,
+        events_cursor: Option<&str>,
+        channels: &[(String, String, Seq)],
+        block: Duration,
+    ) -> Result<Changes, StoreError> {
+        let mut read = redis::cmd("XREAD");
+        read.arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(EVENTS);
+        for (key, _, _) in channels {
+            read.arg(log_key(key));
+        }
+        read.arg(events_cursor.unwrap_or("0-0"));
+        for (_, _, after) in channels {
+            read.arg(format!("{after}-1"));
+        }
+        let reply: Value = read.query(connection).map_err(backend)?;
+        let mut changes = Changes::default();
+        for (stream, entries) in streams(reply) {
+            if stream == EVENTS {
+                let mut created = Vec::new();
+                for (id, fields) in entries {
+                    changes.events_cursor = Some(id);
+                    if let Some(key) = field(&fields, "channel") {
+                        created.push(key);
+                    }
+                }
+                for key in created {
+                    let json: Option<String> = redis::cmd("HGET")
+                        .arg(CHANNELS)
+                        .arg(&key)
+                        .query(connection)
+                        .map_err(backend)?;
+                    if let Some(channel) = json.and_then(|j| serde_json::from_str(&j).ok()) {
+                        changes.channels.push((key, channel));
+                    }
+                }
+                continue;
+            }
+            let Some(key) = stream.strip_prefix("hearth:log:") else {
+                continue;
+            };
+            let Some((_, name, _)) = channels.iter().find(|(k, _, _)| k == key) else {
+                continue;
+            };
+            for (id, fields) in entries {
+                if let Some(message) = message_from(name, &id, &fields) {
+                    changes.messages.push((key.to_owned(), message));
+                }
+            }
+        }
+        Ok(changes)
+    }
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+type Entry = (String, Vec<(String, String)>);
+
+/// A stream entry: its id and its fields.
+fn entry(value: &Value) -> Option<Entry> {
+    let Value::Array(parts) = value else {
+        return None;
+    };
+    let [id, Value::Array(raw)] = parts.as_slice() else {
+        return None;
+    };
+    let fields = raw
+        .chunks(2)
+        .filter_map(|pair| Some((text(pair.first()?)?, text(pair.get(1)?)?)))
+        .collect();
+    Some((text(id)?, fields))
+}
+
+fn entries(value: &Value) -> Vec<Entry> {
+    match value {
+        Value::Array(items) => items.iter().filter_map(entry).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The streams of an XREAD reply with their entries.
+fn streams(reply: Value) -> Vec<(String, Vec<Entry>)> {
+    let pairs: Vec<(Value, Value)> = match reply {
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                Value::Array(pair) if pair.len() == 2 => {
+                    let mut pair = pair.into_iter();
+                    Some((pair.next()?, pair.next()?))
+                }
+                _ => None,
+            })
+            .collect(),
+        Value::Map(pairs) => pairs,
+        _ => Vec::new(),
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(name, items)| Some((text(&name)?, entries(&items))))
+        .collect()
+}
+
+fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// A message from its stream entry (id "seq-1").
+fn message_from(channel: &str, id: &str, fields: &[(String, String)]) -> Option<ChatMessage> {
+    Some(ChatMessage {
+        channel: channel.to_owned(),
+        seq: id.split('-').next()?.parse().ok()?,
+        author: field(fields, "a")?,
+        text: field(fields, "t")?,
+        sent_at: field(fields, "s")?.parse().ok()?,
+        client_id: field(fields, "c")?,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store for RedisStore {
+    fn load(&self) -> Result<Vec<ChannelLog>, StoreError> {
+        self.with_connection(|c| {
+            let order: Vec<String> = redis::cmd("LRANGE")
+                .arg(CHANNEL_ORDER)
+                .arg(0)
+                .arg(-1)
+                .query(c)?;
+            let mut logs = Vec::with_capacity(order.len());
+            for key in order {
+                let json: Option<String> = redis::cmd("HGET").arg(CHANNELS).arg(&key).query(c)?;
+                let Some(channel) = json.and_then(|j| serde_json::from_str::<Channel>(&j).ok())
+                else {
+                    continue;
+                };
+                let (last_seq, newest_first): (Option<Seq>, Value) = redis::pipe()
+                    .cmd("GET")
+                    .arg(format!("hearth:seq:{key}"))
+                    .cmd("XREVRANGE")
+                    .arg(log_key(&key))
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(self.history)
+                    .query(c)?;
+                let mut recent: Vec<ChatMessage> = entries(&newest_first)
+                    .iter()
+                    .filter_map(|(id, fields)| message_from(&channel.name, id, fields))
+                    .collect();
+                recent.reverse();
+                logs.push(ChannelLog {
+                    channel,
+                    last_seq: last_seq.unwrap_or(0),
+                    recent,
+                });
+            }
+            Ok(logs)
+        })
+    }
+
+    fn create_channel(&self, name: &str, created_at: i64) -> Result<Channel, StoreError> {
+        let channel = Channel {
+            name: name.to_owned(),
+            created_at,
+        };
+        let json = serde_json::to_string(&channel).map_err(backend)?;
+        let (created, stored): (i64, String) = self.with_connection(|c| {
+            self.create_channel
+                .key(CHANNELS)
+                .key(CHANNEL_ORDER)
+                .key(EVENTS)
+                .arg(channel_key(name))
+                .arg(&json)
+                .invoke(c)
+        })?;
+        if created == 1 {
+            return Ok(channel);
+        }
+        let existing: Channel = serde_json::from_str(&stored).map_err(backend)?;
+        Err(StoreError::ChannelExists(existing.name))
+    }
+
+    fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results: Vec<i64> = self.with_connection(|c| {
+            let mut call = self.append.key(CHANNELS);
+            call.arg(self.history).arg(SENT_REMEMBERED_SECS);
+            for m in &batch {
+                call.arg(&m.channel_key)
+                    .arg(&m.author)
+                    .arg(&m.text)
+                    .arg(m.sent_at)
+                    .arg(&m.client_id);
+            }
+            call.invoke(c)
+        })?;
+        if results.len() != batch.len() * 2 {
+            return Err(backend("Redis answered an append with the wrong count"));
+        }
+        let channel_names = self.channel_names(&batch)?;
+        Ok(batch
+            .into_iter()
+            .zip(results.chunks(2))
+            .map(|(m, result)| {
+                let seq = result[1].max(0) as Seq;
+                match result[0] {
+                    1 => Appended::New {
+                        message: ChatMessage {
+                            channel: channel_names
+                                .iter()
+                                .find(|(k, _)| *k == m.channel_key)
+                                .map_or_else(|| m.channel_key.clone(), |(_, n)| n.clone()),
+                            seq,
+                            author: m.author,
+                            text: m.text,
+                            sent_at: m.sent_at,
+                            client_id: m.client_id,
+                        },
+                        channel_key: m.channel_key,
+                    },
+                    2 => Appended::Duplicate {
+                        channel_key: m.channel_key,
+                        seq,
+                        client_id: m.client_id,
+                    },
+                    _ => Appended::Refused {
+                        error: StoreError::NoSuchChannel(m.channel_key),
+                        client_id: m.client_id,
+                    },
+                }
+            })
+            .collect())
+    }
+
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<String, StoreError> {
+        let (granted, name): (i64, String) = self.with_connection(|c| {
+            self.claim_name
+                .key(NAMES)
+                .arg(&claim.key)
+                .arg(&claim.name)
+                .arg(hex(&claim.token_hash))
+                .arg(claim.now)
+                .arg(idle_expiry_ms)
+                .invoke(c)
+        })?;
+        if granted == 1 {
+            Ok(name)
+        } else {
+            Err(StoreError::NameTaken(claim.name.clone()))
+        }
+    }
+
+    fn holds_name(
+        &self,
+        key: &str,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.with_connection(|c| {
+            self.holds_name
+                .key(NAMES)
+                .arg(key)
+                .arg(hex(token_hash))
+                .arg(now)
+                .arg(LAST_SEEN_RESOLUTION_MS)
+                .invoke(c)
+        })
+    }
+
+    fn release_name(&self, key: &str, token_hash: &[u8]) -> Result<bool, StoreError> {
+        let released: i64 = self.with_connection(|c| {
+            self.release_name
+                .key(NAMES)
+                .arg(key)
+                .arg(hex(token_hash))
+                .invoke(c)
+        })?;
+        Ok(released == 1)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with_connection(|c| redis::cmd("PING").query::<String>(c).map(drop))
+    }
+}
+
+impl RedisStore {
+    /// The display names of the channels a batch writes to.
+    fn channel_names(&self, batch: &[NewMessage]) -> Result<Vec<(String, String)>, StoreError> {
+        let mut keys: Vec<&str> = batch.iter().map(|m| m.channel_key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let jsons: Vec<Option<String>> = self.with_connection(|c| {
+            let mut get = redis::cmd("HMGET");
+            get.arg(CHANNELS);
+            for key in &keys {
+                get.arg(*key);
+            }
+            get.query(c)
+        })?;
+        Ok(keys
+            .into_iter()
+            .zip(jsons)
+            .filter_map(|(key, json)| {
+                let channel: Channel = serde_json::from_str(&json?).ok()?;
+                Some((key.to_owned(), channel.name))
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::store::contract;
+    use std::process::{Child, Command, Stdio};
+
+    /// A private redis-server on a free loopback port, stopped when dropped.
+    pub struct TestRedis {
+        child: Child,
+        pub url: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TestRedis {
+        pub fn start() -> Self {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (scripts/setup.sh installs it)");
+            let url = format!("redis://127.0.0.1:{port}/");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(std::time::Instant::now() < deadline, "redis-server started");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Self {
+                child,
+                url,
+                _dir: dir,
+            }
+        }
+
+        pub fn store(&self, history: usize) -> RedisStore {
+            RedisStore::open(&self.url, history).expect("redis answers")
+        }
+    }
+
+    impl Drop for TestRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[test]
+    fn channels_conflict_case_insensitively() {
+        let redis = TestRedis::start();
+        contract::channels_conflict_case_insensitively(&redis.store(10));
+    }
+
+    #[test]
+    fn messages_are_numbered_and_repeats_stored_once() {
+        let redis = TestRedis::start();
+        contract::messages_are_numbered_and_repeats_stored_once(&redis.store(10));
+    }
+
+    #[test]
+    fn only_the_window_is_kept() {
+        let redis = TestRedis::start();
+        contract::only_the_window_is_kept(&redis.store(10));
+    }
+
+    #[test]
+    fn names_are_held_by_their_token() {
+        let redis = TestRedis::start();
+        contract::names_are_held_by_their_token(&redis.store(10));
+    }
+
+    #[test]
+    fn changes_are_read_on_from_the_cursors() {
+        let redis = TestRedis::start();
+        let store = redis.store(10);
+        let mut reader = store.connect(Duration::from_secs(5)).unwrap();
+        let general = store.create_channel("General", 1).unwrap();
+        let changes = store
+            .read_changes(&mut reader, None, &[], Duration::from_millis(10))
+            .unwrap();
+        assert_eq!(changes.channels, vec![("general".into(), general.clone())]);
+        let cursor = changes.events_cursor.unwrap();
+        let send = |client_id: &str| NewMessage {
+            channel_key: "general".into(),
+            author: "ada".into(),
+            text: format!("hello {client_id}"),
+            sent_at: 5,
+            client_id: client_id.into(),
+        };
+        store.append(vec![send("a"), send("b"), send("c")]).unwrap();
+        let watched = [("general".to_owned(), "General".to_owned(), 1)];
+        let changes = store
+            .read_changes(
+                &mut reader,
+                Some(&cursor),
+                &watched,
+                Duration::from_millis(10),
+            )
+            .unwrap();
+        assert!(changes.channels.is_empty());
+        let seqs: Vec<(String, Seq, String)> = changes
+            .messages
+            .into_iter()
+            .map(|(k, m)| (k, m.seq, m.text))
+            .collect();
+        assert_eq!(
+            seqs,
+            vec![
+                ("general".into(), 2, "hello b".into()),
+                ("general".into(), 3, "hello c".into())
+            ]
+        );
+    }
+}
