@@ -5,10 +5,68 @@ mod common;
 
 use common::{Client, Redis, Server, test_token};
 use hearth::protocol::{ApiError, Channel, ClientFrame, ErrorCode, NameGrant, Seq, ServerFrame};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// Presence of a dead node expires this fast in these tests (30 s by default).
+const PRESENCE_TTL_SECS: &str = "3";
+
 async fn node(redis: &Redis) -> Server {
-    Server::start_with(&[("HEARTH_REDIS_URL", &redis.url())]).await
+    node_with(redis, &[]).await
+}
+
+async fn node_with(redis: &Redis, extra: &[(&str, &str)]) -> Server {
+    let url = redis.url();
+    let mut env = vec![
+        ("HEARTH_REDIS_URL", url.as_str()),
+        ("HEARTH_PRESENCE_TTL_SECS", PRESENCE_TTL_SECS),
+    ];
+    env.extend_from_slice(extra);
+    Server::start_with(&env).await
+}
+
+/// Who a client sees online in a room: its `Joined` list, then every presence
+/// update, as the page keeps it.
+struct Online {
+    names: BTreeSet<String>,
+}
+
+impl Online {
+    fn from(online: &[String]) -> Self {
+        Self {
+            names: online.iter().cloned().collect(),
+        }
+    }
+
+    /// Reads presence updates until the list is `expected`, within `limit`.
+    async fn wait_for(&mut self, client: &mut Client, expected: &[&str], limit: Duration) {
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.names != expected {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "[{}] online is {:?}, expected {:?} within {limit:?}",
+                client.name,
+                self.names,
+                expected
+            );
+            let (joined, gone) = client
+                .recv_until_within("a presence update", left, |frame| match frame {
+                    ServerFrame::Presence { joined, left, .. } => {
+                        Some((joined.clone(), left.clone()))
+                    }
+                    _ => None,
+                })
+                .await;
+            self.names.extend(joined);
+            for name in gone {
+                self.names.remove(&name);
+            }
+        }
+    }
 }
 
 fn names(channels: &[Channel]) -> Vec<&str> {
@@ -255,5 +313,181 @@ async fn a_node_is_ready_only_while_redis_answers() {
             "ready again by itself once Redis is back"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn presence_and_capacity_count_every_node_and_a_dead_node_drops_out() {
+    let redis = Redis::start();
+    let capacity = [("HEARTH_ROOM_CAPACITY", "2")];
+    let a = node_with(&redis, &capacity).await;
+    let mut b = node_with(&redis, &capacity).await;
+    let mut ada = a.client("Ada").await;
+    let mut ada_sees = Online::from(&ada.join("General", None).await.online);
+    let mut bob = b.client("Bob").await;
+    let mut bob_sees = Online::from(&bob.join("General", None).await.online);
+    let within = Duration::from_secs(5);
+    ada_sees.wait_for(&mut ada, &["Ada", "Bob"], within).await;
+    bob_sees.wait_for(&mut bob, &["Ada", "Bob"], within).await;
+
+    // The room holds two people, whichever nodes they are on.
+    let mut cy = a.client("Cy").await;
+    cy.send(&ClientFrame::Join {
+        channel: "General".into(),
+        since: None,
+    })
+    .await;
+    let refusal = cy
+        .recv_until("the join refused", |frame| match frame {
+            ServerFrame::Error { code, .. } => Some(*code),
+            ServerFrame::Joined { .. } => panic!("a third person got into a room for two"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(refusal, ErrorCode::RoomFull);
+
+    // B dies without a word; its people leave everyone's presence within the TTL.
+    b.kill().await;
+    ada_sees
+        .wait_for(&mut ada, &["Ada"], Duration::from_secs(8))
+        .await;
+    // Bob's browser reconnects through the balancer to A and is back.
+    let mut bob = a.client("Bob").await;
+    bob.join("General", None).await;
+    ada_sees.wait_for(&mut ada, &["Ada", "Bob"], within).await;
+}
+
+/// What a sending tab ends with: each client id's acknowledged number.
+type Acks = HashMap<String, Seq>;
+
+/// A tab sending `ids` with up to 10 unacknowledged, acks counted in `progress`;
+/// when its node dies it reconnects to the next node and sends again whatever was
+/// not acknowledged, as the page's outbox does.
+async fn send_all(
+    urls: Vec<String>,
+    grant: NameGrant,
+    ids: Vec<String>,
+    progress: Arc<AtomicUsize>,
+) -> Acks {
+    let mut acks = Acks::new();
+    let mut node = 0;
+    while acks.len() < ids.len() {
+        let url = &urls[node.min(urls.len() - 1)];
+        let Ok(mut client) = Client::try_connect(url).await else {
+            node += 1;
+            continue;
+        };
+        client.name = grant.name.clone();
+        let hello = ClientFrame::Hello {
+            name: grant.name.clone(),
+            token: grant.token.clone(),
+        };
+        let join = ClientFrame::Join {
+            channel: "General".into(),
+            since: None,
+        };
+        if !(client.try_send(&hello).await && client.try_send(&join).await) {
+            node += 1;
+            continue;
+        }
+        let mut waiting: Vec<&String> = ids.iter().filter(|id| !acks.contains_key(*id)).collect();
+        waiting.reverse();
+        let mut outstanding = 0;
+        let connection_lost = loop {
+            while outstanding < 10 {
+                let Some(id) = waiting.pop() else { break };
+                let send = ClientFrame::Send {
+                    channel: "General".into(),
+                    client_id: id.clone(),
+                    text: format!("text of {id}"),
+                };
+                if !client.try_send(&send).await {
+                    break;
+                }
+                outstanding += 1;
+            }
+            if outstanding == 0 {
+                break false;
+            }
+            match client.next_or_end().await {
+                None => break true,
+                Some(ServerFrame::Ack { client_id, seq, .. }) => {
+                    if acks.insert(client_id, seq).is_none() {
+                        progress.fetch_add(1, Ordering::SeqCst);
+                    }
+                    outstanding -= 1;
+                }
+                Some(ServerFrame::SendFailed {
+                    client_id, code, ..
+                }) => {
+                    assert!(code.is_retryable(), "{client_id:?} refused: {code:?}");
+                    outstanding -= 1;
+                }
+                Some(ServerFrame::Error { code, message }) => panic!("{code:?}: {message}"),
+                Some(_) => {}
+            }
+        };
+        if connection_lost {
+            node += 1;
+        }
+    }
+    acks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_node_is_killed_mid_stream_its_clients_finish_on_another_and_nothing_repeats() {
+    const SENDERS: usize = 4;
+    const PER_SENDER: usize = 150;
+    let redis = Redis::start();
+    let history = [("HEARTH_HISTORY", "1000")];
+    let mut a = node_with(&redis, &history).await;
+    let b = node_with(&redis, &history).await;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for n in 0..SENDERS {
+        let grant = a.claim(&format!("Sender {n}")).await;
+        let ids = (0..PER_SENDER).map(|i| format!("s{n}-{i}")).collect();
+        senders.push(tokio::spawn(send_all(
+            vec![a.ws_url(), b.ws_url()],
+            grant,
+            ids,
+            progress.clone(),
+        )));
+    }
+    let kill_at = SENDERS * PER_SENDER / 3;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while progress.load(Ordering::SeqCst) < kill_at {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("a third of the sends acknowledged within 20 s");
+    a.kill().await;
+
+    let mut acks = Acks::new();
+    for sender in senders {
+        let finished = tokio::time::timeout(Duration::from_secs(30), sender)
+            .await
+            .expect("every sender finishes on node B")
+            .expect("sender task");
+        acks.extend(finished);
+    }
+    assert_eq!(acks.len(), SENDERS * PER_SENDER, "every send acknowledged");
+
+    let mut auditor = b.client("Auditor").await;
+    let stored = auditor.join("General", None).await.history;
+    let total = (SENDERS * PER_SENDER) as Seq;
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>(),
+        "numbered without gaps: nothing stored twice"
+    );
+    for message in &stored {
+        assert_eq!(
+            acks.get(&message.client_id),
+            Some(&message.seq),
+            "{:?} stored under the number its ack carried",
+            message.client_id
+        );
     }
 }

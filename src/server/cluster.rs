@@ -1,9 +1,13 @@
-//! Membership of a cluster: a thread that reads what every node stores in Redis (new
+//! Membership of a cluster. One thread reads what every node stores in Redis (new
 //! channels, new messages) and hands it to this node's hub, which publishes what it
-//! has not published yet to its own connections.
+//! has not published yet to its own connections. Another keeps the cluster's
+//! presence: every second it writes who is in each room through this node (with a
+//! time to live, so a node that dies drops out by itself) and reads who is there
+//! through the others.
 
 use super::hub::Hub;
-use super::store::RedisStore;
+use super::store::{PresenceReport, RedisStore};
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -14,15 +18,104 @@ const BLOCK: Duration = Duration::from_millis(500);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Starts reading the cluster's changes into `hub` until the hub is gone.
-pub fn follow(store: Arc<RedisStore>, hub: Weak<Hub>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("hearth-cluster".into())
-        .spawn(move || run(&store, &hub))
-        .map(drop)
+/// Most time between two presence updates.
+const PRESENCE_EVERY: Duration = Duration::from_secs(1);
+
+/// This node's place in the cluster.
+pub struct Membership {
+    store: Arc<RedisStore>,
+    node: String,
+    hub: Weak<Hub>,
 }
 
-fn run(store: &RedisStore, hub: &Weak<Hub>) {
+impl Membership {
+    /// Joins the cluster: follows its changes and shares presence until the hub is
+    /// gone. A node unheard of for `presence_ttl` drops out of presence.
+    pub fn join(
+        store: Arc<RedisStore>,
+        hub: Weak<Hub>,
+        presence_ttl: Duration,
+    ) -> std::io::Result<Self> {
+        let node = node_id();
+        tracing::info!(%node, "joining the cluster");
+        let (reader, reader_hub) = (store.clone(), hub.clone());
+        std::thread::Builder::new()
+            .name("hearth-cluster".into())
+            .spawn(move || follow(&reader, &reader_hub))?;
+        let (sharer, sharer_hub, sharer_node) = (store.clone(), hub.clone(), node.clone());
+        std::thread::Builder::new()
+            .name("hearth-presence".into())
+            .spawn(move || share_presence(&sharer, &sharer_hub, &sharer_node, presence_ttl))?;
+        Ok(Self { store, node, hub })
+    }
+
+    /// Leaves the cluster's presence at once, for a clean stop. Blocks on Redis.
+    pub fn leave(&self) {
+        let rooms = self.hub.upgrade().map(|hub| hub.channel_keys());
+        if let Err(error) = self
+            .store
+            .forget_node(&self.node, &rooms.unwrap_or_default())
+        {
+            tracing::warn!(%error, "could not leave the cluster's presence; it expires");
+        }
+    }
+}
+
+/// A random name for this node's run.
+fn node_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Keeps this node's presence in Redis and takes in the other nodes'.
+fn share_presence(store: &RedisStore, hub: &Weak<Hub>, node: &str, ttl: Duration) {
+    let every = PRESENCE_EVERY.min(ttl / 3);
+    let mut connection = None;
+    let mut written: HashSet<String> = HashSet::new();
+    loop {
+        std::thread::sleep(every);
+        let Some((here, rooms)) = hub
+            .upgrade()
+            .map(|hub| (hub.local_presence(), hub.channel_keys()))
+        else {
+            return;
+        };
+        if connection.is_none() {
+            match store.connect(Duration::from_secs(2)) {
+                Ok(opened) => connection = Some(opened),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reach Redis for presence; retrying");
+                    continue;
+                }
+            }
+        }
+        let now: HashSet<String> = here.iter().map(|(room, _)| room.clone()).collect();
+        let left: Vec<String> = written.difference(&now).cloned().collect();
+        let link = connection.as_mut().expect("connected above");
+        let report = PresenceReport {
+            node,
+            here: &here,
+            left_rooms: &left,
+            ttl,
+            now_ms: super::now_ms(),
+        };
+        match store.sync_presence(link, &report, &rooms) {
+            Ok(elsewhere) => {
+                written = now;
+                let Some(hub) = hub.upgrade() else { return };
+                hub.apply_remote_presence(elsewhere);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "sharing presence failed; reconnecting");
+                connection = None;
+            }
+        }
+    }
+}
+
+/// Reads what the cluster stores into the hub.
+fn follow(store: &RedisStore, hub: &Weak<Hub>) {
     let mut connection = None;
     let mut events_cursor: Option<String> = None;
     let mut retry = RETRY_FIRST;

@@ -39,6 +39,10 @@ pub struct Flags {
     /// it keeps the data instead of the embedded store.
     #[arg(long, env = "HEARTH_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Seconds after which a cluster node that stopped renewing its presence (it
+    /// died, or lost Redis) no longer counts anyone as online.
+    #[arg(long, env = "HEARTH_PRESENCE_TTL_SECS")]
+    pub presence_ttl_secs: Option<u64>,
     /// What a stored message survives: `full` (power loss; an fsync per commit) or
     /// `normal` (the process being killed; fsync at checkpoints).
     #[arg(long, env = "HEARTH_DURABILITY")]
@@ -97,6 +101,7 @@ struct FileConfig {
     allowed_origins: Option<Vec<String>>,
     store: Option<StoreKind>,
     redis_url: Option<String>,
+    presence_ttl_secs: Option<u64>,
     durability: Option<Durability>,
     outbound_queue: Option<usize>,
     commit_queue: Option<usize>,
@@ -124,6 +129,8 @@ pub struct Config {
     pub store: StoreKind,
     /// The cluster's Redis, if this node is part of one.
     pub redis_url: Option<String>,
+    /// How long a silent cluster node's people stay online.
+    pub presence_ttl: Duration,
     pub durability: Durability,
     /// Frames queued for one connection before it counts as too slow.
     pub outbound_queue: usize,
@@ -175,6 +182,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             store: StoreKind::Sqlite,
             redis_url: None,
+            presence_ttl: Duration::from_secs(30),
             durability: Durability::Full,
             outbound_queue: 1_024,
             commit_queue: 65_536,
@@ -234,6 +242,12 @@ impl Config {
                 .redis_url
                 .or(file.redis_url)
                 .filter(|url| !url.trim().is_empty()),
+            presence_ttl: flags
+                .presence_ttl_secs
+                .or(file.presence_ttl_secs)
+                .map_or(defaults.presence_ttl, |secs| {
+                    Duration::from_secs(secs.max(3))
+                }),
             durability: flags
                 .durability
                 .or(file.durability)

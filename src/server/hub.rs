@@ -17,7 +17,7 @@ use crate::protocol::{
     ServerFrame, channel_key, validate_channel_name, validate_message,
 };
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -116,6 +116,8 @@ struct State {
     presence_changed: HashSet<String>,
     /// Stored messages waiting for earlier ones, by channel key and number.
     pending: HashMap<String, BTreeMap<Seq, Pending>>,
+    /// People in each room through other nodes of the cluster.
+    remote: HashMap<String, BTreeSet<Arc<str>>>,
     /// Channel keys in creation order.
     order: Vec<String>,
     windows: HashMap<String, ChannelWindow>,
@@ -340,10 +342,8 @@ impl Hub {
         };
         let name = conn.name.clone();
         if conn.room.as_deref() != Some(key.as_str()) {
-            let room = state.rooms.get(&key);
-            let present = room.is_some_and(|r| r.people.contains_key(&name));
-            let people = room.map_or(0, |r| r.people.len());
-            if !present && people >= self.limits.room_capacity {
+            let online = online_in(&state, &key);
+            if !online.contains(&name) && online.len() >= self.limits.room_capacity {
                 return Err(HubError::RoomFull {
                     channel: display,
                     capacity: self.limits.room_capacity,
@@ -353,9 +353,8 @@ impl Hub {
             enter_room(&mut state, id, &key);
         }
         let replay = state.windows[&key].replay(since);
-        let online = state.rooms[&key]
-            .people
-            .keys()
+        let online = online_in(&state, &key)
+            .into_iter()
             .map(|p| p.to_string())
             .collect();
         Ok(ServerFrame::Joined {
@@ -558,6 +557,57 @@ impl Hub {
         }
     }
 
+    /// The people in each room through this node, for the rest of the cluster.
+    pub fn local_presence(&self) -> Vec<(String, Vec<String>)> {
+        let state = self.lock();
+        state
+            .rooms
+            .iter()
+            .filter(|(_, room)| !room.people.is_empty())
+            .map(|(key, room)| {
+                let people = room.people.keys().map(|p| p.to_string()).collect();
+                (key.clone(), people)
+            })
+            .collect()
+    }
+
+    /// Every channel's key, oldest first.
+    pub fn channel_keys(&self) -> Vec<String> {
+        self.lock().order.clone()
+    }
+
+    /// Takes in who is in each room through other nodes; the rooms here hear of
+    /// anyone who arrived or left with the next presence update.
+    pub fn apply_remote_presence(&self, rooms: HashMap<String, BTreeSet<String>>) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        for (key, names) in rooms {
+            let now: BTreeSet<Arc<str>> = names.into_iter().map(Arc::from).collect();
+            let before = state.remote.remove(&key).unwrap_or_default();
+            if let Some(room) = state.rooms.get_mut(&key) {
+                let mut changed = false;
+                for name in now.difference(&before) {
+                    if !room.people.contains_key(name) {
+                        room.note_arrival(name.clone());
+                        changed = true;
+                    }
+                }
+                for name in before.difference(&now) {
+                    if !room.people.contains_key(name) {
+                        room.note_departure(name.clone());
+                        changed = true;
+                    }
+                }
+                if changed {
+                    state.presence_changed.insert(key.clone());
+                }
+            }
+            if !now.is_empty() {
+                state.remote.insert(key, now);
+            }
+        }
+    }
+
     /// Connections and occupied rooms, for the metrics.
     pub fn census(&self) -> (usize, usize) {
         let state = self.lock();
@@ -643,6 +693,19 @@ fn publish_in_order(
             deliver(state, &[conn], &ack);
         }
     }
+}
+
+/// Everyone in a room, here and on other nodes, in name order.
+fn online_in(state: &State, key: &str) -> BTreeSet<Arc<str>> {
+    let mut online: BTreeSet<Arc<str>> = state
+        .rooms
+        .get(key)
+        .map(|room| room.people.keys().cloned().collect())
+        .unwrap_or_default();
+    if let Some(remote) = state.remote.get(key) {
+        online.extend(remote.iter().cloned());
+    }
+    online
 }
 
 /// Adds a channel this node did not know and tells everyone; false if it knew it.
@@ -828,7 +891,8 @@ fn enter_room(state: &mut State, id: ConnId, key: &str) {
     let count = room.people.entry(name.clone()).or_insert(0);
     *count += 1;
     room.conns.push(id);
-    if *count == 1 {
+    let elsewhere = state.remote.get(key).is_some_and(|r| r.contains(&name));
+    if *count == 1 && !elsewhere {
         room.note_arrival(name);
         state.presence_changed.insert(key.to_owned());
     }
@@ -860,10 +924,11 @@ fn take_out_of_room(state: &mut State, id: ConnId) {
         return;
     }
     room.people.remove(&name);
+    let elsewhere = state.remote.get(&key).is_some_and(|r| r.contains(&name));
     if room.conns.is_empty() {
         // Nobody is left to tell.
         state.rooms.remove(&key);
-    } else {
+    } else if !elsewhere {
         room.note_departure(name);
         state.presence_changed.insert(key);
     }

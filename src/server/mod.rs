@@ -101,6 +101,8 @@ pub fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
 /// store what is queued when the server stops.
 pub struct Running {
     pub hub: Arc<Hub>,
+    /// This node's place in a cluster, left on a clean stop.
+    pub cluster: Option<cluster::Membership>,
 }
 
 /// The whole HTTP surface: pages, server functions, `/ws`, static files.
@@ -124,10 +126,10 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
         },
         metrics.clone(),
     )?;
-    if let Some(redis) = cluster {
-        cluster::follow(redis, Arc::downgrade(&hub))
-            .map_err(|e| StoreError::Backend(format!("cannot follow the cluster: {e}")))?;
-    }
+    let membership = cluster
+        .map(|redis| cluster::Membership::join(redis, Arc::downgrade(&hub), config.presence_ttl))
+        .transpose()
+        .map_err(|e| StoreError::Backend(format!("cannot join the cluster: {e}")))?;
     let names = Arc::new(Names::new(store, config.name_idle));
     let guards = Guards::new(&config);
     let state = AppState {
@@ -157,7 +159,13 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state);
-    Ok((router, Running { hub }))
+    Ok((
+        router,
+        Running {
+            hub,
+            cluster: membership,
+        },
+    ))
 }
 
 /// Runs Hearth until SIGINT or SIGTERM.
@@ -190,6 +198,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     .await;
     // Everything accepted before the signal is stored before the process ends.
     running.hub.shutdown().await;
+    if let Some(membership) = running.cluster {
+        let _ = tokio::task::spawn_blocking(move || membership.leave()).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

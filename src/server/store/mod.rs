@@ -12,7 +12,7 @@ mod redis;
 mod sqlite;
 
 pub use memory::MemoryStore;
-pub use redis::{Changes, RedisStore};
+pub use redis::{Changes, PresenceReport, RedisStore};
 pub use sqlite::{Durability, SqliteStore};
 
 use crate::protocol::{Channel, ChatMessage, Seq};

@@ -15,6 +15,7 @@
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
 use redis::{Connection, RedisError, Script, Value};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,6 +31,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest wait for one answer: a Redis that stops answering refuses sends within
 /// this time, so the clients keep them and retry.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Live nodes, scored by when each stops counting as alive unless it says so again.
+const NODES: &str = "hearth:nodes";
+
+/// The people in one room through one node; it expires unless the node renews it.
+fn presence_key(node: &str, room: &str) -> String {
+    format!("hearth:presence:{node}:{room}")
+}
 
 /// The stream holding a channel's messages.
 pub fn log_key(channel_key: &str) -> String {
@@ -246,6 +255,94 @@ impl RedisStore {
             }
         }
         Ok(changes)
+    }
+}
+
+/// What one node says about its presence.
+pub struct PresenceReport<'a> {
+    pub node: &'a str,
+    /// Who is in each room through this node.
+    pub here: &'a [(String, Vec<String>)],
+    /// Rooms this node reported before and has nobody in now.
+    pub left_rooms: &'a [String],
+    /// How long the report holds unless renewed.
+    pub ttl: Duration,
+    pub now_ms: i64,
+}
+
+impl RedisStore {
+    /// Publishes who is in each room through the reporting node (replacing what it
+    /// said before), keeps the node alive for the report's TTL, and returns who is
+    /// in each of `rooms` through the other live nodes. A node that stops renewing
+    /// (killed, cut off) drops out of everyone's presence within the TTL.
+    pub fn sync_presence(
+        &self,
+        connection: &mut Connection,
+        report: &PresenceReport<'_>,
+        rooms: &[String],
+    ) -> Result<HashMap<String, BTreeSet<String>>, StoreError> {
+        let PresenceReport {
+            node,
+            here,
+            left_rooms,
+            ttl,
+            now_ms,
+        } = *report;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let mut write = redis::pipe();
+        write.atomic();
+        write
+            .cmd("ZADD")
+            .arg(NODES)
+            .arg(now_ms.saturating_add(ttl_ms))
+            .arg(node)
+            .ignore();
+        write
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(NODES)
+            .arg("-inf")
+            .arg(now_ms)
+            .ignore();
+        for (room, people) in here.iter() {
+            let key = presence_key(node, room);
+            write.cmd("DEL").arg(&key).ignore();
+            write.cmd("SADD").arg(&key).arg(people).ignore();
+            write.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
+        }
+        for room in left_rooms.iter() {
+            write.cmd("DEL").arg(presence_key(node, room)).ignore();
+        }
+        write
+            .cmd("ZRANGEBYSCORE")
+            .arg(NODES)
+            .arg(now_ms)
+            .arg("+inf");
+        let (alive,): (Vec<String>,) = write.query(connection).map_err(backend)?;
+        let others: Vec<&String> = alive.iter().filter(|n| n.as_str() != node).collect();
+        if others.is_empty() || rooms.is_empty() {
+            return Ok(rooms.iter().map(|r| (r.clone(), BTreeSet::new())).collect());
+        }
+        let mut read = redis::pipe();
+        for room in rooms {
+            read.cmd("SUNION");
+            for other in &others {
+                read.arg(presence_key(other, room));
+            }
+        }
+        let sets: Vec<BTreeSet<String>> = read.query(connection).map_err(backend)?;
+        Ok(rooms.iter().cloned().zip(sets).collect())
+    }
+
+    /// Takes `node` out of the cluster's presence at once (a clean stop).
+    pub fn forget_node(&self, node: &str, rooms: &[String]) -> Result<(), StoreError> {
+        self.with_connection(|c| {
+            let mut forget = redis::pipe();
+            forget.cmd("ZREM").arg(NODES).arg(node).ignore();
+            for room in rooms {
+                forget.cmd("DEL").arg(presence_key(node, room)).ignore();
+            }
+            forget.query::<()>(c)
+        })
     }
 }
 
