@@ -17,10 +17,11 @@ QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 if [ "$QUICK" = 1 ]; then
   STEP=3; DURABLE_RATES=(5000 20000); FANOUT_RATES=(250 1000)
-  IDLE_ROOMS=20; BIG_ROOM=1000; SYSTEMS=(hearth)
+  IDLE_ROOMS=20; BIG_ROOM=1000; SYSTEMS=(hearth); CLUSTER_RATES=(250)
 else
   STEP=10; DURABLE_RATES=(5000 10000 20000 40000); FANOUT_RATES=(250 500 1000 1500 2000)
   IDLE_ROOMS=190; BIG_ROOM=10000; SYSTEMS=(hearth socketio-node flask-socketio)
+  CLUSTER_RATES=(250 500 1000 1500)
 fi
 FLASK_RATES=(25 50 100 200)
 
@@ -38,12 +39,18 @@ if [ "$QUICK" = 0 ]; then
 fi
 
 PORT=3400
+REDIS_PORT=3490
 RESULTS="$(mktemp)"
 DATA=""
 SERVER_PID=""
+NODE_PIDS=()
+NODE_ADDRS=()
+REDIS_PID=""
+REDIS_DIR=""
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
   [ -n "$DATA" ] && rm -rf "$DATA"
+  stop_cluster
   rm -f "$RESULTS"
 }
 trap cleanup EXIT
@@ -78,6 +85,42 @@ stop() {
 }
 
 dialect() { [ "$1" = hearth ] && echo hearth || echo socketio; }
+
+wait_port() { # HOST:PORT
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing answers on $1" >&2; return 1
+}
+
+# start_cluster COUNT CORES: Redis (append-only file, fsync every second) and COUNT
+# Hearth nodes on it, on ports PORT+1..., all pinned to CORES.
+start_cluster() {
+  local count=$1 cores=$2
+  REDIS_DIR="$(mktemp -d)"
+  taskset -c "$cores" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+    --appendonly yes --appendfsync everysec --dir "$REDIS_DIR" >/dev/null 2>&1 &
+  REDIS_PID=$!
+  wait_port "127.0.0.1:$REDIS_PORT"
+  NODE_PIDS=(); NODE_ADDRS=()
+  for i in $(seq 1 "$count"); do
+    env HEARTH_CONFIG=/nonexistent LEPTOS_SITE_ADDR="127.0.0.1:$((PORT + i))" LEPTOS_SITE_ROOT=target/site \
+      HEARTH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" RUST_LOG=warn \
+      HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
+      HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 \
+      taskset -c "$cores" ./target/release/hearth >/dev/null 2>&1 &
+    NODE_PIDS+=($!); NODE_ADDRS+=("127.0.0.1:$((PORT + i))")
+  done
+  for addr in "${NODE_ADDRS[@]}"; do wait_port "$addr"; done
+}
+
+stop_cluster() {
+  for pid in "${NODE_PIDS[@]}" $REDIS_PID; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${NODE_PIDS[@]}" $REDIS_PID; do wait "$pid" 2>/dev/null || true; done
+  NODE_PIDS=(); NODE_ADDRS=(); REDIS_PID=""
+  [ -n "$REDIS_DIR" ] && rm -rf "$REDIS_DIR"
+  REDIS_DIR=""
+}
+
+joined() { local IFS=,; echo "$*"; }
 
 loadgen() { # SYSTEM SCENARIO ARGS...
   local system=$1 scenario=$2; shift 2
@@ -121,6 +164,83 @@ for system in "${SYSTEMS[@]}"; do
   fi
 done
 
+# Cluster: the same fan-out with its members spread over two nodes on one Redis,
+# every server-side process (both nodes and Redis) pinned to core 0 like the single
+# node above, and Redis's CPU counted in the cost per delivery.
+for rate in "${CLUSTER_RATES[@]}"; do
+  say "fan-out: hearth, two nodes on Redis, 10 rooms of 100, $rate messages/s"
+  start_cluster 2 0
+  taskset -c 1 ./target/release/loadgen fanout --addr "${NODE_ADDRS[0]}" --nodes "${NODE_ADDRS[1]}" \
+    --server-pid "$(joined "${NODE_PIDS[@]}" "$REDIS_PID")" --label "hearth 2 nodes" \
+    --rooms 10 --members 100 --rate "$rate" --seconds "$STEP" >>"$RESULTS" \
+    || echo "  (cluster fan-out did not complete)" >&2
+  stop_cluster
+done
+
+if [ "$QUICK" = 0 ]; then
+  # Past one process's 20,000-file limit: five nodes, five load generators, each
+  # filling its own 190 rooms of 100 with members spread over all five nodes. Many
+  # source addresses: binding a source port before connecting draws on one range
+  # per address, which slows to a crawl as it fills.
+  say "scale: five nodes on one Redis holding 95,000 connections"
+  start_cluster 5 0,1
+  sleep 1
+  base_rss=0
+  for pid in "${NODE_PIDS[@]}"; do base_rss=$((base_rss + $(awk '/VmRSS/{print $2}' "/proc/$pid/status"))); done
+  SCALE_DIR="$(mktemp -d)"
+  for p in 0 1 2 3 4; do
+    rest=("${NODE_ADDRS[@]:$((p + 1))}" "${NODE_ADDRS[@]:0:$p}")
+    ./target/release/loadgen idle --addr "${NODE_ADDRS[$p]}" --nodes "$(joined "${rest[@]}")" \
+      --rooms 190 --members 100 --room-prefix scale --first-room $((p * 190)) \
+      --sources 24 --concurrency 128 --seconds 20 --check-presence --label "hearth 5 nodes" \
+      >"$SCALE_DIR/$p.json" 2>"$SCALE_DIR/$p.err" &
+  done
+  # Sample once every connection is open (the nodes count them in /metrics).
+  open=0
+  for _ in $(seq 240); do
+    open=0
+    for addr in "${NODE_ADDRS[@]}"; do
+      n=$(curl -s "http://$addr/metrics" | awk '/^hearth_connections /{print $2}')
+      open=$((open + ${n:-0}))
+    done
+    [ "$open" -ge 95000 ] && break
+    sleep 0.5
+  done
+  sleep 2
+  rss=0
+  for pid in "${NODE_PIDS[@]}"; do rss=$((rss + $(awk '/VmRSS/{print $2}' "/proc/$pid/status"))); done
+  redis_before=$(redis-cli -p "$REDIS_PORT" info cpu | awk -F: '/used_cpu_(sys|user):/{s+=$2} END{print s}')
+  sleep 5
+  redis_after=$(redis-cli -p "$REDIS_PORT" info cpu | awk -F: '/used_cpu_(sys|user):/{s+=$2} END{print s}')
+  redis_memory=$(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r')
+  redis_ops=$(redis-cli -p "$REDIS_PORT" info stats | awk -F: '/^instantaneous_ops_per_sec:/{print $2}' | tr -d '\r')
+  wait_all=0
+  for job in $(jobs -p); do
+    case " ${NODE_PIDS[*]} $REDIS_PID " in *" $job "*) ;; *) wait "$job" || wait_all=1 ;; esac
+  done
+  cat "$SCALE_DIR"/*.err >&2 || true
+  python3 - "$SCALE_DIR" "$open" "$base_rss" "$rss" "$redis_before" "$redis_after" "$redis_memory" "$redis_ops" >>"$RESULTS" <<'PY'
+import glob, json, sys
+d, open_, base, rss, rb, ra, mem, ops = sys.argv[1:]
+rows = [json.loads(l) for f in sorted(glob.glob(d + "/*.json")) for l in open(f) if l.startswith("{")]
+conns = sum(r["connections"] for r in rows)
+print(json.dumps({
+    "system": "hearth 5 nodes", "scenario": "cluster_scale", "nodes": 5,
+    "connections": conns, "open_at_sample": int(open_),
+    "still_open": sum(r["still_open"] for r in rows),
+    "connects_per_s": sum(r["connects_per_s"] for r in rows),
+    "rss_per_conn_bytes": (int(rss) - int(base)) * 1024 // max(conns, 1),
+    "presence_rooms_checked": sum(r.get("presence_rooms_checked") or 0 for r in rows),
+    "presence_rooms_correct": sum(r.get("presence_rooms_correct") or 0 for r in rows),
+    "redis_cpu_percent": (float(ra) - float(rb)) / 5 * 100,
+    "redis_used_memory_bytes": int(mem), "redis_ops_per_s": int(ops),
+    "deliveries_per_s": None, "p50_ms": None, "p99_ms": None, "p999_ms": None, "cpu_us_per_delivery": None,
+}))
+PY
+  rm -rf "$SCALE_DIR"
+  stop_cluster
+fi
+
 say "browser client: size, time to first byte, hydration"
 start hearth
 (cd end2end && node bench-browser.mjs "http://127.0.0.1:$PORT/" ../target/site) >>"$RESULTS" \
@@ -162,6 +282,15 @@ print(f"{'system':16} {'conns':>7} {'open':>7} {'connects/s':>11} {'KiB/conn':>9
 for r in rows:
     if r["scenario"] == "idle":
         print(f"{r['system']:16} {r['connections']:>7} {r['still_open']:>7} {f(r['connects_per_s'],0):>11} {f((r['rss_per_conn_bytes'] or 0)/1024,2):>9} {f(r['idle_cpu_percent']):>11}")
+
+for r in rows:
+    if r["scenario"] == "cluster_scale":
+        print(f"\nCluster: {r['nodes']} nodes on one Redis held {r['connections']:,} connections "
+              f"({r['still_open']:,} still open at the end; {f(r['connects_per_s'],0)} connects/s); "
+              f"{f(r['rss_per_conn_bytes']/1024,2)} KiB per connection; presence correct in "
+              f"{r['presence_rooms_correct']} of {r['presence_rooms_checked']} rooms checked; Redis "
+              f"{f(r['redis_cpu_percent'],1)} % CPU, {f(r['redis_used_memory_bytes']/1048576,1)} MiB, "
+              f"{r['redis_ops_per_s']:,} ops/s")
 
 for r in rows:
     if r["scenario"] == "browser":

@@ -93,6 +93,16 @@ pub async fn connect_and_join(
     grant: &NameGrant,
     channel: &str,
 ) -> Result<(Writer, Reader), ClientError> {
+    let (writer, reader, _) = join_seeing_online(addr, grant, channel).await?;
+    Ok((writer, reader))
+}
+
+/// Like `connect_and_join`, also returning who the join said is online.
+pub async fn join_seeing_online(
+    addr: SocketAddr,
+    grant: &NameGrant,
+    channel: &str,
+) -> Result<(Writer, Reader, Vec<String>), ClientError> {
     // Small frames must leave at once; see the server's TCP_NODELAY.
     let (socket, _) =
         tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/ws"), None, true).await?;
@@ -111,7 +121,7 @@ pub async fn connect_and_join(
         .await?;
     loop {
         match next_frame(&mut reader).await {
-            Some(ServerFrame::Joined { .. }) => return Ok((writer, reader)),
+            Some(ServerFrame::Joined { online, .. }) => return Ok((writer, reader, online)),
             Some(ServerFrame::Error { message, .. }) => return Err(ClientError::Refused(message)),
             Some(_) => {}
             None => return Err(ClientError::Closed("joining")),

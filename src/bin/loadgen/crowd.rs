@@ -25,6 +25,13 @@ pub struct CrowdArgs {
     /// Handshakes in flight at once while connecting.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Names the rooms "room PREFIX-N" (default: this process's id), so that
+    /// several load generators can fill one cluster's rooms together.
+    #[arg(long)]
+    pub room_prefix: Option<String>,
+    /// The number of the first room, for load generators sharing a prefix.
+    #[arg(long, default_value_t = 0)]
+    pub first_room: usize,
 }
 
 pub struct Member {
@@ -41,8 +48,10 @@ pub struct Crowd {
     pub connects_per_s: f64,
 }
 
-/// Claims names and creates rooms (Hearth only), then connects every member.
-pub async fn gather(addr: SocketAddr, args: &CrowdArgs) -> Result<Crowd, ClientError> {
+/// Claims names and creates rooms (Hearth only) through the first node, then
+/// connects every member, spread over the nodes in turn.
+pub async fn gather(nodes: &[SocketAddr], args: &CrowdArgs) -> Result<Crowd, ClientError> {
+    let addr = nodes[0];
     let rooms_count = args.rooms.clamp(1, 10_000);
     let members_count = args.members.clamp(1, 20_000);
     if rooms_count * members_count > 19_900 {
@@ -51,8 +60,9 @@ pub async fn gather(addr: SocketAddr, args: &CrowdArgs) -> Result<Crowd, ClientE
         ));
     }
     let run = std::process::id();
-    let rooms: Vec<String> = (0..rooms_count)
-        .map(|r| format!("room {run}-{r}"))
+    let prefix = args.room_prefix.clone().unwrap_or_else(|| run.to_string());
+    let rooms: Vec<String> = (args.first_room..args.first_room + rooms_count)
+        .map(|r| format!("room {prefix}-{r}"))
         .collect();
     // One name per member position, shared across rooms: presence counts people,
     // and claiming is not what these scenarios measure.
@@ -88,10 +98,11 @@ pub async fn gather(addr: SocketAddr, args: &CrowdArgs) -> Result<Crowd, ClientE
             let grant = grants[index].clone();
             let room_name = rooms[room].clone();
             let source = sources[n % sources.len()];
+            let node = nodes[n % nodes.len()];
             async move {
                 let (writer, reader) = tokio::time::timeout(
                     Duration::from_secs(30),
-                    session::join(dialect, addr, source, &grant, &room_name),
+                    session::join(dialect, node, source, &grant, &room_name),
                 )
                 .await
                 .map_err(|_| ClientError::Closed("the handshake timed out"))??;

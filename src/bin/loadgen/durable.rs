@@ -57,7 +57,7 @@ pub async fn run(args: AcksArgs) -> Result<String, ClientError> {
     let failed = Arc::new(AtomicU64::new(0));
     let text = "x".repeat(args.size.clamp(1, 2_000));
     let start = Instant::now() + Duration::from_millis(200);
-    let before = target.server_pid.and_then(stats::sample);
+    let before = target.sample();
     let mut tasks = Vec::new();
     for (index, ((mut writer, mut reader), channel)) in sockets.into_iter().enumerate() {
         // Spread the clients' schedules evenly over one interval.
@@ -116,7 +116,7 @@ pub async fn run(args: AcksArgs) -> Result<String, ClientError> {
     for task in tasks {
         let _ = task.await;
     }
-    let after = target.server_pid.and_then(stats::sample);
+    let after = target.sample();
     let histogram = histogram.lock().await;
     let measured_secs = (duration - warmup).as_secs_f64().max(0.001);
     let acked_total = acked.load(Ordering::Relaxed);

@@ -44,9 +44,9 @@ type Arrivals = Mutex<HashMap<u64, (usize, u64)>>;
 
 pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
     let target = args.target.clone();
-    let before = target.server_pid.and_then(stats::sample);
-    let crowd = crowd::gather(target.addr, &args.crowd).await?;
-    let connected = target.server_pid.and_then(stats::sample);
+    let before = target.sample();
+    let crowd = crowd::gather(&target.addrs(), &args.crowd).await?;
+    let connected = target.sample();
     let members_per_room = args.crowd.members.max(1);
     let rooms = crowd.rooms.len();
     let dialect = args.crowd.dialect;
@@ -169,11 +169,11 @@ pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
             deliveries.fetch_add(local, Ordering::Relaxed);
         }));
     }
-    let cpu_before = target.server_pid.and_then(stats::sample);
+    let cpu_before = target.sample();
     for task in tasks {
         let _ = task.await;
     }
-    let cpu_after = target.server_pid.and_then(stats::sample);
+    let cpu_after = target.sample();
     let measured_secs = (duration - warmup).as_secs_f64().max(0.001);
     let histogram = last_recipient.lock().await;
     let mut incomplete = 0;

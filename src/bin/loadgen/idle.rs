@@ -2,10 +2,9 @@
 //! spends keeping them (pings), and how fast they were opened (the connect storm).
 
 use super::Target;
-use super::client::ClientError;
+use super::client::{self, ClientError};
 use super::crowd::{self, CrowdArgs};
 use super::session::{self, Received};
-use super::stats;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -18,13 +17,17 @@ pub struct IdleArgs {
     pub crowd: CrowdArgs,
     #[arg(long, default_value = "hearth")]
     pub label: String,
+    /// Afterwards, a newcomer joins a few rooms through the last node and must see
+    /// every member online, wherever they are connected (cluster presence).
+    #[arg(long)]
+    pub check_presence: bool,
 }
 
 pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
     let target = args.target.clone();
     let dialect = args.crowd.dialect;
-    let before = target.server_pid.and_then(stats::sample);
-    let crowd = crowd::gather(target.addr, &args.crowd).await?;
+    let before = target.sample();
+    let crowd = crowd::gather(&target.addrs(), &args.crowd).await?;
     let connections = crowd.members.len();
     let deadline = Instant::now() + target.duration();
     let mut tasks = Vec::with_capacity(connections);
@@ -32,38 +35,47 @@ pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
         let (mut writer, mut reader) = (member.writer, member.reader);
         tasks.push(tokio::spawn(async move {
             // Reading keeps answering the server's pings (tungstenite does it for
-            // WebSocket pings; Engine.IO pings are answered here).
+            // WebSocket pings; Engine.IO pings are answered here). A connection
+            // still open at the deadline counts as held.
             loop {
                 let frame = tokio::select! {
                     frame = reader.next() => frame,
-                    _ = tokio::time::sleep_until(deadline.into()) => break,
+                    _ = tokio::time::sleep_until(deadline.into()) => return Some(writer),
                 };
                 let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) = frame else {
                     match frame {
+                        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => return None,
                         Some(Ok(_)) => continue,
-                        _ => break,
+                        _ => return None,
                     }
                 };
                 if matches!(session::classify(dialect, &text), Received::Ping)
                     && writer.send(session::pong()).await.is_err()
                 {
-                    break;
+                    return None;
                 }
             }
-            writer
         }));
     }
     // Let set-up traffic (presence announcements) settle before measuring.
     tokio::time::sleep(Duration::from_secs(1).min(target.duration() / 4)).await;
-    let settled = target.server_pid.and_then(stats::sample);
+    let settled = target.sample();
+    let presence = if args.check_presence {
+        // Presence crosses nodes within a second or two; wait that out first.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let last_node = *target.addrs().last().expect("at least one node");
+        Some(check_presence(last_node, &crowd.rooms, args.crowd.members).await?)
+    } else {
+        None
+    };
     let settled_at = Instant::now();
     let mut writers = Vec::with_capacity(connections);
     for task in tasks {
-        if let Ok(writer) = task.await {
+        if let Ok(Some(writer)) = task.await {
             writers.push(writer);
         }
     }
-    let after = target.server_pid.and_then(stats::sample);
+    let after = target.sample();
     let held_secs = settled_at.elapsed().as_secs_f64().max(0.001);
     let still_open = writers.len();
     drop(writers);
@@ -87,6 +99,39 @@ pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
         "rss_per_conn_bytes": rss_per_conn,
         "server_rss_bytes": settled.map(|s| s.rss_bytes),
         "idle_cpu_percent": idle_cpu_percent,
+        "presence_rooms_checked": presence.map(|(checked, _)| checked),
+        "presence_rooms_correct": presence.map(|(_, correct)| correct),
     })
     .to_string())
+}
+
+/// Joins up to five rooms as a newcomer through `node`; returns how many rooms were
+/// checked and in how many the online list held every member and the newcomer.
+async fn check_presence(
+    node: std::net::SocketAddr,
+    rooms: &[String],
+    members: usize,
+) -> Result<(usize, usize), ClientError> {
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let mut correct = 0;
+    let sample: Vec<&String> = rooms
+        .iter()
+        .step_by((rooms.len() / 5).max(1))
+        .take(5)
+        .collect();
+    for (i, room) in sample.iter().enumerate() {
+        let grant =
+            client::claim(&http, node, &format!("checker {}-{i}", std::process::id())).await?;
+        let (_, _, online) = client::join_seeing_online(node, &grant, room).await?;
+        if online.len() == members + 1 {
+            correct += 1;
+        } else {
+            eprintln!(
+                "loadgen: {room:?} shows {} online, expected {}",
+                online.len(),
+                members + 1
+            );
+        }
+    }
+    Ok((sample.len(), correct))
 }

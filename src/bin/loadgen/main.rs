@@ -45,9 +45,14 @@ pub struct Target {
     /// The server's address; must be on loopback.
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
-    /// The server's process id, to sample its memory and CPU time from /proc.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Further nodes of the same cluster (comma-separated); connections are spread
+    /// over `addr` and these. Loopback only.
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Vec<SocketAddr>,
+    /// The server processes' ids (comma-separated for a cluster), to sample their
+    /// memory and CPU time from /proc; figures are their sums.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// How long to measure, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
@@ -57,6 +62,21 @@ pub struct Target {
 }
 
 impl Target {
+    /// Every node to connect to, `addr` first.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.addr)
+            .chain(self.nodes.iter().copied())
+            .collect()
+    }
+
+    /// The servers' memory and CPU time now, summed; `None` without pids.
+    pub fn sample(&self) -> Option<stats::ProcessSample> {
+        if self.server_pid.is_empty() {
+            return None;
+        }
+        self.server_pid.iter().map(|pid| stats::sample(*pid)).sum()
+    }
+
     pub fn duration(&self) -> Duration {
         Duration::from_secs_f64(self.seconds.clamp(0.1, 600.0))
     }
@@ -91,11 +111,8 @@ async fn against(
     target: &Target,
     scenario: impl std::future::Future<Output = Result<String, client::ClientError>>,
 ) -> Result<String, String> {
-    if !target.addr.ip().is_loopback() {
-        return Err(format!(
-            "{} is not a loopback address; refusing",
-            target.addr
-        ));
+    if let Some(away) = target.addrs().iter().find(|a| !a.ip().is_loopback()) {
+        return Err(format!("{away} is not a loopback address; refusing"));
     }
     scenario.await.map_err(|e| e.to_string())
 }

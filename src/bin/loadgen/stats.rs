@@ -25,6 +25,15 @@ pub struct ProcessSample {
     pub cpu: Duration,
 }
 
+impl std::iter::Sum for ProcessSample {
+    fn sum<I: Iterator<Item = Self>>(samples: I) -> Self {
+        samples.fold(Self::default(), |total, s| Self {
+            rss_bytes: total.rss_bytes + s.rss_bytes,
+            cpu: total.cpu + s.cpu,
+        })
+    }
+}
+
 pub fn sample(pid: u32) -> Option<ProcessSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kib: u64 = status
