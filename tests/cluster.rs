@@ -237,6 +237,11 @@ async fn while_redis_is_down_nothing_is_acknowledged_and_afterwards_nothing_is_l
         refusal.is_retryable(),
         "the page keeps it and sends it again"
     );
+    // Someone already here can still reconnect and read the room meanwhile.
+    let mut ada_again = Client::connect(&a).await;
+    ada_again.hello("Ada", &test_token("Ada")).await;
+    let joined = ada_again.join("General", None).await;
+    assert_eq!(joined.seqs(), [before]);
 
     redis.restart();
     // The page retries what was refused; the node reconnects by itself.

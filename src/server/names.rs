@@ -108,11 +108,24 @@ impl Names {
             return Ok(None);
         }
         let (key, token_hash) = (name_key(name), hash(token));
-        let held = self.store.holds_name(&key, &token_hash, now)?;
-        if let Some(held) = &held {
-            self.remember(key, token_hash, held, now);
+        match self.store.holds_name(&key, &token_hash, now) {
+            Ok(held) => {
+                if let Some(held) = &held {
+                    self.remember(key, token_hash, held, now);
+                }
+                Ok(held)
+            }
+            Err(error) => {
+                // The store is away (a cluster's Redis restarting): a token this node
+                // checked before still holds its name, so people already here can
+                // reconnect and read while sends wait.
+                let verified = self.verified();
+                match verified.get(&key) {
+                    Some(entry) if entry.token_hash == token_hash => Ok(Some(entry.held.clone())),
+                    _ => Err(error.into()),
+                }
+            }
         }
-        Ok(held)
     }
 
     /// Frees `name` if `token` holds it. Blocks on the store.
