@@ -16,10 +16,10 @@ cd "$HEARTH_ROOT"
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 if [ "$QUICK" = 1 ]; then
-  STEP=3; DURABLE_RATES=(5000 20000); FANOUT_RATES=(250 1000)
+  STEP=3; IDLE_STEP=3; DURABLE_RATES=(5000 20000); FANOUT_RATES=(250 1000)
   IDLE_ROOMS=20; BIG_ROOM=1000; SYSTEMS=(hearth); CLUSTER_RATES=(250)
 else
-  STEP=10; DURABLE_RATES=(5000 10000 20000 40000); FANOUT_RATES=(250 500 1000 1500 2000)
+  STEP=10; IDLE_STEP=30; DURABLE_RATES=(5000 10000 20000 40000); FANOUT_RATES=(250 500 1000 1500 2000)
   IDLE_ROOMS=190; BIG_ROOM=10000; SYSTEMS=(hearth socketio-node flask-socketio)
   CLUSTER_RATES=(250 500 1000 1500)
 fi
@@ -150,10 +150,12 @@ for system in "${SYSTEMS[@]}"; do
       --rate "$rate" --seconds "$STEP"
     stop
   done
+  # Held for longer than one ping interval (25 s for Hearth and for Engine.IO) so
+  # the idle CPU includes a full round of pings.
   say "idle: $system, $IDLE_ROOMS rooms of 100"
-  start "$system" HEARTH_PING_INTERVAL_SECS=5
+  start "$system"
   loadgen "$system" idle --dialect "$(dialect "$system")" --rooms "$IDLE_ROOMS" --members 100 \
-    --sources 4 --concurrency 512 --seconds "$STEP"
+    --sources 4 --concurrency 512 --seconds "$IDLE_STEP"
   stop
   if [ "$system" = hearth ]; then
     say "big room: hearth, $BIG_ROOM members, 10 messages/s"

@@ -186,8 +186,9 @@ impl Default for Config {
             durability: Durability::Full,
             outbound_queue: 1_024,
             commit_queue: 65_536,
-            ping_interval: Duration::from_secs(15),
-            idle_timeout: Duration::from_secs(40),
+            // As Socket.IO: a ping every 25 s, and a tab silent 20 s past one is gone.
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(45),
             name_idle: Duration::from_secs(30 * 24 * 3600),
             send_rate: 10.0,
             send_burst: 20,
