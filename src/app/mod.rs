@@ -17,10 +17,8 @@ use channel_list::ChannelList;
 use connection::{Chat, Identity};
 use error_banner::ErrorBanner;
 use identity::{CurrentName, NamePrompt};
+use leptos::either::Either;
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
 use room::RoomView;
 use status::ConnectionStatus;
 
@@ -36,7 +34,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
-                <MetaTags />
+                // The id lets `cargo leptos watch` swap the stylesheet in place.
+                <link id="leptos" rel="stylesheet" href="/pkg/hearth.css" />
+                <title>"Hearth"</title>
             </head>
             <body>
                 <App />
@@ -45,18 +45,33 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The chat at `/`; any other address that is not a file gets a short notice (the
+/// server answers it with status 404). A single page needs no router, and leaving
+/// one out keeps the browser's download smaller.
 #[component]
 pub fn App() -> impl IntoView {
-    provide_meta_context();
-    view! {
-        <Stylesheet id="leptos" href="/pkg/hearth.css" />
-        <Title text="Hearth" />
-        <Router>
-            <Routes fallback=|| "Page not found.">
-                <Route path=path!("") view=ChatPage />
-            </Routes>
-        </Router>
+    if requested_path().is_none_or(|path| path == "/") {
+        Either::Left(view! { <ChatPage /> })
+    } else {
+        Either::Right("Page not found.")
     }
+}
+
+/// The path of the page being rendered; the server and the browser must agree, so
+/// hydration takes the same branch the server rendered.
+#[cfg(feature = "ssr")]
+fn requested_path() -> Option<String> {
+    use_context::<axum::http::request::Parts>().map(|parts| parts.uri.path().to_owned())
+}
+
+#[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+fn requested_path() -> Option<String> {
+    web_sys::window()?.location().pathname().ok()
+}
+
+#[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+fn requested_path() -> Option<String> {
+    None
 }
 
 /// The whole chat: channels on the side, the open room in the middle.
