@@ -4,9 +4,13 @@ import { defineConfig, devices } from '@playwright/test';
 // default limits, and a small one whose rooms hold two people, for the capacity test.
 export const MAIN_URL = 'http://127.0.0.1:3100';
 export const SMALL_URL = 'http://127.0.0.1:3101';
+// Two nodes of one cluster on a Redis of their own (in memory only, fresh each run).
+const REDIS_PORT = 3190;
+export const CLUSTER_A_URL = 'http://127.0.0.1:3103';
+export const CLUSTER_B_URL = 'http://127.0.0.1:3104';
 
-const server = (port: number, extraEnv: Record<string, string>) => ({
-  command: `rm -rf .data/${port} && exec ../target/release/hearth`,
+const server = (port: number, extraEnv: Record<string, string>, before = '') => ({
+  command: `${before}rm -rf .data/${port} && exec ../target/release/hearth`,
   url: `http://127.0.0.1:${port}/`,
   reuseExistingServer: false,
   timeout: 30_000,
@@ -62,5 +66,20 @@ export default defineConfig({
     server(3100, {}),
     // Small limits: rooms of two, and one message a second after a burst of three.
     server(3101, { HEARTH_ROOM_CAPACITY: '2', HEARTH_SEND_RATE: '1', HEARTH_SEND_BURST: '3' }),
+    {
+      command: `exec redis-server --port ${REDIS_PORT} --bind 127.0.0.1 --save '' --appendonly no`,
+      port: REDIS_PORT,
+      reuseExistingServer: false,
+      timeout: 30_000,
+      stdout: 'ignore' as const,
+    },
+    ...[3103, 3104].map((port) =>
+      server(
+        port,
+        { HEARTH_REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}/` },
+        // Both nodes need Redis up before they start.
+        `until redis-cli -p ${REDIS_PORT} ping >/dev/null 2>&1; do sleep 0.1; done; `,
+      ),
+    ),
   ],
 });

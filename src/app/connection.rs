@@ -27,6 +27,9 @@ pub enum Status {
     Idle,
     Connecting,
     Connected,
+    /// Connected, but the server cannot store messages now (its store is away);
+    /// sends wait and are retried until it can.
+    Degraded,
     /// The socket dropped; the next attempt is scheduled.
     Reconnecting {
         attempt: u32,
@@ -39,6 +42,7 @@ impl Status {
             Status::Idle => "Not connected",
             Status::Connecting => "Connecting…",
             Status::Connected => "Connected",
+            Status::Degraded => "Connected; messages wait until the server can save them",
             Status::Reconnecting { .. } => "Reconnecting…",
         }
     }
@@ -49,8 +53,14 @@ impl Status {
             Status::Idle => "idle",
             Status::Connecting => "connecting",
             Status::Connected => "connected",
+            Status::Degraded => "degraded",
             Status::Reconnecting { .. } => "reconnecting",
         }
+    }
+
+    /// Whether frames can be sent now.
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::Connected | Status::Degraded)
     }
 }
 
@@ -245,17 +255,20 @@ impl Chat {
                 }
                 room.online.sort();
             }),
-            ServerFrame::Ack { client_id, .. } => self.discard(&client_id),
+            ServerFrame::Ack { client_id, .. } => {
+                // Something was stored: the server can save messages again.
+                if self.status.get_untracked() == Status::Degraded {
+                    self.status.set(Status::Connected);
+                }
+                self.discard(&client_id);
+            }
             ServerFrame::SendFailed {
                 client_id,
                 code,
                 message,
             } => {
                 if code.is_retryable() {
-                    if code == ErrorCode::RateLimited {
-                        // Say so; the message itself waits and goes out shortly.
-                        self.error.set(Some(message));
-                    }
+                    self.note_delay(code, message);
                     self.retry_later(client_id);
                 } else {
                     self.pending.update(|all| {
@@ -279,6 +292,19 @@ impl Chat {
                 }
                 self.error.set(Some(message));
             }
+        }
+    }
+
+    /// Tells the person why a send waits: they are sending too fast, or the server
+    /// cannot store messages now (shown in the connection status until it can).
+    fn note_delay(self, code: ErrorCode, message: String) {
+        match code {
+            ErrorCode::Unavailable if self.status.get_untracked() == Status::Connected => {
+                self.status.set(Status::Degraded);
+            }
+            // Say so; the message itself waits and goes out shortly.
+            ErrorCode::RateLimited => self.error.set(Some(message)),
+            _ => {}
         }
     }
 
@@ -576,7 +602,7 @@ mod socket {
         chat.socket.with_value(|slot| {
             if let Some(socket) = &slot.socket
                 && socket.ready_state() == WebSocket::OPEN
-                && chat.status.get_untracked() == Status::Connected
+                && chat.status.get_untracked().is_open()
             {
                 let _ = socket.send_with_str(&text);
             }
@@ -684,6 +710,26 @@ mod tests {
                 pending[0].failed.as_deref(),
                 Some("Messages can be at most 2000 characters.")
             );
+        });
+    }
+
+    #[test]
+    fn the_status_says_when_the_server_cannot_save_and_when_it_can_again() {
+        with_chat(|chat| {
+            chat.status.set(Status::Connected);
+            // What a retryable refusal does before the retry is scheduled.
+            chat.note_delay(ErrorCode::Unavailable, "The server is busy.".into());
+            assert_eq!(chat.status.get_untracked(), Status::Degraded);
+            assert!(
+                chat.status.get_untracked().is_open(),
+                "retries still go out"
+            );
+            chat.apply(ServerFrame::Ack {
+                client_id: "c1".into(),
+                channel: "General".into(),
+                seq: 1,
+            });
+            assert_eq!(chat.status.get_untracked(), Status::Connected);
         });
     }
 

@@ -1,6 +1,6 @@
 //! The messages of the open room, oldest first, with this tab's pending sends last.
 
-use super::connection::{Chat, Pending, Status};
+use super::connection::{Chat, Pending};
 use super::time::{full_date, iso, short_time};
 use crate::protocol::ChatMessage;
 use leptos::prelude::*;
@@ -98,7 +98,7 @@ fn PendingItem(pending: Pending) -> impl IntoView {
                     {move || {
                         if is_failed {
                             "not sent"
-                        } else if chat.status.get() == Status::Connected {
+                        } else if chat.status.get().is_open() {
                             "sending…"
                         } else {
                             "waiting for the connection…"
