@@ -8,27 +8,29 @@
 //! that lines up exactly with what is queued after it. Nothing done under the lock
 //! waits: delivery is a `try_send` of bytes serialized once for all recipients.
 
+mod presence;
+mod publish;
+
 use super::frame;
 use super::metrics::Metrics;
-use super::store::{Appended, Changes, NewMessage, Store, StoreError};
+use super::store::{NewMessage, Store, StoreError};
 use super::window::ChannelWindow;
 use crate::protocol::{
-    CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ChatMessage, ErrorCode, MessageError, Seq,
-    ServerFrame, channel_key, validate_channel_name, validate_message,
+    CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ErrorCode, MessageError, Seq, ServerFrame,
+    channel_key, validate_channel_name, validate_message,
 };
 use bytes::Bytes;
+use presence::{enter_room, leave_room, online_in, run_ticker, take_out_of_room};
+use publish::{Job, PUBLISH_QUEUE, run_committer, run_publisher};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 /// Identifies one WebSocket connection (one browser tab).
 pub type ConnId = u64;
-
-/// Most sends stored in one transaction.
-const MAX_BATCH: usize = 1024;
 
 /// What the hub refuses, in words a person can act on.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -111,23 +113,16 @@ pub struct Hub {
 #[derive(Default)]
 struct State {
     conns: HashMap<ConnId, Conn>,
-    rooms: HashMap<String, Room>,
+    rooms: HashMap<String, presence::Room>,
     /// Rooms with presence changes not yet announced.
     presence_changed: HashSet<String>,
     /// Stored messages waiting for earlier ones, by channel key and number.
-    pending: HashMap<String, BTreeMap<Seq, Pending>>,
+    pending: HashMap<String, BTreeMap<Seq, publish::Pending>>,
     /// People in each room through other nodes of the cluster.
     remote: HashMap<String, BTreeSet<Arc<str>>>,
     /// Channel keys in creation order.
     order: Vec<String>,
     windows: HashMap<String, ChannelWindow>,
-}
-
-/// A stored message waiting to be published after the ones before it.
-struct Pending {
-    message: ChatMessage,
-    /// Acknowledgements to send once it is published.
-    acks: Vec<(ConnId, Bytes)>,
 }
 
 struct Conn {
@@ -136,38 +131,6 @@ struct Conn {
     /// Key of the room this connection is in.
     room: Option<String>,
 }
-
-#[derive(Default)]
-struct Room {
-    conns: Vec<ConnId>,
-    /// Connections per person: presence counts connections, shows people.
-    people: BTreeMap<Arc<str>, usize>,
-    /// People who arrived and left since the last presence update.
-    arrived: Vec<Arc<str>>,
-    departed: Vec<Arc<str>>,
-}
-
-impl Room {
-    fn note_arrival(&mut self, name: Arc<str>) {
-        // Back before anyone was told they left: nothing changed.
-        if let Some(i) = self.departed.iter().position(|n| *n == name) {
-            self.departed.swap_remove(i);
-        } else {
-            self.arrived.push(name);
-        }
-    }
-
-    fn note_departure(&mut self, name: Arc<str>) {
-        if let Some(i) = self.arrived.iter().position(|n| *n == name) {
-            self.arrived.swap_remove(i);
-        } else {
-            self.departed.push(name);
-        }
-    }
-}
-
-/// How long presence changes gather before they are announced together.
-const PRESENCE_TICK: Duration = Duration::from_millis(50);
 
 /// A registered connection: its id and the queue the hub fills for it.
 pub struct Registration {
@@ -184,18 +147,6 @@ pub enum Outbound {
     Ping,
     /// Close the connection with this code and reason.
     Close(u16, &'static str),
-}
-
-/// Work for the committer thread.
-enum Job {
-    Send {
-        conn: ConnId,
-        message: NewMessage,
-        /// When the send arrived, to measure how long it takes to reach everyone.
-        received: Instant,
-    },
-    /// Everything queued before this is stored; answer and stop.
-    Stop(oneshot::Sender<()>),
 }
 
 impl Hub {
@@ -424,188 +375,9 @@ impl Hub {
         }
     }
 
-    /// Tells each room with presence changes who arrived and who left, in one frame.
-    pub fn announce_presence(&self) {
-        let mut state = self.lock();
-        let changed: Vec<String> = state.presence_changed.drain().collect();
-        for key in changed {
-            let display = display_name(&state, &key);
-            let Some(room) = state.rooms.get_mut(&key) else {
-                continue;
-            };
-            if room.arrived.is_empty() && room.departed.is_empty() {
-                continue;
-            }
-            let frame = encode(&ServerFrame::Presence {
-                channel: display,
-                joined: room.arrived.drain(..).map(|n| n.to_string()).collect(),
-                left: room.departed.drain(..).map(|n| n.to_string()).collect(),
-            });
-            broadcast_room(&mut state, &key, &frame);
-        }
-    }
-
-    /// Stores one batch (on the committer thread; this blocks).
-    fn store_batch(&self, batch: Vec<(ConnId, NewMessage, Instant)>) -> Publish {
-        let client_ids: Vec<String> = batch.iter().map(|(_, m, _)| m.client_id.clone()).collect();
-        let mut conns = Vec::with_capacity(batch.len());
-        let mut received = Vec::with_capacity(batch.len());
-        let mut messages = Vec::with_capacity(batch.len());
-        for (conn, message, at) in batch {
-            conns.push(conn);
-            received.push(at);
-            messages.push(message);
-        }
-        let started = Instant::now();
-        let result = self.store.append(messages);
-        self.metrics
-            .store_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let outcomes = match result {
-            Ok(outcomes) => outcomes,
-            Err(error) => {
-                // Nothing of the batch was stored; the senders keep the messages
-                // pending and send them again.
-                tracing::error!(%error, count = conns.len(), "could not store a batch");
-                client_ids
-                    .into_iter()
-                    .map(|client_id| Appended::Refused {
-                        client_id,
-                        error: error.clone(),
-                    })
-                    .collect()
-            }
-        };
-        Publish::Batch {
-            conns,
-            received,
-            outcomes,
-        }
-    }
-
-    /// Publishes the outcome of each stored send in order: the message to its room,
-    /// the answer to its sender. Runs on the runtime, where waking the recipients'
-    /// tasks is cheap, rather than on the committer thread, where each wake-up would
-    /// cost a switch between threads.
-    fn publish(&self, conns: Vec<ConnId>, received: Vec<Instant>, outcomes: Vec<Appended>) {
-        let mut state = self.lock();
-        for ((conn, received), outcome) in conns.into_iter().zip(received).zip(outcomes) {
-            let reply = match outcome {
-                Appended::New {
-                    channel_key,
-                    message,
-                } => {
-                    let ack = encode(&ServerFrame::Ack {
-                        client_id: message.client_id.clone(),
-                        channel: message.channel.clone(),
-                        seq: message.seq,
-                    });
-                    self.metrics.messages_in.inc();
-                    let sent = publish_in_order(
-                        &mut state,
-                        &channel_key,
-                        message,
-                        Some((conn, ack)),
-                        false,
-                    );
-                    self.metrics.messages_out.inc_by(sent);
-                    // A message held for earlier ones is timed when they arrive, by
-                    // the cluster's reader; this times the usual, direct case.
-                    if sent > 0 {
-                        self.metrics
-                            .fanout_seconds
-                            .observe(received.elapsed().as_secs_f64());
-                    }
-                    continue;
-                }
-                Appended::Duplicate {
-                    channel_key,
-                    seq,
-                    client_id,
-                } => ServerFrame::Ack {
-                    client_id,
-                    channel: state
-                        .windows
-                        .get(&channel_key)
-                        .map_or(channel_key, |w| w.channel.name.clone()),
-                    seq,
-                },
-                Appended::Refused { client_id, error } => {
-                    let error = HubError::from(error);
-                    ServerFrame::SendFailed {
-                        client_id,
-                        code: error.code(),
-                        message: error.to_string(),
-                    }
-                }
-            };
-            deliver(&mut state, &[conn], &encode(&reply));
-        }
-    }
-
-    /// Takes in what the cluster's store holds that this node has not published:
-    /// channels and messages stored by other nodes (and this node's own, seen
-    /// again and skipped). Messages of a channel come in the order they were stored.
-    pub fn apply_changes(&self, changes: Changes) {
-        let mut state = self.lock();
-        for (key, channel) in changes.channels {
-            add_channel(&mut state, key, channel, self.limits.history);
-        }
-        for (key, message) in changes.messages {
-            let sent = publish_in_order(&mut state, &key, message, None, true);
-            self.metrics.messages_out.inc_by(sent);
-        }
-    }
-
-    /// The people in each room through this node, for the rest of the cluster.
-    pub fn local_presence(&self) -> Vec<(String, Vec<String>)> {
-        let state = self.lock();
-        state
-            .rooms
-            .iter()
-            .filter(|(_, room)| !room.people.is_empty())
-            .map(|(key, room)| {
-                let people = room.people.keys().map(|p| p.to_string()).collect();
-                (key.clone(), people)
-            })
-            .collect()
-    }
-
     /// Every channel's key, oldest first.
     pub fn channel_keys(&self) -> Vec<String> {
         self.lock().order.clone()
-    }
-
-    /// Takes in who is in each room through other nodes; the rooms here hear of
-    /// anyone who arrived or left with the next presence update.
-    pub fn apply_remote_presence(&self, rooms: HashMap<String, BTreeSet<String>>) {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        for (key, names) in rooms {
-            let now: BTreeSet<Arc<str>> = names.into_iter().map(Arc::from).collect();
-            let before = state.remote.remove(&key).unwrap_or_default();
-            if let Some(room) = state.rooms.get_mut(&key) {
-                let mut changed = false;
-                for name in now.difference(&before) {
-                    if !room.people.contains_key(name) {
-                        room.note_arrival(name.clone());
-                        changed = true;
-                    }
-                }
-                for name in before.difference(&now) {
-                    if !room.people.contains_key(name) {
-                        room.note_departure(name.clone());
-                        changed = true;
-                    }
-                }
-                if changed {
-                    state.presence_changed.insert(key.clone());
-                }
-            }
-            if !now.is_empty() {
-                state.remote.insert(key, now);
-            }
-        }
     }
 
     /// Connections and occupied rooms, for the metrics.
@@ -618,94 +390,6 @@ impl Hub {
     pub fn store_ready(&self) -> Result<(), StoreError> {
         self.store.ping()
     }
-
-    /// Each channel's key, name and last published number: where reading the
-    /// cluster's streams goes on from.
-    pub fn cursors(&self) -> Vec<(String, String, Seq)> {
-        let state = self.lock();
-        state
-            .order
-            .iter()
-            .map(|key| {
-                let window = &state.windows[key];
-                (key.clone(), window.channel.name.clone(), window.last_seq())
-            })
-            .collect()
-    }
-}
-
-/// Publishes a stored message once every message before it in its channel is
-/// published: in a cluster, a message this node stored can be numbered after one
-/// another node stored that this node has not read yet. `ack` goes to the sender
-/// when the message is published. `read_in_order` marks a message read from the
-/// channel's stream, which comes in order: anything still missing before it was
-/// trimmed from the stream and will never come, so waiting stops there. Returns
-/// how many copies of messages were queued to connections.
-fn publish_in_order(
-    state: &mut State,
-    key: &str,
-    message: ChatMessage,
-    ack: Option<(ConnId, Bytes)>,
-    read_in_order: bool,
-) -> u64 {
-    let Some(window) = state.windows.get(key) else {
-        return 0;
-    };
-    let seq = message.seq;
-    if seq <= window.last_seq() {
-        // Published already (this node's own message, read back from the stream).
-        if let Some((conn, ack)) = ack {
-            deliver(state, &[conn], &ack);
-        }
-        return 0;
-    }
-    let waiting = state.pending.entry(key.to_owned()).or_default();
-    let entry = waiting.entry(seq).or_insert_with(|| Pending {
-        message,
-        acks: Vec::new(),
-    });
-    entry.acks.extend(ack);
-    let gap_closed_through = read_in_order.then_some(seq);
-    let mut sent = 0;
-    loop {
-        let Some(waiting) = state.pending.get_mut(key) else {
-            return sent;
-        };
-        let Some(first) = waiting.first_entry() else {
-            state.pending.remove(key);
-            return sent;
-        };
-        let last = state.windows[key].last_seq();
-        let next = *first.key();
-        let ready = next <= last + 1 || gap_closed_through.is_some_and(|through| next <= through);
-        if !ready {
-            return sent;
-        }
-        let Pending { message, acks } = first.remove();
-        if next > last {
-            if let Some(window) = state.windows.get_mut(key) {
-                window.push(message.clone());
-            }
-            let frame = encode(&ServerFrame::Message { message });
-            sent += broadcast_room(state, key, &frame);
-        }
-        for (conn, ack) in acks {
-            deliver(state, &[conn], &ack);
-        }
-    }
-}
-
-/// Everyone in a room, here and on other nodes, in name order.
-fn online_in(state: &State, key: &str) -> BTreeSet<Arc<str>> {
-    let mut online: BTreeSet<Arc<str>> = state
-        .rooms
-        .get(key)
-        .map(|room| room.people.keys().cloned().collect())
-        .unwrap_or_default();
-    if let Some(remote) = state.remote.get(key) {
-        online.extend(remote.iter().cloned());
-    }
-    online
 }
 
 /// Adds a channel this node did not know and tells everyone; false if it knew it.
@@ -722,97 +406,6 @@ fn add_channel(state: &mut State, key: String, channel: Channel, history: usize)
     let everyone: Vec<ConnId> = state.conns.keys().copied().collect();
     deliver(state, &everyone, &frame);
     true
-}
-
-/// A stored batch on its way from the committer thread to the publisher task.
-enum Publish {
-    Batch {
-        conns: Vec<ConnId>,
-        received: Vec<Instant>,
-        outcomes: Vec<Appended>,
-    },
-    /// Everything stored before this is published; answer and stop.
-    Stop(oneshot::Sender<()>),
-}
-
-/// Stored batches waiting to be published; a full queue holds the committer back.
-const PUBLISH_QUEUE: usize = 64;
-
-/// The committer: takes whatever sends are waiting (up to a batch), stores them in
-/// one transaction, hands them to the publisher, and repeats. Under load, sends that
-/// arrive while one batch commits make up the next, so one fsync serves many
-/// messages.
-fn run_committer(hub: Weak<Hub>, mut jobs: mpsc::Receiver<Job>, stored: mpsc::Sender<Publish>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(job) = jobs.blocking_recv() {
-        let mut stop = None;
-        let mut next = Some(job);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Send {
-                    conn,
-                    message,
-                    received,
-                } => batch.push((conn, message, received)),
-                Job::Stop(done) => {
-                    stop = Some(done);
-                    break;
-                }
-            }
-            if batch.len() < MAX_BATCH {
-                next = jobs.try_recv().ok();
-            }
-        }
-        if !batch.is_empty() {
-            let Some(hub) = hub.upgrade() else { return };
-            let outcome = hub.store_batch(std::mem::take(&mut batch));
-            drop(hub);
-            if stored.blocking_send(outcome).is_err() {
-                return;
-            }
-        }
-        if let Some(done) = stop {
-            let _ = stored.blocking_send(Publish::Stop(done));
-            return;
-        }
-    }
-}
-
-/// The publisher: delivers what the committer stored, in the order it was stored.
-async fn run_publisher(hub: Weak<Hub>, mut stored: mpsc::Receiver<Publish>) {
-    while let Some(item) = stored.recv().await {
-        match item {
-            Publish::Batch {
-                conns,
-                received,
-                outcomes,
-            } => {
-                let Some(hub) = hub.upgrade() else { return };
-                hub.publish(conns, received, outcomes);
-            }
-            Publish::Stop(done) => {
-                let _ = done.send(());
-                return;
-            }
-        }
-    }
-}
-
-/// One shared timer for every room and every connection, rather than a timer per
-/// connection: presence changes go out every tick, pings every `ping_interval`.
-async fn run_ticker(hub: Weak<Hub>, ping_interval: Duration) {
-    let mut ticks = tokio::time::interval(PRESENCE_TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_ping = tokio::time::Instant::now();
-    loop {
-        ticks.tick().await;
-        let Some(hub) = hub.upgrade() else { return };
-        hub.announce_presence();
-        if last_ping.elapsed() >= ping_interval {
-            last_ping = tokio::time::Instant::now();
-            hub.ping_all();
-        }
-    }
 }
 
 /// Serializes and frames a message once; the bytes are shared by every recipient.
@@ -879,59 +472,6 @@ fn display_name(state: &State, key: &str) -> String {
         .windows
         .get(key)
         .map_or_else(|| key.to_owned(), |w| w.channel.name.clone())
-}
-
-fn enter_room(state: &mut State, id: ConnId, key: &str) {
-    let Some(conn) = state.conns.get_mut(&id) else {
-        return;
-    };
-    conn.room = Some(key.to_owned());
-    let name = conn.name.clone();
-    let room = state.rooms.entry(key.to_owned()).or_default();
-    let count = room.people.entry(name.clone()).or_insert(0);
-    *count += 1;
-    room.conns.push(id);
-    let elsewhere = state.remote.get(key).is_some_and(|r| r.contains(&name));
-    if *count == 1 && !elsewhere {
-        room.note_arrival(name);
-        state.presence_changed.insert(key.to_owned());
-    }
-}
-
-fn leave_room(state: &mut State, id: ConnId) {
-    take_out_of_room(state, id);
-}
-
-/// Takes a connection out of its room; when it was the person's last connection
-/// there, the room hears that they left with the next presence update.
-fn take_out_of_room(state: &mut State, id: ConnId) {
-    let Some(conn) = state.conns.get_mut(&id) else {
-        return;
-    };
-    let Some(key) = conn.room.take() else {
-        return;
-    };
-    let name = conn.name.clone();
-    let Some(room) = state.rooms.get_mut(&key) else {
-        return;
-    };
-    room.conns.retain(|&c| c != id);
-    let Some(count) = room.people.get_mut(&name) else {
-        return;
-    };
-    *count -= 1;
-    if *count > 0 {
-        return;
-    }
-    room.people.remove(&name);
-    let elsewhere = state.remote.get(&key).is_some_and(|r| r.contains(&name));
-    if room.conns.is_empty() {
-        // Nobody is left to tell.
-        state.rooms.remove(&key);
-    } else if !elsewhere {
-        room.note_departure(name);
-        state.presence_changed.insert(key);
-    }
 }
 
 #[cfg(test)]
