@@ -3,7 +3,7 @@
 # Node, Flask-SocketIO on gevent), prints a table with the ratios, and writes
 # bench/results/latest.json and bench/results/fanout.svg.
 #
-#   ./scripts/bench.sh           every scenario, Hearth and the peers (~10 minutes)
+#   ./scripts/bench.sh           every scenario, Hearth, the peers and a cluster (~15 minutes)
 #   ./scripts/bench.sh --quick   Hearth only, small and short (under 2 minutes; CI)
 #
 # Method: each server is pinned to core 0 and the load generator to core 1, so the
