@@ -24,19 +24,21 @@ pub async fn create_channel(
     use crate::server::names::Names;
     let hub = expect_context::<std::sync::Arc<Hub>>();
     let names = expect_context::<std::sync::Arc<Names>>();
-    limit_claims().await?;
-    blocking(move || {
-        let now = crate::server::now_ms();
-        if names.verify(&as_name, &token, now).ok().flatten().is_none() {
-            return Err(ApiError::NotIdentified);
-        }
-        hub.create_channel(&name, now).map_err(|e| match e {
-            HubError::ChannelName(e) => ApiError::ChannelName(e),
-            HubError::ChannelExists(name) => ApiError::ChannelExists(name),
-            _ => ApiError::Unavailable,
+    counted(limit_claims().await)?;
+    counted(
+        blocking(move || {
+            let now = crate::server::now_ms();
+            if names.verify(&as_name, &token, now).ok().flatten().is_none() {
+                return Err(ApiError::NotIdentified);
+            }
+            hub.create_channel(&name, now).map_err(|e| match e {
+                HubError::ChannelName(e) => ApiError::ChannelName(e),
+                HubError::ChannelExists(name) => ApiError::ChannelExists(name),
+                _ => ApiError::Unavailable,
+            })
         })
-    })
-    .await
+        .await,
+    )
 }
 
 /// Claims a display name for this browser, returning it as it will be shown and the
@@ -44,8 +46,8 @@ pub async fn create_channel(
 #[server(endpoint = "claim_name")]
 pub async fn claim_name(name: String, token: Option<String>) -> Result<NameGrant, ApiError> {
     let names = expect_context::<std::sync::Arc<crate::server::names::Names>>();
-    limit_claims().await?;
-    blocking(move || names.claim(&name, token, crate::server::now_ms())).await
+    counted(limit_claims().await)?;
+    counted(blocking(move || names.claim(&name, token, crate::server::now_ms())).await)
 }
 
 /// Gives up a display name so someone else may take it.
@@ -77,6 +79,15 @@ async fn limit_claims() -> Result<(), ApiError> {
     } else {
         Err(ApiError::TooFast)
     }
+}
+
+/// Counts a refusal in the metrics, by reason.
+#[cfg(feature = "ssr")]
+fn counted<T>(result: Result<T, ApiError>) -> Result<T, ApiError> {
+    if let Err(error) = &result {
+        expect_context::<std::sync::Arc<crate::server::metrics::Metrics>>().reject_api(error);
+    }
+    result
 }
 
 /// Runs store work on the blocking pool.

@@ -560,6 +560,11 @@ async fn operators_see_health_readiness_and_what_happened_in_the_metrics() {
     })
     .await;
 
+    let (_, refused) = server
+        .call::<NameGrant>("claim_name", &[("name", "   ")])
+        .await;
+    assert!(refused.is_err(), "a blank name is refused");
+
     let (status, content_type, text) = get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -574,6 +579,7 @@ async fn operators_see_health_readiness_and_what_happened_in_the_metrics() {
         "hearth_messages_in_total 1",
         "hearth_messages_out_total 2",
         "hearth_rejected_total{reason=\"bad_frame\"} 1",
+        "hearth_rejected_total{reason=\"invalid_name\"} 1",
         "hearth_fanout_seconds_count 1",
         "hearth_store_seconds_count 1",
     ] {

@@ -3,7 +3,7 @@
 //! refused, by reason.
 
 use super::socket;
-use crate::protocol::ErrorCode;
+use crate::protocol::{ApiError, ErrorCode};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -84,6 +84,21 @@ impl Metrics {
     /// Counts a refusal the client was told about.
     pub fn reject_code(&self, code: ErrorCode) {
         self.reject(code.as_str());
+    }
+
+    /// Counts a refused server-function call (a name claim, a channel creation).
+    pub fn reject_api(&self, error: &ApiError) {
+        let reason = match error {
+            ApiError::Name(_) => "invalid_name",
+            ApiError::ChannelName(_) => "invalid_channel_name",
+            ApiError::ChannelExists(_) => "channel_exists",
+            ApiError::NameTaken(_) => "name_taken",
+            ApiError::NotIdentified => "not_identified",
+            ApiError::Unavailable => "unavailable",
+            ApiError::TooFast => "too_many_claims",
+            ApiError::Transport(_) => "bad_request",
+        };
+        self.reject(reason);
     }
 
     /// Counts a connection closed for what its client sent.

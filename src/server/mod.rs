@@ -142,6 +142,7 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
     };
     let routes = generate_route_list(App);
     let context_hub = hub.clone();
+    let context_metrics = state.metrics.clone();
     let router = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(operations::healthz))
@@ -154,6 +155,7 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
                 provide_context(context_hub.clone());
                 provide_context(names.clone());
                 provide_context(guards.clone());
+                provide_context(context_metrics.clone());
             },
             move || shell(leptos_options.clone()),
         )
