@@ -105,7 +105,14 @@ async fn people_on_two_nodes_share_channels_messages_and_names() {
     // Messages cross in both directions, numbered once for everyone.
     let first = ada.say("General", "a1", "hello from A").await;
     let seen_on_b = bob.recv_message("a1").await;
-    assert_eq!((seen_on_b.seq, seen_on_b.author.as_str()), (first, "Ada"));
+    assert_eq!(
+        (
+            seen_on_b.seq,
+            seen_on_b.author.as_str(),
+            seen_on_b.channel.as_str()
+        ),
+        (first, "Ada", "General")
+    );
     let second = bob.say("General", "b1", "hello from B").await;
     assert_eq!(second, first + 1);
     let seen_on_a = ada.recv_message("b1").await;
@@ -211,12 +218,12 @@ async fn while_redis_is_down_nothing_is_acknowledged_and_afterwards_nothing_is_l
     let before = ada.say("General", "before", "before the outage").await;
 
     redis.kill();
-    ada.send(&ClientFrame::Send {
+    let during_outage = ClientFrame::Send {
         channel: "General".into(),
         client_id: "during".into(),
         text: "sent during the outage".into(),
-    })
-    .await;
+    };
+    ada.send(&during_outage).await;
     let refusal = ada
         .recv_until_within(
             "the send refused",
@@ -246,12 +253,7 @@ async fn while_redis_is_down_nothing_is_acknowledged_and_afterwards_nothing_is_l
     redis.restart();
     // The page retries what was refused; the node reconnects by itself.
     let during = loop {
-        ada.send(&ClientFrame::Send {
-            channel: "General".into(),
-            client_id: "during".into(),
-            text: "sent during the outage".into(),
-        })
-        .await;
+        ada.send(&during_outage).await;
         let outcome = ada
             .recv_until("the retried send answered", |frame| match frame {
                 ServerFrame::Ack { client_id, seq, .. } if client_id == "during" => {

@@ -6,7 +6,8 @@
 //! through the others.
 
 use super::hub::Hub;
-use super::store::{PresenceReport, RedisStore};
+use super::store::{PresenceReport, RedisStore, StoreError};
+use redis::Connection;
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -81,18 +82,15 @@ fn share_presence(store: &RedisStore, hub: &Weak<Hub>, node: &str, ttl: Duration
         else {
             return;
         };
-        if connection.is_none() {
-            match store.connect(Duration::from_secs(2)) {
-                Ok(opened) => connection = Some(opened),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot reach Redis for presence; retrying");
-                    continue;
-                }
+        let link = match connected(&mut connection, store, Duration::from_secs(2)) {
+            Ok(link) => link,
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach Redis for presence; retrying");
+                continue;
             }
-        }
+        };
         let now: HashSet<String> = here.iter().map(|(room, _)| room.clone()).collect();
         let left: Vec<String> = written.difference(&now).cloned().collect();
-        let link = connection.as_mut().expect("connected above");
         let report = PresenceReport {
             node,
             here: &here,
@@ -114,6 +112,18 @@ fn share_presence(store: &RedisStore, hub: &Weak<Hub>, node: &str, ttl: Duration
     }
 }
 
+/// The thread's own connection, opened (with `answer_timeout`) if it has none.
+fn connected<'a>(
+    connection: &'a mut Option<Connection>,
+    store: &RedisStore,
+    answer_timeout: Duration,
+) -> Result<&'a mut Connection, StoreError> {
+    if connection.is_none() {
+        *connection = Some(store.connect(answer_timeout)?);
+    }
+    Ok(connection.as_mut().expect("opened above"))
+}
+
 /// Reads what the cluster stores into the hub.
 fn follow(store: &RedisStore, hub: &Weak<Hub>) {
     let mut connection = None;
@@ -123,18 +133,15 @@ fn follow(store: &RedisStore, hub: &Weak<Hub>) {
         let Some(cursors) = hub.upgrade().map(|hub| hub.cursors()) else {
             return;
         };
-        if connection.is_none() {
-            match store.connect(BLOCK + Duration::from_secs(2)) {
-                Ok(opened) => connection = Some(opened),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot reach Redis; retrying");
-                    std::thread::sleep(retry);
-                    retry = (retry * 2).min(RETRY_MAX);
-                    continue;
-                }
+        let reader = match connected(&mut connection, store, BLOCK + Duration::from_secs(2)) {
+            Ok(reader) => reader,
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach Redis; retrying");
+                std::thread::sleep(retry);
+                retry = (retry * 2).min(RETRY_MAX);
+                continue;
             }
-        }
-        let reader = connection.as_mut().expect("connected above");
+        };
         match store.read_changes(reader, events_cursor.as_deref(), &cursors, BLOCK) {
             Ok(changes) => {
                 retry = RETRY_FIRST;

@@ -55,26 +55,29 @@ return {1, ARGV[2]}
 ";
 
 /// ARGV: history, seconds to remember a send, then per message its channel key,
-/// author, text, time and client id. Returns two numbers per message: 1 and the new
-/// number, 2 and the number it was stored under before, or 0 and 0 when the channel
-/// does not exist.
+/// author, text, time and client id. Returns per message: 1, the new number and the
+/// channel's name; 2, the number it was stored under before, and the name; or 0 when
+/// the channel does not exist. The name comes back with the numbers so publishing
+/// needs no second round trip.
 const APPEND: &str = r"
 local out = {}
 for i = 3, #ARGV, 5 do
   local key, author, text, sent_at, cid = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
-  if redis.call('HEXISTS', KEYS[1], key) == 0 then
-    out[#out+1] = 0; out[#out+1] = 0
+  local channel = redis.call('HGET', KEYS[1], key)
+  if not channel then
+    out[#out+1] = {0, 0, ''}
   else
+    local name = cjson.decode(channel)['name']
     local sent = 'hearth:sent:' .. key .. ':' .. #author .. ':' .. author .. cid
     local prior = redis.call('GET', sent)
     if prior then
-      out[#out+1] = 2; out[#out+1] = tonumber(prior)
+      out[#out+1] = {2, tonumber(prior), name}
     else
       local seq = redis.call('INCR', 'hearth:seq:' .. key)
       redis.call('XADD', 'hearth:log:' .. key, 'MAXLEN', ARGV[1], seq .. '-1',
         'a', author, 't', text, 's', sent_at, 'c', cid)
       redis.call('SET', sent, seq, 'EX', ARGV[2])
-      out[#out+1] = 1; out[#out+1] = seq
+      out[#out+1] = {1, seq, name}
     end
   end
 end
@@ -494,7 +497,7 @@ impl Store for RedisStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let results: Vec<i64> = self.with_connection(|c| {
+        let results: Vec<(i64, i64, String)> = self.with_connection(|c| {
             let mut call = self.append.key(CHANNELS);
             call.arg(self.history).arg(SENT_REMEMBERED_SECS);
             for m in &batch {
@@ -506,22 +509,18 @@ impl Store for RedisStore {
             }
             call.invoke(c)
         })?;
-        if results.len() != batch.len() * 2 {
+        if results.len() != batch.len() {
             return Err(backend("Redis answered an append with the wrong count"));
         }
-        let channel_names = self.channel_names(&batch)?;
         Ok(batch
             .into_iter()
-            .zip(results.chunks(2))
-            .map(|(m, result)| {
-                let seq = result[1].max(0) as Seq;
-                match result[0] {
+            .zip(results)
+            .map(|(m, (outcome, seq, channel))| {
+                let seq = seq.max(0) as Seq;
+                match outcome {
                     1 => Appended::New {
                         message: ChatMessage {
-                            channel: channel_names
-                                .iter()
-                                .find(|(k, _)| *k == m.channel_key)
-                                .map_or_else(|| m.channel_key.clone(), |(_, n)| n.clone()),
+                            channel,
                             seq,
                             author: m.author,
                             text: m.text,
@@ -592,31 +591,6 @@ impl Store for RedisStore {
 
     fn ping(&self) -> Result<(), StoreError> {
         self.with_connection(|c| redis::cmd("PING").query::<String>(c).map(drop))
-    }
-}
-
-impl RedisStore {
-    /// The display names of the channels a batch writes to.
-    fn channel_names(&self, batch: &[NewMessage]) -> Result<Vec<(String, String)>, StoreError> {
-        let mut keys: Vec<&str> = batch.iter().map(|m| m.channel_key.as_str()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let jsons: Vec<Option<String>> = self.with_connection(|c| {
-            let mut get = redis::cmd("HMGET");
-            get.arg(CHANNELS);
-            for key in &keys {
-                get.arg(*key);
-            }
-            get.query(c)
-        })?;
-        Ok(keys
-            .into_iter()
-            .zip(jsons)
-            .filter_map(|(key, json)| {
-                let channel: Channel = serde_json::from_str(&json?).ok()?;
-                Some((key.to_owned(), channel.name))
-            })
-            .collect())
     }
 }
 
