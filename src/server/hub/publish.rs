@@ -186,6 +186,10 @@ pub(super) fn publish_in_order(
         }
         return 0;
     }
+    if seq == window.last_seq() + 1 && !state.pending.contains_key(key) {
+        // The usual case (always, on a single node): next in line, nothing waiting.
+        return publish_now(state, key, message, ack);
+    }
     let waiting = state.pending.entry(key.to_owned()).or_default();
     let entry = waiting.entry(seq).or_insert_with(|| Pending {
         message,
@@ -210,16 +214,32 @@ pub(super) fn publish_in_order(
         }
         let Pending { message, acks } = first.remove();
         if next > last {
-            if let Some(window) = state.windows.get_mut(key) {
-                window.push(message.clone());
+            sent += publish_now(state, key, message, acks);
+        } else {
+            for (conn, ack) in acks {
+                deliver(state, &[conn], &ack);
             }
-            let frame = encode(&ServerFrame::Message { message });
-            sent += broadcast_room(state, key, &frame);
-        }
-        for (conn, ack) in acks {
-            deliver(state, &[conn], &ack);
         }
     }
+}
+
+/// Adds a message to its channel's window, queues it for the room, then sends the
+/// acknowledgements; returns how many copies were queued.
+fn publish_now(
+    state: &mut State,
+    key: &str,
+    message: ChatMessage,
+    acks: impl IntoIterator<Item = (ConnId, Bytes)>,
+) -> u64 {
+    if let Some(window) = state.windows.get_mut(key) {
+        window.push(message.clone());
+    }
+    let frame = encode(&ServerFrame::Message { message });
+    let sent = broadcast_room(state, key, &frame);
+    for (conn, ack) in acks {
+        deliver(state, &[conn], &ack);
+    }
+    sent
 }
 
 /// A stored batch on its way from the committer thread to the publisher task.
