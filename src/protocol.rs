@@ -20,6 +20,10 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 pub const CLIENT_ID_MAX_BYTES: usize = 64;
 /// Longest name token a client may present, in bytes (the server issues 64 hex digits).
 pub const TOKEN_MAX_BYTES: usize = 128;
+/// Most names an online list carries: the first ones by name. A room of thousands
+/// shows these and a count, so joining it or announcing a change does not cost
+/// every member a list of everyone.
+pub const ONLINE_LIST_MAX: usize = 100;
 
 /// Per-channel sequence number, assigned by the server when a message is stored.
 /// The first message of a channel is number 1.
@@ -96,18 +100,27 @@ pub enum ServerFrame {
         channel: String,
         history: Vec<ChatMessage>,
         reset: bool,
+        /// Who is online, in name order: everyone, or the first `ONLINE_LIST_MAX`.
         online: Vec<String>,
+        /// How many people are online, shown or not.
+        online_count: usize,
     },
     /// A new message in the channel this connection is in.
     Message { message: ChatMessage },
-    /// Who came online in the channel (their first connection joined it) and who
-    /// left it (their last connection left) since the previous update. Changes are
-    /// gathered for a moment and sent together, so a room filling up at once costs
-    /// each member a few frames rather than one per arrival.
+    /// Changes to the online list since the previous update: who entered it (came
+    /// online, or moved up into the first `ONLINE_LIST_MAX` names) and who left it.
+    /// Changes are gathered for a moment and sent together (longer in big rooms), so
+    /// a room filling up at once costs each member a few frames rather than one per
+    /// arrival. With `replace`, `joined` is the whole list and replaces what the
+    /// client shows (sent to those who joined since the previous update, whose list
+    /// was taken between two updates).
     Presence {
         channel: String,
         joined: Vec<String>,
         left: Vec<String>,
+        online_count: usize,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replace: bool,
     },
     /// The send with this client id is stored as number `seq`.
     Ack {

@@ -53,14 +53,20 @@ impl Online {
                 self.names,
                 expected
             );
-            let (joined, gone) = client
+            let (joined, gone, replace) = client
                 .recv_until_within("a presence update", left, |frame| match frame {
-                    ServerFrame::Presence { joined, left, .. } => {
-                        Some((joined.clone(), left.clone()))
-                    }
+                    ServerFrame::Presence {
+                        joined,
+                        left,
+                        replace,
+                        ..
+                    } => Some((joined.clone(), left.clone(), *replace)),
                     _ => None,
                 })
                 .await;
+            if replace {
+                self.names.clear();
+            }
             self.names.extend(joined);
             for name in gone {
                 self.names.remove(&name);

@@ -182,12 +182,14 @@ async fn open_session(
                 history,
                 reset,
                 online,
+                online_count,
             } => {
                 let joined = Joined {
                     channel,
                     history,
                     reset,
                     online,
+                    online_count,
                 };
                 return Some((client, joined));
             }

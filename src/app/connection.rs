@@ -69,12 +69,38 @@ impl Status {
 pub struct Room {
     pub channel: String,
     pub messages: Vec<ChatMessage>,
+    /// Who is online, in name order: everyone, or the first names of a big room.
     pub online: Vec<String>,
+    /// How many people are online, shown or not.
+    pub online_count: usize,
 }
 
 // Frames only arrive in the browser; the server renders the page without them.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 impl Room {
+    /// Applies a presence update: changes to the list, or (with `replace`) the
+    /// whole list.
+    pub fn apply_presence(
+        &mut self,
+        joined: Vec<String>,
+        left: &[String],
+        count: usize,
+        replace: bool,
+    ) {
+        if replace {
+            self.online = joined;
+        } else {
+            self.online.retain(|name| !left.contains(name));
+            for name in joined {
+                if !self.online.contains(&name) {
+                    self.online.push(name);
+                }
+            }
+        }
+        self.online.sort();
+        self.online_count = count;
+    }
+
     fn last_seq(&self) -> Option<Seq> {
         self.messages.last().map(|m| m.seq)
     }
@@ -232,7 +258,8 @@ impl Chat {
                 history,
                 reset,
                 online,
-            } => self.joined(channel, history, reset, online),
+                online_count,
+            } => self.joined(channel, history, reset, online, online_count),
             ServerFrame::Message { message } => {
                 self.pending
                     .update(|all| all.retain(|p| p.client_id != message.client_id));
@@ -246,14 +273,10 @@ impl Chat {
                 channel,
                 joined,
                 left,
+                online_count,
+                replace,
             } => self.with_room(&channel, |room| {
-                room.online.retain(|name| !left.contains(name));
-                for name in joined {
-                    if !room.online.contains(&name) {
-                        room.online.push(name);
-                    }
-                }
-                room.online.sort();
+                room.apply_presence(joined, &left, online_count, replace)
             }),
             ServerFrame::Ack { client_id, .. } => {
                 // Something was stored: the server can save messages again.
@@ -369,7 +392,14 @@ impl Chat {
         socket::send(self, &ClientFrame::Join { channel, since });
     }
 
-    fn joined(self, channel: String, history: Vec<ChatMessage>, reset: bool, online: Vec<String>) {
+    fn joined(
+        self,
+        channel: String,
+        history: Vec<ChatMessage>,
+        reset: bool,
+        online: Vec<String>,
+        online_count: usize,
+    ) {
         storage::save_channel(&channel);
         self.error.set(None);
         self.room.update(|room| match room {
@@ -378,12 +408,14 @@ impl Chat {
                     room.push(message);
                 }
                 room.online = online;
+                room.online_count = online_count;
             }
             _ => {
                 *room = Some(Room {
                     channel: channel.clone(),
                     messages: history,
                     online,
+                    online_count,
                 })
             }
         });
@@ -647,6 +679,7 @@ mod tests {
             history,
             reset,
             online: vec!["ada".into()],
+            online_count: 1,
         }
     }
 
@@ -737,17 +770,44 @@ mod tests {
     fn presence_follows_joins_and_leaves_of_the_open_room_only() {
         with_chat(|chat| {
             chat.apply(joined(vec![], true));
-            let presence = |channel: &str, joined: &[&str], left: &[&str]| ServerFrame::Presence {
-                channel: channel.into(),
-                joined: joined.iter().map(|n| n.to_string()).collect(),
-                left: left.iter().map(|n| n.to_string()).collect(),
-            };
-            chat.apply(presence("General", &["cy", "bo"], &[]));
-            chat.apply(presence("Other", &["di"], &[]));
+            let presence =
+                |channel: &str, joined: &[&str], left: &[&str], count| ServerFrame::Presence {
+                    channel: channel.into(),
+                    joined: joined.iter().map(|n| n.to_string()).collect(),
+                    left: left.iter().map(|n| n.to_string()).collect(),
+                    online_count: count,
+                    replace: false,
+                };
+            chat.apply(presence("General", &["cy", "bo"], &[], 3));
+            chat.apply(presence("Other", &["di"], &[], 9));
             // Someone already shown, announced again, is shown once.
-            chat.apply(presence("General", &["bo"], &["cy"]));
-            let online = chat.room.get_untracked().unwrap().online;
-            assert_eq!(online, ["ada", "bo"]);
+            chat.apply(presence("General", &["bo"], &["cy"], 2));
+            let room = chat.room.get_untracked().unwrap();
+            assert_eq!(
+                (room.online, room.online_count),
+                (vec!["ada".into(), "bo".into()], 2)
+            );
+        });
+    }
+
+    #[test]
+    fn a_whole_list_replaces_the_shown_one_and_big_rooms_keep_their_count() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![], true));
+            chat.apply(ServerFrame::Presence {
+                channel: "General".into(),
+                joined: vec!["zed".into(), "bo".into()],
+                left: vec![],
+                online_count: 5_000,
+                replace: true,
+            });
+            let room = chat.room.get_untracked().unwrap();
+            assert_eq!(
+                room.online,
+                ["bo", "zed"],
+                "ada's departure came with the list"
+            );
+            assert_eq!(room.online_count, 5_000);
         });
     }
 

@@ -11,10 +11,18 @@ pub fn OnlineList() -> impl IntoView {
         chat.room
             .with(|room| room.as_ref().map(|r| r.online.clone()).unwrap_or_default())
     };
+    let count = move || {
+        chat.room.with(|room| {
+            room.as_ref()
+                .map_or(0, |r| r.online_count.max(r.online.len()))
+        })
+    };
+    // A big room lists its first names only; the rest are counted.
+    let not_shown = move || count().saturating_sub(online().len());
     view! {
         <aside class="presence" aria-label="Online in this room">
             <h3 class="section-title">
-                "Online " <span class="count">{move || online().len()}</span>
+                "Online " <span class="count" data-testid="presence-count">{count}</span>
             </h3>
             <ul data-testid="presence-list" class="presence-list">
                 <For
@@ -29,6 +37,11 @@ pub fn OnlineList() -> impl IntoView {
                         }
                     }
                 />
+                <Show when=move || { not_shown() > 0 }>
+                    <li class="presence-more" data-testid="presence-more">
+                        {move || format!("and {} more", not_shown())}
+                    </li>
+                </Show>
             </ul>
         </aside>
     }

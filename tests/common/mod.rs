@@ -669,11 +669,13 @@ impl Client {
                 history,
                 reset,
                 online,
+                online_count,
             } => Some(Joined {
                 channel: channel.clone(),
                 history: history.clone(),
                 reset: *reset,
                 online: online.clone(),
+                online_count: *online_count,
             }),
             ServerFrame::Error { code, message } => {
                 panic!("join {channel:?} refused: {code:?}: {message}")
@@ -822,6 +824,7 @@ pub struct Joined {
     pub history: Vec<ChatMessage>,
     pub reset: bool,
     pub online: Vec<String>,
+    pub online_count: usize,
 }
 
 impl Joined {

@@ -93,16 +93,16 @@ pub async fn connect_and_join(
     grant: &NameGrant,
     channel: &str,
 ) -> Result<(Writer, Reader), ClientError> {
-    let (writer, reader, _) = join_seeing_online(addr, grant, channel).await?;
+    let (writer, reader, _) = join_counting_online(addr, grant, channel).await?;
     Ok((writer, reader))
 }
 
-/// Like `connect_and_join`, also returning who the join said is online.
-pub async fn join_seeing_online(
+/// Like `connect_and_join`, also returning how many the join said are online.
+pub async fn join_counting_online(
     addr: SocketAddr,
     grant: &NameGrant,
     channel: &str,
-) -> Result<(Writer, Reader, Vec<String>), ClientError> {
+) -> Result<(Writer, Reader, usize), ClientError> {
     // Small frames must leave at once; see the server's TCP_NODELAY.
     let (socket, _) =
         tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/ws"), None, true).await?;
@@ -121,7 +121,9 @@ pub async fn join_seeing_online(
         .await?;
     loop {
         match next_frame(&mut reader).await {
-            Some(ServerFrame::Joined { online, .. }) => return Ok((writer, reader, online)),
+            Some(ServerFrame::Joined { online_count, .. }) => {
+                return Ok((writer, reader, online_count));
+            }
             Some(ServerFrame::Error { message, .. }) => return Err(ClientError::Refused(message)),
             Some(_) => {}
             None => return Err(ClientError::Closed("joining")),

@@ -106,7 +106,7 @@ pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
 }
 
 /// Joins up to five rooms as a newcomer through `node`; returns how many rooms were
-/// checked and in how many the online list held every member and the newcomer.
+/// checked and in how many the online count held every member and the newcomer.
 async fn check_presence(
     node: std::net::SocketAddr,
     rooms: &[String],
@@ -122,13 +122,13 @@ async fn check_presence(
     for (i, room) in sample.iter().enumerate() {
         let grant =
             client::claim(&http, node, &format!("checker {}-{i}", std::process::id())).await?;
-        let (_, _, online) = client::join_seeing_online(node, &grant, room).await?;
-        if online.len() == members + 1 {
+        let (_, _, online) = client::join_counting_online(node, &grant, room).await?;
+        if online == members + 1 {
             correct += 1;
         } else {
             eprintln!(
                 "loadgen: {room:?} shows {} online, expected {}",
-                online.len(),
+                online,
                 members + 1
             );
         }

@@ -20,7 +20,10 @@ use crate::protocol::{
     channel_key, validate_channel_name, validate_message,
 };
 use bytes::Bytes;
-use presence::{enter_room, leave_room, online_in, run_ticker, take_out_of_room};
+use presence::{
+    enter_room, is_online, leave_room, online_count, online_in, run_ticker, take_out_of_room,
+    told_between_updates,
+};
 use publish::{Job, PUBLISH_QUEUE, run_committer, run_publisher};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -292,9 +295,13 @@ impl Hub {
             return Err(HubError::NoSuchChannel(display));
         };
         let name = conn.name.clone();
+        // The list this join gets may differ from the one the next update's changes
+        // apply to; the update then brings it the whole list.
+        let unsettled = state.presence_changed.contains(&key);
         if conn.room.as_deref() != Some(key.as_str()) {
-            let online = online_in(&state, &key);
-            if !online.contains(&name) && online.len() >= self.limits.room_capacity {
+            if !is_online(&state, &key, &name)
+                && online_count(&state, &key) >= self.limits.room_capacity
+            {
                 return Err(HubError::RoomFull {
                     channel: display,
                     capacity: self.limits.room_capacity,
@@ -304,15 +311,16 @@ impl Hub {
             enter_room(&mut state, id, &key);
         }
         let replay = state.windows[&key].replay(since);
-        let online = online_in(&state, &key)
-            .into_iter()
-            .map(|p| p.to_string())
-            .collect();
+        let online = online_in(&state, &key);
+        if unsettled {
+            told_between_updates(&mut state, id, &key);
+        }
         Ok(ServerFrame::Joined {
             channel: display,
             history: replay.messages,
             reset: replay.reset,
-            online,
+            online: online.names(),
+            online_count: online.count,
         })
     }
 
@@ -479,7 +487,7 @@ mod tests {
     use super::*;
     use crate::server::store::MemoryStore;
 
-    fn hub(capacity: usize) -> Arc<Hub> {
+    pub(super) fn hub(capacity: usize) -> Arc<Hub> {
         let store = Arc::new(MemoryStore::new(100));
         store.create_channel("General", 0).unwrap();
         Hub::start(
@@ -497,7 +505,7 @@ mod tests {
     }
 
     /// The server frame in a queued item, if it is one.
-    fn decoded(queued: Outbound) -> Option<ServerFrame> {
+    pub(super) fn decoded(queued: Outbound) -> Option<ServerFrame> {
         match queued {
             Outbound::Frame(bytes) => serde_json::from_slice(frame::server_payload(&bytes)).ok(),
             Outbound::Ping | Outbound::Close(..) => None,

@@ -2,63 +2,69 @@
 //! other nodes of a cluster report, and the one shared timer that announces changes
 //! per room (and pings every connection).
 
-use super::{ConnId, Hub, State, broadcast_room, display_name, encode};
-use crate::protocol::ServerFrame;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use super::{ConnId, Hub, State, deliver, display_name, encode};
+use crate::protocol::{ONLINE_LIST_MAX, ServerFrame};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 pub(super) struct Room {
     pub(super) conns: Vec<ConnId>,
     /// Connections per person: presence counts connections, shows people.
     pub(super) people: BTreeMap<Arc<str>, usize>,
-    /// People who arrived and left since the last presence update.
-    arrived: Vec<Arc<str>>,
-    departed: Vec<Arc<str>>,
-}
-
-impl Room {
-    fn note_arrival(&mut self, name: Arc<str>) {
-        // Back before anyone was told they left: nothing changed.
-        if let Some(i) = self.departed.iter().position(|n| *n == name) {
-            self.departed.swap_remove(i);
-        } else {
-            self.arrived.push(name);
-        }
-    }
-
-    fn note_departure(&mut self, name: Arc<str>) {
-        if let Some(i) = self.arrived.iter().position(|n| *n == name) {
-            self.arrived.swap_remove(i);
-        } else {
-            self.departed.push(name);
-        }
-    }
+    /// The list and count the members were last told of.
+    announced: Vec<Arc<str>>,
+    announced_count: usize,
+    /// Connections that joined while changes were waiting to be announced: the list
+    /// they got is not the one the next update's changes apply to, so they get the
+    /// whole list with it.
+    fresh: Vec<ConnId>,
+    /// A big room hears of changes no sooner than this.
+    quiet_until: Option<Instant>,
 }
 
 /// How long presence changes gather before they are announced together.
 pub(super) const PRESENCE_TICK: Duration = Duration::from_millis(50);
 
+/// Each member told of a change costs a write; a room waits this long per member
+/// between updates, so no room takes more than about 20,000 presence writes a second
+/// (every 50 ms up to 1,000 members, every half second at 10,000).
+const PRESENCE_WAIT_PER_MEMBER: Duration = Duration::from_micros(50);
+
+/// Who is online in a room: the first names and how many in all.
+pub(super) struct Online {
+    pub(super) shown: Vec<Arc<str>>,
+    pub(super) count: usize,
+}
+
+impl Online {
+    pub(super) fn names(&self) -> Vec<String> {
+        self.shown.iter().map(|n| n.to_string()).collect()
+    }
+}
+
 impl Hub {
-    /// Tells each room with presence changes who arrived and who left, in one frame.
+    /// Tells each room whose online list changed what changed, in one frame; rooms
+    /// still quiet after their previous update keep their changes for a later tick.
     pub fn announce_presence(&self) {
-        let mut state = self.lock();
-        let changed: Vec<String> = state.presence_changed.drain().collect();
-        for key in changed {
-            let display = display_name(&state, &key);
-            let Some(room) = state.rooms.get_mut(&key) else {
-                continue;
-            };
-            if room.arrived.is_empty() && room.departed.is_empty() {
-                continue;
-            }
-            let frame = encode(&ServerFrame::Presence {
-                channel: display,
-                joined: room.arrived.drain(..).map(|n| n.to_string()).collect(),
-                left: room.departed.drain(..).map(|n| n.to_string()).collect(),
-            });
-            broadcast_room(&mut state, &key, &frame);
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let due: Vec<String> = state
+            .presence_changed
+            .iter()
+            .filter(|key| {
+                state
+                    .rooms
+                    .get(*key)
+                    .is_none_or(|room| room.quiet_until.is_none_or(|t| t <= now))
+            })
+            .cloned()
+            .collect();
+        for key in due {
+            state.presence_changed.remove(&key);
+            announce_room(state, &key, now);
         }
     }
 
@@ -84,23 +90,8 @@ impl Hub {
         for (key, names) in rooms {
             let now: BTreeSet<Arc<str>> = names.into_iter().map(Arc::from).collect();
             let before = state.remote.remove(&key).unwrap_or_default();
-            if let Some(room) = state.rooms.get_mut(&key) {
-                let mut changed = false;
-                for name in now.difference(&before) {
-                    if !room.people.contains_key(name) {
-                        room.note_arrival(name.clone());
-                        changed = true;
-                    }
-                }
-                for name in before.difference(&now) {
-                    if !room.people.contains_key(name) {
-                        room.note_departure(name.clone());
-                        changed = true;
-                    }
-                }
-                if changed {
-                    state.presence_changed.insert(key.clone());
-                }
+            if now != before && state.rooms.contains_key(&key) {
+                state.presence_changed.insert(key.clone());
             }
             if !now.is_empty() {
                 state.remote.insert(key, now);
@@ -109,17 +100,124 @@ impl Hub {
     }
 }
 
-/// Everyone in a room, here and on other nodes, in name order.
-pub(super) fn online_in(state: &State, key: &str) -> BTreeSet<Arc<str>> {
-    let mut online: BTreeSet<Arc<str>> = state
+/// Sends a room the changes to its online list since its previous update.
+fn announce_room(state: &mut State, key: &str, now: Instant) {
+    let online = online_in(state, key);
+    let display = display_name(state, key);
+    let Some(room) = state.rooms.get_mut(key) else {
+        return;
+    };
+    let joined: Vec<String> = online
+        .shown
+        .iter()
+        .filter(|name| room.announced.binary_search(name).is_err())
+        .map(|name| name.to_string())
+        .collect();
+    let left: Vec<String> = room
+        .announced
+        .iter()
+        .filter(|name| online.shown.binary_search(name).is_err())
+        .map(|name| name.to_string())
+        .collect();
+    let changed = !joined.is_empty() || !left.is_empty() || online.count != room.announced_count;
+    let members = u32::try_from(room.conns.len()).unwrap_or(u32::MAX);
+    let quiet = PRESENCE_WAIT_PER_MEMBER * members;
+    room.quiet_until = (quiet > PRESENCE_TICK).then(|| now + quiet);
+    let fresh: HashSet<ConnId> = std::mem::take(&mut room.fresh).into_iter().collect();
+    room.announced.clone_from(&online.shown);
+    room.announced_count = online.count;
+    // Those who joined since the previous update get the whole list instead.
+    let (told_changes, told_all): (Vec<ConnId>, Vec<ConnId>) =
+        room.conns.iter().partition(|id| !fresh.contains(id));
+    if changed {
+        let frame = encode(&ServerFrame::Presence {
+            channel: display.clone(),
+            joined,
+            left,
+            online_count: online.count,
+            replace: false,
+        });
+        deliver(state, &told_changes, &frame);
+    }
+    if !told_all.is_empty() {
+        let frame = encode(&ServerFrame::Presence {
+            channel: display,
+            joined: online.names(),
+            left: Vec::new(),
+            online_count: online.count,
+            replace: true,
+        });
+        deliver(state, &told_all, &frame);
+    }
+}
+
+/// Everyone in a room, here and on other nodes: the first `ONLINE_LIST_MAX` names
+/// and the count.
+pub(super) fn online_in(state: &State, key: &str) -> Online {
+    let no_one = BTreeMap::new();
+    let here = state.rooms.get(key).map_or(&no_one, |room| &room.people);
+    let Some(remote) = state.remote.get(key) else {
+        return Online {
+            shown: here.keys().take(ONLINE_LIST_MAX).cloned().collect(),
+            count: here.len(),
+        };
+    };
+    let mut here_names = here.keys().peekable();
+    let mut remote_names = remote.iter().peekable();
+    let mut shown = Vec::new();
+    while shown.len() < ONLINE_LIST_MAX {
+        let next = match (here_names.peek(), remote_names.peek()) {
+            (Some(a), Some(b)) if a < b => here_names.next(),
+            (Some(a), Some(b)) if a > b => remote_names.next(),
+            (Some(_), Some(_)) => {
+                remote_names.next();
+                here_names.next()
+            }
+            (Some(_), None) => here_names.next(),
+            (None, _) => remote_names.next(),
+        };
+        match next {
+            Some(name) => shown.push(name.clone()),
+            None => break,
+        }
+    }
+    let elsewhere_only = remote.iter().filter(|n| !here.contains_key(*n)).count();
+    Online {
+        shown,
+        count: here.len() + elsewhere_only,
+    }
+}
+
+/// Notes that a connection was just told who is online in a room while changes
+/// were waiting to be announced: the next update sends it the whole list.
+pub(super) fn told_between_updates(state: &mut State, id: ConnId, key: &str) {
+    if let Some(room) = state.rooms.get_mut(key)
+        && !room.fresh.contains(&id)
+    {
+        room.fresh.push(id);
+    }
+}
+
+/// Whether `name` is online in a room, here or on another node.
+pub(super) fn is_online(state: &State, key: &str, name: &str) -> bool {
+    state
         .rooms
         .get(key)
-        .map(|room| room.people.keys().cloned().collect())
-        .unwrap_or_default();
-    if let Some(remote) = state.remote.get(key) {
-        online.extend(remote.iter().cloned());
-    }
-    online
+        .is_some_and(|room| room.people.contains_key(name))
+        || state.remote.get(key).is_some_and(|r| r.contains(name))
+}
+
+/// How many people are online in a room, here and on other nodes.
+pub(super) fn online_count(state: &State, key: &str) -> usize {
+    let here = state.rooms.get(key).map(|room| &room.people);
+    let here_count = here.map_or(0, BTreeMap::len);
+    let elsewhere_only = state.remote.get(key).map_or(0, |remote| {
+        remote
+            .iter()
+            .filter(|n| here.is_none_or(|h| !h.contains_key(*n)))
+            .count()
+    });
+    here_count + elsewhere_only
 }
 
 /// One shared timer for every room and every connection, rather than a timer per
@@ -151,7 +249,6 @@ pub(super) fn enter_room(state: &mut State, id: ConnId, key: &str) {
     room.conns.push(id);
     let elsewhere = state.remote.get(key).is_some_and(|r| r.contains(&name));
     if *count == 1 && !elsewhere {
-        room.note_arrival(name);
         state.presence_changed.insert(key.to_owned());
     }
 }
@@ -187,7 +284,175 @@ pub(super) fn take_out_of_room(state: &mut State, id: ConnId) {
         // Nobody is left to tell.
         state.rooms.remove(&key);
     } else if !elsewhere {
-        room.note_departure(name);
         state.presence_changed.insert(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{decoded, hub};
+    use super::*;
+    use crate::app::connection::Room as Shown;
+    use crate::server::hub::Registration;
+
+    /// The next presence update queued for `reg`, within a second.
+    async fn next_presence(reg: &mut Registration) -> ServerFrame {
+        let wait = async {
+            loop {
+                let queued = reg.outbound.recv().await.expect("the hub keeps the queue");
+                if let Some(frame @ ServerFrame::Presence { .. }) = decoded(queued) {
+                    return frame;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(1), wait)
+            .await
+            .expect("a presence update within a second")
+    }
+
+    /// What the page shows after its join and every update until `until` holds.
+    async fn shown_until(
+        hub: &Hub,
+        reg: &mut Registration,
+        until: impl Fn(&Shown) -> bool,
+    ) -> Shown {
+        let Ok(ServerFrame::Joined {
+            online,
+            online_count,
+            ..
+        }) = hub.join(reg.id, "General", None)
+        else {
+            panic!("the join is answered");
+        };
+        let mut shown = Shown {
+            online,
+            online_count,
+            ..Shown::default()
+        };
+        while !until(&shown) {
+            if let ServerFrame::Presence {
+                joined,
+                left,
+                online_count,
+                replace,
+                ..
+            } = next_presence(reg).await
+            {
+                shown.apply_presence(joined, &left, online_count, replace);
+            }
+        }
+        shown
+    }
+
+    fn person(i: usize) -> String {
+        format!("p{i:03}")
+    }
+
+    #[tokio::test]
+    async fn a_big_room_lists_its_first_names_and_counts_everyone() {
+        let hub = hub(1_000);
+        let mut people: Vec<Registration> = (0..150)
+            .map(|i| {
+                let reg = hub.connect(&person(i)).unwrap();
+                hub.join(reg.id, "General", None).unwrap();
+                reg
+            })
+            .collect();
+        let zed = hub.connect("zed").unwrap();
+        let Ok(ServerFrame::Joined {
+            online,
+            online_count,
+            ..
+        }) = hub.join(zed.id, "General", None)
+        else {
+            panic!("zed gets in");
+        };
+        assert_eq!(online, (0..ONLINE_LIST_MAX).map(person).collect::<Vec<_>>());
+        assert_eq!(online_count, 151);
+
+        // Someone beyond the shown names changes only the count; someone who sorts
+        // first enters the list and pushes the last shown name out of it.
+        let watcher = &mut people[0];
+        let mut watched = shown_until(&hub, watcher, |s| s.online_count == 151).await;
+        hub.disconnect(zed.id);
+        let ann = hub.connect("ann").unwrap();
+        hub.join(ann.id, "General", None).unwrap();
+        while watched.online_count != 151 || watched.online[0] != "ann" {
+            if let ServerFrame::Presence {
+                joined,
+                left,
+                online_count,
+                replace,
+                ..
+            } = next_presence(watcher).await
+            {
+                assert!(!joined.iter().any(|n| n == "zed"), "zed is never listed");
+                watched.apply_presence(joined, &left, online_count, replace);
+            }
+        }
+        assert_eq!(watched.online.len(), ONLINE_LIST_MAX);
+        assert_eq!(watched.online.last(), Some(&person(98)));
+    }
+
+    #[tokio::test]
+    async fn a_tab_that_joined_between_updates_ends_up_with_the_true_list() {
+        let hub = hub(10);
+        let mut ada = hub.connect("ada").unwrap();
+        shown_until(&hub, &mut ada, |s| s.online == ["ada"]).await;
+        // Bob comes and goes between two updates, and Cy's list is taken while he is
+        // there: the updates must still take him off Cy's list.
+        let bob = hub.connect("bob").unwrap();
+        hub.join(bob.id, "General", None).unwrap();
+        let mut cy = hub.connect("cy").unwrap();
+        let Ok(ServerFrame::Joined { online, .. }) = hub.join(cy.id, "General", None) else {
+            panic!("cy gets in");
+        };
+        hub.disconnect(bob.id);
+        let mut shown = Shown {
+            online,
+            ..Shown::default()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        while tokio::time::Instant::now() < deadline {
+            let Ok(Some(queued)) = tokio::time::timeout_at(deadline, cy.outbound.recv()).await
+            else {
+                break;
+            };
+            if let Some(ServerFrame::Presence {
+                joined,
+                left,
+                online_count,
+                replace,
+                ..
+            }) = decoded(queued)
+            {
+                shown.apply_presence(joined, &left, online_count, replace);
+            }
+        }
+        assert_eq!(shown.online, ["ada", "cy"]);
+        assert_eq!(shown.online_count, 2);
+    }
+
+    #[tokio::test]
+    async fn a_room_of_thousands_hears_of_changes_less_often() {
+        let hub = hub(20_000);
+        let mut members: Vec<Registration> = (0..10_000)
+            .map(|i| {
+                let reg = hub.connect(&format!("m{i:05}")).unwrap();
+                hub.join(reg.id, "General", None).unwrap();
+                reg
+            })
+            .collect();
+        let watcher = &mut members[0];
+        next_presence(watcher).await;
+        let heard_at = tokio::time::Instant::now();
+        let late = hub.connect("late").unwrap();
+        hub.join(late.id, "General", None).unwrap();
+        let ServerFrame::Presence { online_count, .. } = next_presence(watcher).await else {
+            unreachable!()
+        };
+        assert_eq!(online_count, 10_001);
+        // 10,000 members at 50 µs each: half a second between two updates.
+        assert!(heard_at.elapsed() >= Duration::from_millis(400));
     }
 }
