@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Hearth's benchmarks, and the same load against its peers (Socket.IO 4 on
-# Node, Flask-SocketIO on gevent), prints a table with the ratios, and writes
+# Node, Flask-SocketIO on gevent) and against a bare tokio fan-out server (the floor:
+# no application at all), prints a table with the ratios, and writes
 # bench/results/latest.json and bench/results/fanout.svg.
 #
 #   ./scripts/bench.sh           every scenario, Hearth, the peers and a cluster (~15 minutes)
@@ -20,7 +21,7 @@ if [ "$QUICK" = 1 ]; then
   IDLE_ROOMS=20; BIG_ROOM=1000; SYSTEMS=(hearth); CLUSTER_RATES=(250)
 else
   STEP=10; IDLE_STEP=30; DURABLE_RATES=(5000 10000 20000 40000); FANOUT_RATES=(250 500 1000 1500 2000 4000)
-  IDLE_ROOMS=190; BIG_ROOM=10000; SYSTEMS=(hearth socketio-node flask-socketio)
+  IDLE_ROOMS=190; BIG_ROOM=10000; SYSTEMS=(hearth bare-rust socketio-node flask-socketio)
   CLUSTER_RATES=(250 500 1000 1500)
 fi
 FLASK_RATES=(25 50 100 200)
@@ -31,6 +32,7 @@ cargo leptos build --release
 command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
 if [ "$QUICK" = 0 ]; then
   say "installing the peers"
+  CARGO_TARGET_DIR=target/peers cargo build --release --quiet --manifest-path bench/peers/bare-rust/Cargo.toml
   (cd bench/peers/socketio-node && npm ci --no-audit --no-fund --silent)
   if [ ! -x bench/peers/flask-socketio/.venv/bin/python ]; then
     python3 -m venv bench/peers/flask-socketio/.venv
@@ -67,6 +69,8 @@ start() {
         HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 "$@" \
         taskset -c 0 ./target/release/hearth >/dev/null 2>&1 &
       ;;
+    bare-rust)
+      PORT=$PORT taskset -c 0 target/peers/release/bare-fanout >/dev/null 2>&1 & ;;
     socketio-node)
       PORT=$PORT taskset -c 0 node bench/peers/socketio-node/server.js >/dev/null 2>&1 & ;;
     flask-socketio)
@@ -157,11 +161,11 @@ for system in "${SYSTEMS[@]}"; do
   loadgen "$system" idle --dialect "$(dialect "$system")" --rooms "$IDLE_ROOMS" --members 100 \
     --sources 4 --concurrency 512 --seconds "$IDLE_STEP"
   stop
-  if [ "$system" = hearth ]; then
-    say "big room: hearth, $BIG_ROOM members, 10 messages/s"
-    start hearth
-    loadgen hearth fanout --rooms 1 --members "$BIG_ROOM" --sources 4 --concurrency 512 \
-      --rate 10 --seconds "$STEP"
+  if [ "$system" = hearth ] || [ "$system" = bare-rust ]; then
+    say "big room: $system, $BIG_ROOM members, 10 messages/s"
+    start "$system"
+    loadgen "$system" fanout --dialect "$(dialect "$system")" --rooms 1 --members "$BIG_ROOM" \
+      --sources 4 --concurrency 512 --rate 10 --seconds "$STEP"
     stop
   fi
 done
@@ -308,7 +312,7 @@ def best(system, bound):
 
 hearth = best("hearth", 5)
 print(f"\nHighest fan-out rate with p99 <= 5 ms and nothing missing: hearth {f(hearth,0)}/s")
-for peer, bound in (("socketio-node", 5), ("flask-socketio", 50)):
+for peer, bound in (("bare-rust", 5), ("socketio-node", 5), ("flask-socketio", 50)):
     other = best(peer, bound)
     if other:
         ratio = f"{hearth / other:.2f}x" if hearth else "-"

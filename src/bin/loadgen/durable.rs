@@ -3,7 +3,7 @@
 
 use super::Target;
 use super::client::{self, ClientError};
-use super::stats::{self, ProcessSample};
+use super::stats;
 use futures_util::SinkExt;
 use hearth::protocol::{ClientFrame, ServerFrame};
 use serde_json::json;
@@ -57,7 +57,7 @@ pub async fn run(args: AcksArgs) -> Result<String, ClientError> {
     let failed = Arc::new(AtomicU64::new(0));
     let text = "x".repeat(args.size.clamp(1, 2_000));
     let start = Instant::now() + Duration::from_millis(200);
-    let before = target.sample();
+    let measured_cpu = target.cpu_between(start + warmup, start + duration);
     let mut tasks = Vec::new();
     for (index, ((mut writer, mut reader), channel)) in sockets.into_iter().enumerate() {
         // Spread the clients' schedules evenly over one interval.
@@ -121,12 +121,9 @@ pub async fn run(args: AcksArgs) -> Result<String, ClientError> {
     let measured_secs = (duration - warmup).as_secs_f64().max(0.001);
     let acked_total = acked.load(Ordering::Relaxed);
     let sent_total = sent.load(Ordering::Relaxed);
-    let cpu_us_per_ack = match (before, after) {
-        (Some(ProcessSample { cpu: b, .. }), Some(ProcessSample { cpu: a, .. }))
-            if acked_total > 0 =>
-        {
-            Some((a - b).as_secs_f64() * 1e6 / acked_total as f64)
-        }
+    let measured_acks = acked_measured.load(Ordering::Relaxed);
+    let cpu_us_per_ack = match measured_cpu.await {
+        Ok(Some(cpu)) if measured_acks > 0 => Some(cpu.as_secs_f64() * 1e6 / measured_acks as f64),
         _ => None,
     };
     Ok(json!({

@@ -169,11 +169,10 @@ pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
             deliveries.fetch_add(local, Ordering::Relaxed);
         }));
     }
-    let cpu_before = target.sample();
+    let measured_cpu = target.cpu_between(start + warmup, start + duration);
     for task in tasks {
         let _ = task.await;
     }
-    let cpu_after = target.sample();
     let measured_secs = (duration - warmup).as_secs_f64().max(0.001);
     let histogram = last_recipient.lock().await;
     let mut incomplete = 0;
@@ -186,12 +185,8 @@ pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
         (Some(b), Some(c)) => Some(c.rss_bytes.saturating_sub(b.rss_bytes) / connections as u64),
         _ => None,
     };
-    let cpu_us_per_delivery = match (cpu_before, cpu_after) {
-        (Some(b), Some(a)) if delivered > 0 => {
-            // Deliveries counted exclude the warm-up; so does nothing in CPU time,
-            // which makes this a slight overestimate.
-            Some((a.cpu - b.cpu).as_secs_f64() * 1e6 / delivered as f64)
-        }
+    let cpu_us_per_delivery = match measured_cpu.await {
+        Ok(Some(cpu)) if delivered > 0 => Some(cpu.as_secs_f64() * 1e6 / delivered as f64),
         _ => None,
     };
     Ok(json!({

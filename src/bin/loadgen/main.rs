@@ -77,6 +77,23 @@ impl Target {
         self.server_pid.iter().map(|pid| stats::sample(*pid)).sum()
     }
 
+    /// The server's CPU time between two instants, sampled at them from a task of
+    /// its own: figures per delivery divide the CPU of the measured window only, not
+    /// of the connecting, the warm-up or the draining around it.
+    pub fn cpu_between(
+        &self,
+        from: std::time::Instant,
+        to: std::time::Instant,
+    ) -> tokio::task::JoinHandle<Option<Duration>> {
+        let target = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(from.into()).await;
+            let before = target.sample()?;
+            tokio::time::sleep_until(to.into()).await;
+            Some(target.sample()?.cpu.saturating_sub(before.cpu))
+        })
+    }
+
     pub fn duration(&self) -> Duration {
         Duration::from_secs_f64(self.seconds.clamp(0.1, 600.0))
     }
