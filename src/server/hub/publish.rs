@@ -8,7 +8,7 @@ use crate::protocol::{ChatMessage, Seq, ServerFrame};
 use crate::server::store::{Appended, Changes, NewMessage};
 use bytes::Bytes;
 use std::sync::Weak;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most sends stored in one transaction.
@@ -256,6 +256,15 @@ pub(super) enum Publish {
 /// Stored batches waiting to be published; a full queue holds the committer back.
 pub(super) const PUBLISH_QUEUE: usize = 64;
 
+/// How long a busy committer waits for more sends before it commits a batch. It is
+/// busy when its last batch gathered a few sends during a commit that took a while
+/// (a synced SQLite write, a Redis round trip; not the memory store): commits, not
+/// sends, are then what limits the rate, and each costs much the same (whole pages
+/// written, one sync) whatever it holds.
+const LINGER: Duration = Duration::from_micros(500);
+const BUSY_BATCH: usize = 4;
+const SLOW_COMMIT: Duration = Duration::from_micros(100);
+
 /// The committer: takes whatever sends are waiting (up to a batch), stores them in
 /// one transaction, hands them to the publisher, and repeats. Under load, sends that
 /// arrive while one batch commits make up the next, so one fsync serves many
@@ -266,9 +275,11 @@ pub(super) fn run_committer(
     stored: mpsc::Sender<Publish>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut busy = false;
     while let Some(job) = jobs.blocking_recv() {
         let mut stop = None;
         let mut next = Some(job);
+        let mut lingered = false;
         while let Some(job) = next.take() {
             match job {
                 Job::Send {
@@ -283,11 +294,20 @@ pub(super) fn run_committer(
             }
             if batch.len() < MAX_BATCH {
                 next = jobs.try_recv().ok();
+                if next.is_none() && busy && !lingered {
+                    // A moment's wait fills the batch.
+                    lingered = true;
+                    std::thread::sleep(LINGER);
+                    next = jobs.try_recv().ok();
+                }
             }
         }
         if !batch.is_empty() {
             let Some(hub) = hub.upgrade() else { return };
+            let gathered = batch.len();
+            let committing = Instant::now();
             let outcome = hub.store_batch(std::mem::take(&mut batch));
+            busy = gathered >= BUSY_BATCH && committing.elapsed() >= SLOW_COMMIT;
             drop(hub);
             if stored.blocking_send(outcome).is_err() {
                 return;
