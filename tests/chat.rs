@@ -4,9 +4,10 @@
 mod common;
 
 use common::{Client, Server, now_ms, upgrade_with_origin};
+use hearth::app::connection::Room;
 use hearth::protocol::{
     ApiError, Channel, ChannelNameError, ClientFrame, ErrorCode, MESSAGE_MAX_CHARS, NameError,
-    NameGrant, ServerFrame,
+    NameGrant, ONLINE_LIST_MAX, ServerFrame,
 };
 use reqwest::StatusCode;
 
@@ -278,6 +279,81 @@ async fn a_full_room_refuses_newcomers_but_not_second_tabs() {
     })
     .await;
     assert_eq!(cy.join("General", None).await.online, ["Ann", "Cy"]);
+}
+
+/// What a page shows of a room: the `Joined` list, then every presence update.
+async fn shown_once(
+    client: &mut Client,
+    mut shown: Room,
+    what: &str,
+    until: impl Fn(&Room) -> bool,
+) -> Room {
+    while !until(&shown) {
+        let (joined, left, count, replace) = client
+            .recv_until(what, |frame| match frame {
+                ServerFrame::Presence {
+                    joined,
+                    left,
+                    online_count,
+                    replace,
+                    ..
+                } => Some((joined.clone(), left.clone(), *online_count, *replace)),
+                _ => None,
+            })
+            .await;
+        shown.apply_presence(joined, &left, count, replace);
+    }
+    shown
+}
+
+#[tokio::test]
+async fn a_crowded_room_lists_its_first_hundred_names_and_counts_everyone() {
+    let server = Server::start_with(&[
+        ("HEARTH_CLAIMS_PER_MINUTE", "1000"),
+        ("HEARTH_MAX_CONNS_PER_IP", "1000"),
+        ("HEARTH_ROOM_CAPACITY", "1000"),
+    ])
+    .await;
+    let crowd = ONLINE_LIST_MAX + 5;
+    let mut people = Vec::new();
+    for i in 0..crowd {
+        let mut person = server.client(&format!("P{i:03}")).await;
+        person.join("General", None).await;
+        people.push(person);
+    }
+    let mut zoe = server.client("Zoe").await;
+    let joined = zoe.join("General", None).await;
+    let first_hundred: Vec<String> = (0..ONLINE_LIST_MAX).map(|i| format!("P{i:03}")).collect();
+    assert_eq!(joined.online, first_hundred);
+    assert_eq!(joined.online_count, crowd + 1);
+
+    let start = Room {
+        online: joined.online,
+        online_count: joined.online_count,
+        ..Room::default()
+    };
+    let settled = shown_once(&mut zoe, start, "Zoe's list settling", |room| {
+        room.online == first_hundred && room.online_count == crowd + 1
+    })
+    .await;
+    // Abe sorts first: he appears at the top and the last shown name makes room.
+    let mut abe = server.client("Abe").await;
+    abe.join("General", None).await;
+    let shown = shown_once(&mut zoe, settled, "Abe on Zoe's list", |room| {
+        room.online_count == crowd + 2
+    })
+    .await;
+    assert_eq!(shown.online.len(), ONLINE_LIST_MAX);
+    assert_eq!(shown.online[0], "Abe");
+    assert_eq!(shown.online.last().map(String::as_str), Some("P098"));
+    // Someone beyond the first hundred leaving changes only the count.
+    drop(people.pop());
+    let shown = shown_once(&mut zoe, shown, "the count falling", |room| {
+        room.online_count == crowd + 1
+    })
+    .await;
+    assert_eq!(shown.online[0], "Abe");
+    assert_eq!(shown.online.len(), ONLINE_LIST_MAX);
 }
 
 #[tokio::test]

@@ -218,3 +218,42 @@ test('markup and odd characters are shown as text and do nothing', async ({ brow
   await evil.context.close();
   await reader.context.close();
 });
+
+test('a crowded room lists its first hundred people and counts everyone', async ({ browser }) => {
+  const ada = await person(browser, 'Ada');
+  const room = uniqueRoom('Crowd');
+  await createRoom(ada.page, room);
+  // 104 more people join over plain WebSockets from a page of their own.
+  const crowd = await browser.newPage();
+  await crowd.goto('/');
+  await crowd.evaluate(
+    async ({ room, prefix, count }) => {
+      const sockets: WebSocket[] = [];
+      for (let i = 0; i < count; i++) {
+        const body = new URLSearchParams({ name: `${prefix} ${String(i).padStart(3, '0')}` });
+        const grant = await (await fetch('/api/claim_name', { method: 'POST', body })).json();
+        const socket = new WebSocket(`ws://${location.host}/ws`);
+        await new Promise((resolve, reject) => {
+          socket.onopen = resolve;
+          socket.onerror = reject;
+        });
+        socket.send(JSON.stringify({ type: 'hello', name: grant.name, token: grant.token }));
+        socket.send(JSON.stringify({ type: 'join', channel: room }));
+        sockets.push(socket);
+      }
+      (window as unknown as { crowd: WebSocket[] }).crowd = sockets;
+    },
+    { room, prefix: uniqueName('Crowd'), count: 104 },
+  );
+  await expect(ada.page.getByTestId('presence-count')).toHaveText('105');
+  await expect(ada.page.getByTestId('presence-item')).toHaveCount(100);
+  await expect(ada.page.getByTestId('presence-item').first()).toHaveText(ada.name);
+  await expect(ada.page.getByTestId('presence-more')).toHaveText('and 5 more');
+
+  // When they all leave, Ada is alone on the list again.
+  await crowd.close();
+  await expect(ada.page.getByTestId('presence-count')).toHaveText('1');
+  await expect(ada.page.getByTestId('presence-more')).toHaveCount(0);
+  await expect(ada.page.getByTestId('presence-item')).toHaveText([ada.name]);
+  await ada.context.close();
+});
