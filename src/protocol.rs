@@ -112,8 +112,9 @@ pub enum ServerFrame {
     /// Changes are gathered for a moment and sent together (longer in big rooms), so
     /// a room filling up at once costs each member a few frames rather than one per
     /// arrival. With `replace`, `joined` is the whole list and replaces what the
-    /// client shows (sent to those who joined since the previous update, whose list
-    /// was taken between two updates).
+    /// client shows: sent instead of the changes to a connection whose join answer
+    /// listed something other than what the room was last told (it joined while
+    /// changes waited), as the changes would not apply to its list.
     Presence {
         channel: String,
         joined: Vec<String>,

@@ -410,12 +410,15 @@ fn handle(hub: &Hub, id: ConnId, text: &str, sends: &mut SendLimit) -> Handled {
             code: ErrorCode::BadFrame,
             message: "This connection already said hello.".into(),
         }),
-        ClientFrame::Join { channel, since } => Some(hub.join(id, &channel, since).unwrap_or_else(
-            |e| ServerFrame::Error {
-                code: e.code(),
-                message: e.to_string(),
-            },
-        )),
+        // The answer goes through the hub's queue, in order with the rest.
+        ClientFrame::Join { channel, since } => {
+            hub.join_queued(id, &channel, since)
+                .err()
+                .map(|e| ServerFrame::Error {
+                    code: e.code(),
+                    message: e.to_string(),
+                })
+        }
         ClientFrame::Leave => {
             hub.leave(id);
             None

@@ -21,8 +21,8 @@ use crate::protocol::{
 };
 use bytes::Bytes;
 use presence::{
-    enter_room, is_online, leave_room, online_count, online_in, run_ticker, take_out_of_room,
-    told_between_updates,
+    enter_room, is_online, leave_room, note_list_told, online_count, online_in, run_ticker,
+    take_out_of_room,
 };
 use publish::{Job, PUBLISH_QUEUE, run_committer, run_publisher};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -285,8 +285,32 @@ impl Hub {
         raw_channel: &str,
         since: Option<Seq>,
     ) -> Result<ServerFrame, HubError> {
-        let key = channel_key(&validate_channel_name(raw_channel)?);
+        self.join_locked(&mut self.lock(), id, raw_channel, since)
+    }
+
+    /// Like `join`, and queues the answer for the connection behind what was queued
+    /// for it before (its old room's messages and presence updates), so nothing meant
+    /// for the list or history it had arrives after the ones it now gets.
+    pub fn join_queued(
+        &self,
+        id: ConnId,
+        raw_channel: &str,
+        since: Option<Seq>,
+    ) -> Result<(), HubError> {
         let mut state = self.lock();
+        let answer = self.join_locked(&mut state, id, raw_channel, since)?;
+        deliver(&mut state, &[id], &encode(&answer));
+        Ok(())
+    }
+
+    fn join_locked(
+        &self,
+        state: &mut State,
+        id: ConnId,
+        raw_channel: &str,
+        since: Option<Seq>,
+    ) -> Result<ServerFrame, HubError> {
+        let key = channel_key(&validate_channel_name(raw_channel)?);
         let Some(window) = state.windows.get(&key) else {
             return Err(HubError::NoSuchChannel(raw_channel.trim().to_owned()));
         };
@@ -295,26 +319,21 @@ impl Hub {
             return Err(HubError::NoSuchChannel(display));
         };
         let name = conn.name.clone();
-        // The list this join gets may differ from the one the next update's changes
-        // apply to; the update then brings it the whole list.
-        let unsettled = state.presence_changed.contains(&key);
         if conn.room.as_deref() != Some(key.as_str()) {
-            if !is_online(&state, &key, &name)
-                && online_count(&state, &key) >= self.limits.room_capacity
+            if !is_online(state, &key, &name)
+                && online_count(state, &key) >= self.limits.room_capacity
             {
                 return Err(HubError::RoomFull {
                     channel: display,
                     capacity: self.limits.room_capacity,
                 });
             }
-            leave_room(&mut state, id);
-            enter_room(&mut state, id, &key);
+            leave_room(state, id);
+            enter_room(state, id, &key);
         }
         let replay = state.windows[&key].replay(since);
-        let online = online_in(&state, &key);
-        if unsettled {
-            told_between_updates(&mut state, id, &key);
-        }
+        let online = online_in(state, &key);
+        note_list_told(state, id, &key, &online);
         Ok(ServerFrame::Joined {
             channel: display,
             history: replay.messages,

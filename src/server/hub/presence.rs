@@ -13,12 +13,14 @@ pub(super) struct Room {
     pub(super) conns: Vec<ConnId>,
     /// Connections per person: presence counts connections, shows people.
     pub(super) people: BTreeMap<Arc<str>, usize>,
+    /// People online in the room through other nodes only (not also here), kept
+    /// up to date so that counting the room never walks everyone.
+    remote_only: usize,
     /// The list and count the members were last told of.
     announced: Vec<Arc<str>>,
     announced_count: usize,
-    /// Connections that joined while changes were waiting to be announced: the list
-    /// they got is not the one the next update's changes apply to, so they get the
-    /// whole list with it.
+    /// Connections told a list other than `announced` (they joined while changes
+    /// waited): the next update brings them the whole list.
     fresh: Vec<ConnId>,
     /// A big room hears of changes no sooner than this.
     quiet_until: Option<Instant>,
@@ -90,7 +92,10 @@ impl Hub {
         for (key, names) in rooms {
             let now: BTreeSet<Arc<str>> = names.into_iter().map(Arc::from).collect();
             let before = state.remote.remove(&key).unwrap_or_default();
-            if now != before && state.rooms.contains_key(&key) {
+            if let Some(room) = state.rooms.get_mut(&key)
+                && now != before
+            {
+                room.remote_only = now.iter().filter(|n| !room.people.contains_key(*n)).count();
                 state.presence_changed.insert(key.clone());
             }
             if !now.is_empty() {
@@ -156,10 +161,11 @@ fn announce_room(state: &mut State, key: &str, now: Instant) {
 pub(super) fn online_in(state: &State, key: &str) -> Online {
     let no_one = BTreeMap::new();
     let here = state.rooms.get(key).map_or(&no_one, |room| &room.people);
+    let count = online_count(state, key);
     let Some(remote) = state.remote.get(key) else {
         return Online {
             shown: here.keys().take(ONLINE_LIST_MAX).cloned().collect(),
-            count: here.len(),
+            count,
         };
     };
     let mut here_names = here.keys().peekable();
@@ -181,20 +187,20 @@ pub(super) fn online_in(state: &State, key: &str) -> Online {
             None => break,
         }
     }
-    let elsewhere_only = remote.iter().filter(|n| !here.contains_key(*n)).count();
-    Online {
-        shown,
-        count: here.len() + elsewhere_only,
-    }
+    Online { shown, count }
 }
 
-/// Notes that a connection was just told who is online in a room while changes
-/// were waiting to be announced: the next update sends it the whole list.
-pub(super) fn told_between_updates(state: &mut State, id: ConnId, key: &str) {
-    if let Some(room) = state.rooms.get_mut(key)
-        && !room.fresh.contains(&id)
-    {
+/// Notes that a connection was just told `online`: when that is not the list the
+/// room's members were last told, the changes the next update carries do not apply
+/// to it, so the update brings it the whole list instead.
+pub(super) fn note_list_told(state: &mut State, id: ConnId, key: &str, online: &Online) {
+    let Some(room) = state.rooms.get_mut(key) else {
+        return;
+    };
+    if online.shown != room.announced || online.count != room.announced_count {
+        // Repeats are harmless: the update takes each connection once.
         room.fresh.push(id);
+        state.presence_changed.insert(key.to_owned());
     }
 }
 
@@ -209,15 +215,10 @@ pub(super) fn is_online(state: &State, key: &str, name: &str) -> bool {
 
 /// How many people are online in a room, here and on other nodes.
 pub(super) fn online_count(state: &State, key: &str) -> usize {
-    let here = state.rooms.get(key).map(|room| &room.people);
-    let here_count = here.map_or(0, BTreeMap::len);
-    let elsewhere_only = state.remote.get(key).map_or(0, |remote| {
-        remote
-            .iter()
-            .filter(|n| here.is_none_or(|h| !h.contains_key(*n)))
-            .count()
-    });
-    here_count + elsewhere_only
+    match state.rooms.get(key) {
+        Some(room) => room.people.len() + room.remote_only,
+        None => state.remote.get(key).map_or(0, BTreeSet::len),
+    }
 }
 
 /// One shared timer for every room and every connection, rather than a timer per
@@ -243,13 +244,21 @@ pub(super) fn enter_room(state: &mut State, id: ConnId, key: &str) {
     };
     conn.room = Some(key.to_owned());
     let name = conn.name.clone();
-    let room = state.rooms.entry(key.to_owned()).or_default();
+    let remote = state.remote.get(key);
+    let room = state.rooms.entry(key.to_owned()).or_insert_with(|| Room {
+        remote_only: remote.map_or(0, BTreeSet::len),
+        ..Room::default()
+    });
     let count = room.people.entry(name.clone()).or_insert(0);
     *count += 1;
     room.conns.push(id);
-    let elsewhere = state.remote.get(key).is_some_and(|r| r.contains(&name));
-    if *count == 1 && !elsewhere {
-        state.presence_changed.insert(key.to_owned());
+    let elsewhere = remote.is_some_and(|r| r.contains(&name));
+    if *count == 1 {
+        if elsewhere {
+            room.remote_only -= 1;
+        } else {
+            state.presence_changed.insert(key.to_owned());
+        }
     }
 }
 
@@ -283,7 +292,9 @@ pub(super) fn take_out_of_room(state: &mut State, id: ConnId) {
     if room.conns.is_empty() {
         // Nobody is left to tell.
         state.rooms.remove(&key);
-    } else if !elsewhere {
+    } else if elsewhere {
+        room.remote_only += 1;
+    } else {
         state.presence_changed.insert(key);
     }
 }
@@ -310,25 +321,29 @@ mod tests {
             .expect("a presence update within a second")
     }
 
-    /// What the page shows after its join and every update until `until` holds.
-    async fn shown_until(
-        hub: &Hub,
-        reg: &mut Registration,
-        until: impl Fn(&Shown) -> bool,
-    ) -> Shown {
-        let Ok(ServerFrame::Joined {
+    /// What a page shows on the answer to its join.
+    fn shown_from(joined: ServerFrame) -> Shown {
+        let ServerFrame::Joined {
             online,
             online_count,
             ..
-        }) = hub.join(reg.id, "General", None)
+        } = joined
         else {
-            panic!("the join is answered");
+            panic!("a join answer, not {joined:?}");
         };
-        let mut shown = Shown {
+        Shown {
             online,
             online_count,
             ..Shown::default()
-        };
+        }
+    }
+
+    /// What the page shows once it has applied every update until `until` holds.
+    async fn follow(
+        reg: &mut Registration,
+        mut shown: Shown,
+        until: impl Fn(&Shown) -> bool,
+    ) -> Shown {
         while !until(&shown) {
             if let ServerFrame::Presence {
                 joined,
@@ -342,6 +357,18 @@ mod tests {
             }
         }
         shown
+    }
+
+    /// Joins General and follows the page's list until `until` holds.
+    async fn shown_until(
+        hub: &Hub,
+        reg: &mut Registration,
+        until: impl Fn(&Shown) -> bool,
+    ) -> Shown {
+        let joined = hub
+            .join(reg.id, "General", None)
+            .expect("the join is answered");
+        follow(reg, shown_from(joined), until).await
     }
 
     fn person(i: usize) -> String {
@@ -431,6 +458,56 @@ mod tests {
         }
         assert_eq!(shown.online, ["ada", "cy"]);
         assert_eq!(shown.online_count, 2);
+    }
+
+    #[tokio::test]
+    async fn a_joiner_whose_arrival_reshapes_the_list_still_ends_up_with_the_true_list() {
+        let hub = hub(1_000);
+        let mut people: Vec<Registration> = (1..=101)
+            .map(|i| {
+                let reg = hub.connect(&person(i)).unwrap();
+                hub.join(reg.id, "General", None).unwrap();
+                reg
+            })
+            .collect();
+        // Wait until everyone has been announced.
+        shown_until(&hub, &mut people[0], |s| s.online_count == 101).await;
+        tokio::time::sleep(PRESENCE_TICK * 2).await;
+
+        // Abe sorts first, so his own arrival pushes p100 off the list he is given;
+        // then p050 leaves before the next update.
+        let mut abe = hub.connect("abe").unwrap();
+        let joined = hub.join(abe.id, "General", None).unwrap();
+        let p050 = people.remove(49);
+        hub.disconnect(p050.id);
+        let shown = follow(&mut abe, shown_from(joined), |s| s.online_count == 101).await;
+        let mut expected: Vec<String> = std::iter::once("abe".to_string())
+            .chain((1..=100).filter(|&i| i != 50).map(person))
+            .collect();
+        expected.truncate(ONLINE_LIST_MAX);
+        // Later updates may still come; the list must already be the true one.
+        assert_eq!(shown.online, expected);
+    }
+
+    #[tokio::test]
+    async fn a_room_opened_here_while_its_people_are_elsewhere_lists_them_and_their_leaving() {
+        let hub = hub(10);
+        let remote = |names: &[&str]| {
+            HashMap::from([(
+                "general".to_string(),
+                names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>(),
+            )])
+        };
+        // Ada and Bob are in General through another node; Ada opens it here too.
+        hub.apply_remote_presence(remote(&["ada", "bob"]));
+        let mut ada = hub.connect("ada").unwrap();
+        let shown = shown_from(hub.join(ada.id, "General", None).unwrap());
+        assert_eq!(shown.online, ["ada", "bob"]);
+        assert_eq!(shown.online_count, 2);
+        // Bob leaves on the other node: Ada's page, following updates, drops him.
+        hub.apply_remote_presence(remote(&["ada"]));
+        let shown = follow(&mut ada, shown, |s| s.online_count == 1).await;
+        assert_eq!(shown.online, ["ada"]);
     }
 
     #[tokio::test]

@@ -257,10 +257,10 @@ pub(super) enum Publish {
 pub(super) const PUBLISH_QUEUE: usize = 64;
 
 /// How long a busy committer waits for more sends before it commits a batch. It is
-/// busy when its last batch gathered a few sends during a commit that took a while
-/// (a synced SQLite write, a Redis round trip; not the memory store): commits, not
-/// sends, are then what limits the rate, and each costs much the same (whole pages
-/// written, one sync) whatever it holds.
+/// busy when its last batch held a few sends and took a while to commit (a synced
+/// SQLite write, a Redis round trip; never the memory store), and it had not run out
+/// of sends since: commits, not sends, then limit the rate, and each costs much the
+/// same (whole pages written, one sync) whatever it holds.
 const LINGER: Duration = Duration::from_micros(500);
 const BUSY_BATCH: usize = 4;
 const SLOW_COMMIT: Duration = Duration::from_micros(100);
@@ -276,7 +276,18 @@ pub(super) fn run_committer(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut busy = false;
-    while let Some(job) = jobs.blocking_recv() {
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(_) => {
+                // Idle: the next send should not wait for company.
+                busy = false;
+                match jobs.blocking_recv() {
+                    Some(job) => job,
+                    None => return,
+                }
+            }
+        };
         let mut stop = None;
         let mut next = Some(job);
         let mut lingered = false;
