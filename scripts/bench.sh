@@ -4,7 +4,7 @@
 # no application at all), prints a table with the ratios, and writes
 # bench/results/latest.json and bench/results/fanout.svg.
 #
-#   ./scripts/bench.sh           every scenario, Hearth, the peers and a cluster (~15 minutes)
+#   ./scripts/bench.sh           every scenario, Hearth, the floor, the peers and a cluster (~15 minutes)
 #   ./scripts/bench.sh --quick   Hearth only, small and short (under 2 minutes; CI)
 #
 # Method: each server is pinned to core 0 and the load generator to core 1, so the
@@ -133,8 +133,8 @@ loadgen() { # SYSTEM SCENARIO ARGS...
     || echo "  ($system $scenario did not complete)" >&2
 }
 
-# The build leaves gigabytes to write back; an fsync behind that queue would count
-# against the durable steps.
+# The build leaves gigabytes to write back; the durable steps' fsyncs should not
+# queue behind it.
 sync
 sleep 2
 for config in "sqlite full" "memory full"; do
