@@ -202,11 +202,7 @@ async fn a_client_resumes_on_another_node_exactly_where_it_was() {
     let joined = cy.join("General", Some(last_seen)).await;
     assert!(!joined.reset, "a resume within the window is exact");
     assert_eq!(
-        joined
-            .history
-            .iter()
-            .map(|m| m.client_id.as_str())
-            .collect::<Vec<_>>(),
+        joined.client_ids(),
         ["late-1", "late-2", "late-3", "late-4"]
     );
     assert_eq!(
@@ -282,14 +278,7 @@ async fn while_redis_is_down_nothing_is_acknowledged_and_afterwards_nothing_is_l
     // the outage (kept by Redis's append-only file across its crash).
     let mut cy = a.client("Cy").await;
     let joined = cy.join("General", None).await;
-    assert_eq!(
-        joined
-            .history
-            .iter()
-            .map(|m| m.client_id.as_str())
-            .collect::<Vec<_>>(),
-        ["before", "during", "after"]
-    );
+    assert_eq!(joined.client_ids(), ["before", "during", "after"]);
     // Hello still works for a name claimed before the outage.
     let grant = NameGrant {
         name: "Ada".into(),

@@ -831,6 +831,10 @@ impl Joined {
     pub fn seqs(&self) -> Vec<Seq> {
         self.history.iter().map(|m| m.seq).collect()
     }
+
+    pub fn client_ids(&self) -> Vec<&str> {
+        self.history.iter().map(|m| m.client_id.as_str()).collect()
+    }
 }
 
 /// Attempts a WebSocket upgrade with an `Origin` header; returns the refusal's HTTP

@@ -112,18 +112,8 @@ fn announce_room(state: &mut State, key: &str, now: Instant) {
     let Some(room) = state.rooms.get_mut(key) else {
         return;
     };
-    let joined: Vec<String> = online
-        .shown
-        .iter()
-        .filter(|name| room.announced.binary_search(name).is_err())
-        .map(|name| name.to_string())
-        .collect();
-    let left: Vec<String> = room
-        .announced
-        .iter()
-        .filter(|name| online.shown.binary_search(name).is_err())
-        .map(|name| name.to_string())
-        .collect();
+    let joined = names_missing_from(&online.shown, &room.announced);
+    let left = names_missing_from(&room.announced, &online.shown);
     let changed = !joined.is_empty() || !left.is_empty() || online.count != room.announced_count;
     let members = u32::try_from(room.conns.len()).unwrap_or(u32::MAX);
     let quiet = PRESENCE_WAIT_PER_MEMBER * members;
@@ -154,6 +144,15 @@ fn announce_room(state: &mut State, key: &str, now: Instant) {
         });
         deliver(state, &told_all, &frame);
     }
+}
+
+/// The names of `names` that `other` lacks; both are in name order.
+fn names_missing_from(names: &[Arc<str>], other: &[Arc<str>]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|name| other.binary_search(name).is_err())
+        .map(|name| name.to_string())
+        .collect()
 }
 
 /// Everyone in a room, here and on other nodes: the first `ONLINE_LIST_MAX` names
