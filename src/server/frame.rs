@@ -1,5 +1,6 @@
-//! The WebSocket wire format (RFC 6455), server side: reading the masked frames a
-//! client sends, and building the unmasked frames the server sends.
+//! The WebSocket wire format (RFC 6455): reading the masked frames a client sends
+//! and building the unmasked frames the server sends, and the other way round for
+//! the load generator, which is a client.
 //!
 //! Hearth frames each outgoing message once: the bytes built here (header and
 //! payload together) are shared by every recipient and written to each socket as
@@ -54,10 +55,34 @@ impl Head {
     }
 }
 
-/// Reads the header at the front of `buf`: `Ok(None)` until enough has arrived. A
-/// payload longer than `max_payload` is refused from its header alone, so nobody
-/// can make the server buffer it.
+/// The value a server answers a handshake's `Sec-WebSocket-Key` with (section 4.2.2).
+pub fn accept_key(key: &[u8]) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let mut digest = Sha1::new();
+    digest.update(key);
+    digest.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(digest.finalize())
+}
+
+/// Reads the header of a client's frame at the front of `buf`: `Ok(None)` until
+/// enough has arrived. A payload longer than `max_payload` is refused from its
+/// header alone, so nobody can make the server buffer it.
 pub fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, FrameError> {
+    parse_head_sent_by(buf, max_payload, true)
+}
+
+/// Reads the header of a server's frame (unmasked), as a client does.
+pub fn parse_server_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, FrameError> {
+    parse_head_sent_by(buf, max_payload, false)
+}
+
+/// Clients must mask every frame and servers must mask none (section 5.1).
+fn parse_head_sent_by(
+    buf: &[u8],
+    max_payload: usize,
+    masked: bool,
+) -> Result<Option<Head>, FrameError> {
     let [first, second, ..] = *buf else {
         return Ok(None);
     };
@@ -73,8 +98,11 @@ pub fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, FrameE
         return Err(FrameError::Protocol("unknown opcode"));
     }
     let fin = first & 0x80 != 0;
-    if second & 0x80 == 0 {
+    if second & 0x80 == 0 && masked {
         return Err(FrameError::Protocol("client frames must be masked"));
+    }
+    if second & 0x80 != 0 && !masked {
+        return Err(FrameError::Protocol("server frames must not be masked"));
     }
     let (length_bytes, payload_len) = match second & 0x7F {
         126 => {
@@ -102,36 +130,52 @@ pub fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, FrameE
     if payload_len > max_payload as u64 {
         return Err(FrameError::TooBig);
     }
-    let header_len = 2 + length_bytes + 4;
-    let Some(mask) = buf.get(header_len - 4..header_len) else {
+    let mask_len = if masked { 4 } else { 0 };
+    let header_len = 2 + length_bytes + mask_len;
+    let Some(mask_bytes) = buf.get(header_len - mask_len..header_len) else {
         return Ok(None);
     };
+    let mut mask = [0; 4];
+    mask[..mask_len].copy_from_slice(mask_bytes);
     Ok(Some(Head {
         fin,
         opcode,
         header_len,
         payload_len: payload_len as usize,
-        mask: [mask[0], mask[1], mask[2], mask[3]],
+        mask,
     }))
+}
+
+/// Writes a whole frame's header: FIN, the opcode, the mask bit and the length.
+fn put_head(out: &mut impl BufMut, opcode: u8, masked: bool, len: usize) {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    out.put_u8(0x80 | opcode);
+    match len {
+        0..=125 => out.put_u8(mask_bit | len as u8),
+        126..=0xFFFF => {
+            out.put_u8(mask_bit | 126);
+            out.put_u16(len as u16);
+        }
+        _ => {
+            out.put_u8(mask_bit | 127);
+            out.put_u64(len as u64);
+        }
+    }
 }
 
 /// A whole unmasked frame as the server sends it.
 pub fn server_frame(opcode: u8, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(payload.len() + 10);
-    out.put_u8(0x80 | opcode);
-    match payload.len() {
-        len @ 0..=125 => out.put_u8(len as u8),
-        len @ 126..=0xFFFF => {
-            out.put_u8(126);
-            out.put_u16(len as u16);
-        }
-        len => {
-            out.put_u8(127);
-            out.put_u64(len as u64);
-        }
-    }
+    put_head(&mut out, opcode, false, payload.len());
     out.put_slice(payload);
     out.freeze()
+}
+
+/// Appends a whole frame as a client sends it, its payload masked with `mask`.
+pub fn put_client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
+    put_head(out, opcode, true, payload.len());
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
 }
 
 pub fn text(payload: &[u8]) -> Bytes {
@@ -172,23 +216,14 @@ pub fn server_payload(frame: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    /// A client frame, masked as browsers mask them.
+    /// A client frame, masked as browsers mask them; `fin: false` starts a
+    /// fragmented message (or breaks a control frame).
     fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xFA, 0x21, 0x3D];
-        let mut out = vec![(u8::from(fin) << 7) | opcode];
-        match payload.len() {
-            len @ 0..=125 => out.push(0x80 | len as u8),
-            len @ 126..=0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            len => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(len as u64).to_be_bytes());
-            }
+        let mut out = Vec::new();
+        put_client_frame(&mut out, opcode, payload, [0x37, 0xFA, 0x21, 0x3D]);
+        if !fin {
+            out[0] &= 0x7F;
         }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
         out
     }
 
@@ -237,6 +272,37 @@ mod tests {
                 "{wire:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_server_frame_reads_back_as_a_client_reads_it() {
+        for size in [0, 125, 126, 65_536] {
+            let payload = vec![b'q'; size];
+            let wire = text(&payload);
+            let head = parse_server_head(&wire, 100_000).unwrap().unwrap();
+            assert_eq!((head.fin, head.opcode), (true, OP_TEXT));
+            assert_eq!(head.frame_len(), wire.len(), "size {size}");
+            assert_eq!(&wire[head.header_len..], &payload[..]);
+        }
+        let masked = client_frame(true, OP_TEXT, b"hi");
+        assert!(matches!(
+            parse_server_head(&masked, 100),
+            Err(FrameError::Protocol(_))
+        ));
+        let unmasked = text(b"hi");
+        assert!(matches!(
+            parse_head(&unmasked, 100),
+            Err(FrameError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn the_accept_key_is_the_one_in_the_rfc() {
+        // RFC 6455 section 1.3's worked example.
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]

@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
-use sha1::{Digest, Sha1};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::time::{Duration, Instant};
@@ -93,15 +92,11 @@ pub fn accept(headers: &HeaderMap) -> Result<Response, HandshakeError> {
                 .is_ok_and(|raw| raw.len() == 16)
         })
         .ok_or(HandshakeError::Key)?;
-    let mut digest = Sha1::new();
-    digest.update(key);
-    digest.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    let accept = base64::engine::general_purpose::STANDARD.encode(digest.finalize());
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::UPGRADE, "websocket")
         .header(header::CONNECTION, "upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(header::SEC_WEBSOCKET_ACCEPT, frame::accept_key(key))
         .body(axum::body::Body::empty())
         .map_err(|_| HandshakeError::Key)
 }

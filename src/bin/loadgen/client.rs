@@ -1,24 +1,16 @@
 //! A Hearth client speaking the real protocol: claim a name over HTTP, then hello,
 //! join and send over the WebSocket.
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use super::wire::{self, Socket};
 use hearth::protocol::{Channel, ClientFrame, NameGrant, ServerFrame};
-use std::net::SocketAddr;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-pub type Writer = SplitSink<Socket, Message>;
-pub type Reader = SplitStream<Socket>;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("HTTP: {0}")]
     Http(#[from] reqwest::Error),
     #[error("WebSocket: {0}")]
-    Ws(#[from] tokio_tungstenite::tungstenite::Error),
+    Ws(#[from] std::io::Error),
     #[error("server refused: {0}")]
     Refused(String),
     #[error("connection closed before {0}")]
@@ -71,30 +63,25 @@ pub async fn create_channel(
     .await
 }
 
-pub fn encode(frame: &ClientFrame) -> Message {
-    Message::text(serde_json::to_string(frame).expect("client frames serialize"))
+pub fn encode(frame: &ClientFrame) -> String {
+    serde_json::to_string(frame).expect("client frames serialize")
 }
 
-/// The next frame from the server, skipping control frames; `None` once closed.
-pub async fn next_frame(reader: &mut Reader) -> Option<ServerFrame> {
-    while let Some(message) = reader.next().await {
-        match message.ok()? {
-            Message::Text(text) => return serde_json::from_str(&text).ok(),
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
-    None
+/// The next frame from the server; `None` once closed or on a frame that does not
+/// decode.
+pub async fn next_frame(socket: &mut Socket) -> Option<ServerFrame> {
+    let text = socket.next_text().await.ok()??;
+    serde_json::from_str(text).ok()
 }
 
-/// Connects, says hello and joins `channel`; returns the split socket.
+/// Connects from 127.0.0.1, says hello and joins `channel`.
 pub async fn connect_and_join(
     addr: SocketAddr,
     grant: &NameGrant,
     channel: &str,
-) -> Result<(Writer, Reader), ClientError> {
-    let (writer, reader, _) = join_counting_online(addr, grant, channel).await?;
-    Ok((writer, reader))
+) -> Result<Socket, ClientError> {
+    let (socket, _) = join_counting_online(addr, grant, channel).await?;
+    Ok(socket)
 }
 
 /// Like `connect_and_join`, also returning how many the join said are online.
@@ -102,31 +89,36 @@ pub async fn join_counting_online(
     addr: SocketAddr,
     grant: &NameGrant,
     channel: &str,
-) -> Result<(Writer, Reader, usize), ClientError> {
-    // Small frames must leave at once; see the server's TCP_NODELAY.
-    let (socket, _) =
-        tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/ws"), None, true).await?;
-    let (mut writer, mut reader) = socket.split();
-    writer
-        .send(encode(&ClientFrame::Hello {
-            name: grant.name.clone(),
-            token: grant.token.clone(),
-        }))
-        .await?;
-    writer
-        .send(encode(&ClientFrame::Join {
-            channel: channel.to_owned(),
-            since: None,
-        }))
-        .await?;
+) -> Result<(Socket, usize), ClientError> {
+    let mut socket = wire::connect(addr, IpAddr::V4(Ipv4Addr::LOCALHOST), "/ws").await?;
+    say_hello_and_join(&mut socket, grant, channel).await?;
     loop {
-        match next_frame(&mut reader).await {
-            Some(ServerFrame::Joined { online_count, .. }) => {
-                return Ok((writer, reader, online_count));
-            }
+        match next_frame(&mut socket).await {
+            Some(ServerFrame::Joined { online_count, .. }) => return Ok((socket, online_count)),
             Some(ServerFrame::Error { message, .. }) => return Err(ClientError::Refused(message)),
             Some(_) => {}
             None => return Err(ClientError::Closed("joining")),
         }
     }
+}
+
+/// Sends the two frames that open a Hearth session in `channel`.
+pub async fn say_hello_and_join(
+    socket: &mut Socket,
+    grant: &NameGrant,
+    channel: &str,
+) -> Result<(), ClientError> {
+    socket
+        .send_text(&encode(&ClientFrame::Hello {
+            name: grant.name.clone(),
+            token: grant.token.clone(),
+        }))
+        .await?;
+    socket
+        .send_text(&encode(&ClientFrame::Join {
+            channel: channel.to_owned(),
+            since: None,
+        }))
+        .await?;
+    Ok(())
 }

@@ -1,8 +1,9 @@
 //! Many connections joined to many rooms, opened as fast as the server allows: the
 //! set-up of the fan-out and idle scenarios, and itself the connect-storm figure.
 
-use super::client::{self, ClientError, Reader, Writer};
+use super::client::{self, ClientError};
 use super::session::{self, Dialect};
+use super::wire::Socket;
 use futures_util::StreamExt;
 use hearth::protocol::NameGrant;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -37,8 +38,7 @@ pub struct CrowdArgs {
 pub struct Member {
     pub room: usize,
     pub index: usize,
-    pub writer: Writer,
-    pub reader: Reader,
+    pub socket: Socket,
 }
 
 pub struct Crowd {
@@ -100,7 +100,7 @@ pub async fn gather(nodes: &[SocketAddr], args: &CrowdArgs) -> Result<Crowd, Cli
             let source = sources[n % sources.len()];
             let node = nodes[n % nodes.len()];
             async move {
-                let (writer, reader) = tokio::time::timeout(
+                let socket = tokio::time::timeout(
                     Duration::from_secs(30),
                     session::join(dialect, node, source, &grant, &room_name),
                 )
@@ -109,8 +109,7 @@ pub async fn gather(nodes: &[SocketAddr], args: &CrowdArgs) -> Result<Crowd, Cli
                 Ok::<_, ClientError>(Member {
                     room,
                     index,
-                    writer,
-                    reader,
+                    socket,
                 })
             }
         }))

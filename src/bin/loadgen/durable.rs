@@ -4,13 +4,12 @@
 use super::Target;
 use super::client::{self, ClientError};
 use super::stats;
-use futures_util::SinkExt;
 use hearth::protocol::{ClientFrame, ServerFrame};
 use serde_json::json;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 #[derive(clap::Args, Debug)]
 pub struct AcksArgs {
@@ -59,65 +58,79 @@ pub async fn run(args: AcksArgs) -> Result<String, ClientError> {
     let start = Instant::now() + Duration::from_millis(200);
     let measured_cpu = target.cpu_between(start + warmup, start + duration);
     let mut tasks = Vec::new();
-    for (index, ((mut writer, mut reader), channel)) in sockets.into_iter().enumerate() {
+    for (index, (mut socket, channel)) in sockets.into_iter().enumerate() {
         // Spread the clients' schedules evenly over one interval.
         let offset = interval.mul_f64(index as f64 / clients as f64);
         let first = start + offset;
         let total = (duration.as_secs_f64() / interval.as_secs_f64()).floor() as u64;
+        // After the last send, the last acknowledgements get this long to arrive.
+        let drained_by = first + interval.mul_f64(total as f64) + Duration::from_secs(2);
         let text = text.clone();
-        let sent = sent.clone();
-        tasks.push(tokio::spawn(async move {
-            for k in 0..total {
-                tokio::time::sleep_until((first + interval.mul_f64(k as f64)).into()).await;
-                let frame = ClientFrame::Send {
-                    channel: channel.clone(),
-                    client_id: k.to_string(),
-                    text: text.clone(),
-                };
-                if writer.send(client::encode(&frame)).await.is_err() {
-                    break;
-                }
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-            // Give the last acknowledgements time to arrive, then close.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let _ = writer.close().await;
-        }));
-        let (histogram, acked, acked_measured, failed) = (
+        let (histogram, sent, acked, acked_measured, failed) = (
             histogram.clone(),
+            sent.clone(),
             acked.clone(),
             acked_measured.clone(),
             failed.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut local = stats::latency_histogram();
-            while let Some(frame) = client::next_frame(&mut reader).await {
-                match frame {
-                    ServerFrame::Ack { client_id, .. } => {
-                        let Ok(k) = client_id.parse::<u64>() else {
-                            continue;
-                        };
-                        let scheduled = first + interval.mul_f64(k as f64);
-                        acked.fetch_add(1, Ordering::Relaxed);
-                        if scheduled >= start + warmup {
-                            stats::record(&mut local, scheduled.elapsed());
-                            acked_measured.fetch_add(1, Ordering::Relaxed);
+            let (mut next, mut answered) = (0u64, 0u64);
+            while answered < total {
+                let due = if next < total {
+                    first + interval.mul_f64(next as f64)
+                } else {
+                    drained_by
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {
+                        if next == total {
+                            break;
                         }
+                        let frame = ClientFrame::Send {
+                            channel: channel.clone(),
+                            client_id: next.to_string(),
+                            text: text.clone(),
+                        };
+                        if socket.send_text(&client::encode(&frame)).await.is_err() {
+                            break;
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        next += 1;
                     }
-                    ServerFrame::SendFailed { .. } => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
+                    frame = client::next_frame(&mut socket) => match frame {
+                        Some(ServerFrame::Ack { client_id, .. }) => {
+                            let Ok(k) = client_id.parse::<u64>() else {
+                                continue;
+                            };
+                            answered += 1;
+                            let scheduled = first + interval.mul_f64(k as f64);
+                            acked.fetch_add(1, Ordering::Relaxed);
+                            if scheduled >= start + warmup {
+                                stats::record(&mut local, scheduled.elapsed());
+                                acked_measured.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Some(ServerFrame::SendFailed { .. }) => {
+                            answered += 1;
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
                 }
             }
-            let _ = histogram.lock().await.add(&local);
+            let _ = socket.close().await;
+            let _ = histogram
+                .lock()
+                .expect("no task panics holding it")
+                .add(&local);
         }));
     }
     for task in tasks {
         let _ = task.await;
     }
     let after = target.sample();
-    let histogram = histogram.lock().await;
     let measured_secs = (duration - warmup).as_secs_f64().max(0.001);
     let acked_total = acked.load(Ordering::Relaxed);
     let sent_total = sent.load(Ordering::Relaxed);
@@ -126,6 +139,7 @@ pub async fn run(args: AcksArgs) -> Result<String, ClientError> {
         Ok(Some(cpu)) if measured_acks > 0 => Some(cpu.as_secs_f64() * 1e6 / measured_acks as f64),
         _ => None,
     };
+    let histogram = histogram.lock().expect("every task has finished");
     Ok(json!({
         "system": args.label,
         "scenario": "durable_sends",

@@ -7,13 +7,11 @@ use super::client::ClientError;
 use super::crowd::{self, CrowdArgs};
 use super::session::{self, Received};
 use super::stats;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 #[derive(clap::Args, Debug)]
@@ -78,107 +76,90 @@ pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
     }
     std::thread::spawn(move || pace(start, rooms, total, scheduled_at, pacer_queues));
 
-    let mut tasks = Vec::new();
+    // One task per member: it reads what the room publishes and, for the room's
+    // publisher, sends on the pacer's orders. Tasks are stopped from here at the
+    // deadline rather than each racing a timer on every frame.
+    let mut tasks = Vec::with_capacity(crowd.members.len());
     for member in crowd.members {
-        let (room, index) = (member.room, member.index);
-        let mut writer = member.writer;
-        let mut reader = member.reader;
-        let (arrivals, last_recipient, deliveries, completed) = (
+        let (room, mut socket) = (member.room, member.socket);
+        let (arrivals, last_recipient, deliveries, completed, published) = (
             arrivals.clone(),
             last_recipient.clone(),
             deliveries.clone(),
             completed.clone(),
+            published.clone(),
         );
         let room_name = crowd.rooms[room].clone();
-        let mut orders = if index == 0 {
+        let mut orders = if member.index == 0 {
             publish_orders[room].take()
         } else {
             None
         };
-        let published = published.clone();
         let padding = padding.clone();
-        // Engine.IO pings must be answered; a channel hands them to the writer.
-        let (pongs, mut pong_requests) = tokio::sync::mpsc::channel::<()>(4);
         tasks.push(tokio::spawn(async move {
-            let deadline = start + run_for;
             loop {
                 tokio::select! {
                     Some(k) = next_order(&mut orders) => {
                         let scheduled = start_us + scheduled_at(room, k).as_micros() as u64;
                         let text = format!("{scheduled} {room} {k} {padding}");
                         let frame = session::publish(dialect, &room_name, &format!("{room}-{k}"), &text);
-                        if writer.send(frame).await.is_err() { break; }
+                        if socket.send_text(&frame).await.is_err() {
+                            break;
+                        }
                         published.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(()) = pong_requests.recv() => {
-                        if writer.send(session::pong()).await.is_err() { break; }
-                    }
-                    _ = tokio::time::sleep_until(deadline.into()) => break,
-                }
-            }
-            let _ = writer.close().await;
-        }));
-        tasks.push(tokio::spawn(async move {
-            let mut local = 0u64;
-            let deadline = tokio::time::sleep_until((start + run_for).into());
-            tokio::pin!(deadline);
-            loop {
-                let frame = tokio::select! {
-                    frame = reader.next() => frame,
-                    _ = &mut deadline => break,
-                };
-                let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(frame))) = frame else {
-                    break;
-                };
-                match session::classify(dialect, &frame) {
-                    Received::Text(text) => {
-                        let mut parts = text.split(' ');
-                        let (Some(Ok(scheduled)), Some(_), Some(Ok(k))) = (
-                            parts.next().map(str::parse::<u64>),
-                            parts.next(),
-                            parts.next().map(str::parse::<u64>),
-                        ) else {
-                            continue;
-                        };
-                        if scheduled < measure_from_us {
-                            continue;
-                        }
-                        local += 1;
-                        let latency = now_us().saturating_sub(scheduled);
-                        let mut room_arrivals = arrivals[room].lock().await;
-                        let entry = room_arrivals.entry(k).or_insert((0, 0));
-                        entry.0 += 1;
-                        entry.1 = entry.1.max(latency);
-                        if entry.0 == members_per_room {
-                            let worst = entry.1;
-                            room_arrivals.remove(&k);
-                            drop(room_arrivals);
-                            completed.fetch_add(1, Ordering::Relaxed);
-                            stats::record(
-                                &mut *last_recipient.lock().await,
-                                Duration::from_micros(worst),
-                            );
+                    text = socket.next_text() => {
+                        let Ok(Some(text)) = text else { break };
+                        match session::classify(dialect, text) {
+                            Received::Text(text) => {
+                                let Some((scheduled, k)) = scheduled_and_number(text) else {
+                                    continue;
+                                };
+                                if scheduled < measure_from_us {
+                                    continue;
+                                }
+                                deliveries.fetch_add(1, Ordering::Relaxed);
+                                let latency = now_us().saturating_sub(scheduled);
+                                let mut room_arrivals = arrivals[room].lock().expect("never poisoned");
+                                let entry = room_arrivals.entry(k).or_insert((0, 0));
+                                entry.0 += 1;
+                                entry.1 = entry.1.max(latency);
+                                if entry.0 == members_per_room {
+                                    let worst = entry.1;
+                                    room_arrivals.remove(&k);
+                                    drop(room_arrivals);
+                                    completed.fetch_add(1, Ordering::Relaxed);
+                                    stats::record(
+                                        &mut last_recipient.lock().expect("never poisoned"),
+                                        Duration::from_micros(worst),
+                                    );
+                                }
+                            }
+                            Received::Ping => {
+                                if socket.send_text(session::PONG).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Received::Other => {}
                         }
                     }
-                    Received::Ping => {
-                        let _ = pongs.try_send(());
-                    }
-                    Received::Other => {}
                 }
             }
-            deliveries.fetch_add(local, Ordering::Relaxed);
         }));
     }
     let measured_cpu = target.cpu_between(start + warmup, start + duration);
+    tokio::time::sleep_until((start + run_for).into()).await;
+    for task in &tasks {
+        task.abort();
+    }
     for task in tasks {
         let _ = task.await;
     }
     let measured_secs = (duration - warmup).as_secs_f64().max(0.001);
-    let histogram = last_recipient.lock().await;
-    let mut incomplete = 0;
-    for room in arrivals.iter() {
-        incomplete += room.lock().await.len();
-    }
+    let incomplete: usize = arrivals
+        .iter()
+        .map(|room| room.lock().expect("every task has stopped").len())
+        .sum();
     let delivered = deliveries.load(Ordering::Relaxed);
     let connections = rooms * members_per_room;
     let rss_per_conn = match (before, connected) {
@@ -189,6 +170,7 @@ pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
         Ok(Some(cpu)) if delivered > 0 => Some(cpu.as_secs_f64() * 1e6 / delivered as f64),
         _ => None,
     };
+    let histogram = last_recipient.lock().expect("every task has stopped");
     Ok(json!({
         "system": args.label,
         "scenario": "fanout",
@@ -209,6 +191,15 @@ pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
         "cpu_us_per_delivery": cpu_us_per_delivery,
     })
     .to_string())
+}
+
+/// The scheduled time and the message's number from a published text
+/// ("SCHEDULED ROOM K PADDING").
+fn scheduled_and_number(text: &str) -> Option<(u64, u64)> {
+    let mut parts = text.split(' ');
+    let scheduled = parts.next()?.parse().ok()?;
+    let k = parts.nth(1)?.parse().ok()?;
+    Some((scheduled, k))
 }
 
 /// The next publish order for a publisher; never resolves for other members.

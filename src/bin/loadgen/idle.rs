@@ -5,7 +5,6 @@ use super::Target;
 use super::client::{self, ClientError};
 use super::crowd::{self, CrowdArgs};
 use super::session::{self, Received};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -32,25 +31,20 @@ pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
     let deadline = Instant::now() + target.duration();
     let mut tasks = Vec::with_capacity(connections);
     for member in crowd.members {
-        let (mut writer, mut reader) = (member.writer, member.reader);
+        let mut socket = member.socket;
         tasks.push(tokio::spawn(async move {
-            // Reading keeps answering the server's pings (tungstenite does it for
-            // WebSocket pings; Engine.IO pings are answered here). A connection
-            // still open at the deadline counts as held.
+            // Reading answers the server's WebSocket pings, and Engine.IO pings are
+            // answered here. A connection still open at the deadline counts as held.
             loop {
-                let frame = tokio::select! {
-                    frame = reader.next() => frame,
-                    _ = tokio::time::sleep_until(deadline.into()) => return Some(writer),
+                let text = tokio::select! {
+                    text = socket.next_text() => text,
+                    _ = tokio::time::sleep_until(deadline.into()) => return Some(socket),
                 };
-                let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) = frame else {
-                    match frame {
-                        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => return None,
-                        Some(Ok(_)) => continue,
-                        _ => return None,
-                    }
+                let Ok(Some(text)) = text else {
+                    return None;
                 };
-                if matches!(session::classify(dialect, &text), Received::Ping)
-                    && writer.send(session::pong()).await.is_err()
+                if matches!(session::classify(dialect, text), Received::Ping)
+                    && socket.send_text(session::PONG).await.is_err()
                 {
                     return None;
                 }
@@ -69,16 +63,16 @@ pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
         None
     };
     let settled_at = Instant::now();
-    let mut writers = Vec::with_capacity(connections);
+    let mut open = Vec::with_capacity(connections);
     for task in tasks {
-        if let Ok(Some(writer)) = task.await {
-            writers.push(writer);
+        if let Ok(Some(socket)) = task.await {
+            open.push(socket);
         }
     }
     let after = target.sample();
     let held_secs = settled_at.elapsed().as_secs_f64().max(0.001);
-    let still_open = writers.len();
-    drop(writers);
+    let still_open = open.len();
+    drop(open);
     let rss_per_conn = match (before, settled) {
         (Some(b), Some(s)) => {
             Some(s.rss_bytes.saturating_sub(b.rss_bytes) / connections.max(1) as u64)
@@ -122,7 +116,7 @@ async fn check_presence(
     for (i, room) in sample.iter().enumerate() {
         let grant =
             client::claim(&http, node, &format!("checker {}-{i}", std::process::id())).await?;
-        let (_, _, online) = client::join_counting_online(node, &grant, room).await?;
+        let (_, online) = client::join_counting_online(node, &grant, room).await?;
         if online == members + 1 {
             correct += 1;
         } else {

@@ -12,6 +12,7 @@ mod fanout;
 mod idle;
 mod session;
 mod stats;
+mod wire;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;

@@ -2,48 +2,16 @@
 //! protocol, or Socket.IO (Engine.IO v4 over WebSocket) for the peer servers. Both
 //! join a room, publish a text to it, and receive what the room publishes.
 
-use super::client::{self, ClientError, Reader, Writer};
-use futures_util::{SinkExt, StreamExt};
+use super::client::{self, ClientError};
+use super::wire::{self, Socket};
 use hearth::protocol::{ClientFrame, NameGrant};
 use std::net::{IpAddr, SocketAddr};
-use tokio::net::TcpSocket;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Dialect {
     Hearth,
     #[value(name = "socketio")]
     SocketIo,
-}
-
-/// Opens a WebSocket from `source` (a loopback address, so many connections can
-/// share one server port) to `path` on `addr`.
-async fn open_socket(
-    addr: SocketAddr,
-    source: IpAddr,
-    path: &str,
-) -> Result<(Writer, Reader), ClientError> {
-    let socket = TcpSocket::new_v4().map_err(io)?;
-    socket.bind(SocketAddr::new(source, 0)).map_err(io)?;
-    let stream = socket.connect(addr).await.map_err(io)?;
-    stream.set_nodelay(true).map_err(io)?;
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    // tungstenite zeroes its whole read buffer before every read: at its 128 KiB
-    // default that memset was a third of the load generator's time, and a load
-    // generator slower than the server measures itself.
-    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(
-        format!("ws://{addr}{path}"),
-        stream,
-        Some(config),
-    )
-    .await?;
-    Ok(ws.split())
-}
-
-fn io(e: std::io::Error) -> ClientError {
-    ClientError::Ws(e.into())
 }
 
 /// Connects and joins `room`; returns once the server confirmed the join.
@@ -53,56 +21,43 @@ pub async fn join(
     source: IpAddr,
     grant: &NameGrant,
     room: &str,
-) -> Result<(Writer, Reader), ClientError> {
+) -> Result<Socket, ClientError> {
     match dialect {
         Dialect::Hearth => {
-            let (mut writer, mut reader) = open_socket(addr, source, "/ws").await?;
-            writer
-                .send(client::encode(&ClientFrame::Hello {
-                    name: grant.name.clone(),
-                    token: grant.token.clone(),
-                }))
-                .await?;
-            writer
-                .send(client::encode(&ClientFrame::Join {
-                    channel: room.to_owned(),
-                    since: None,
-                }))
-                .await?;
-            wait_for(&mut reader, "\"type\":\"joined\"").await?;
-            Ok((writer, reader))
+            let mut socket = wire::connect(addr, source, "/ws").await?;
+            client::say_hello_and_join(&mut socket, grant, room).await?;
+            wait_for(&mut socket, "\"type\":\"joined\"").await?;
+            Ok(socket)
         }
         Dialect::SocketIo => {
-            let (mut writer, mut reader) =
-                open_socket(addr, source, "/socket.io/?EIO=4&transport=websocket").await?;
-            wait_for(&mut reader, "0{").await?;
-            writer.send(Message::text("40")).await?;
-            wait_for(&mut reader, "40").await?;
+            let mut socket =
+                wire::connect(addr, source, "/socket.io/?EIO=4&transport=websocket").await?;
+            wait_for(&mut socket, "0{").await?;
+            socket.send_text("40").await?;
+            wait_for(&mut socket, "40").await?;
             let join = serde_json::json!(["join", room]);
-            writer.send(Message::text(format!("42{join}"))).await?;
-            wait_for(&mut reader, "\"joined\"").await?;
-            Ok((writer, reader))
+            socket.send_text(&format!("42{join}")).await?;
+            wait_for(&mut socket, "\"joined\"").await?;
+            Ok(socket)
         }
     }
 }
 
 /// Reads until a text frame containing `marker`.
-async fn wait_for(reader: &mut Reader, marker: &str) -> Result<(), ClientError> {
-    while let Some(message) = reader.next().await {
-        if let Message::Text(text) = message? {
-            if text.starts_with(marker) || text.contains(marker) {
-                return Ok(());
-            }
-            if text.contains("\"type\":\"error\"") {
-                return Err(ClientError::Refused(text.to_string()));
-            }
+async fn wait_for(socket: &mut Socket, marker: &str) -> Result<(), ClientError> {
+    while let Some(text) = socket.next_text().await? {
+        if text.starts_with(marker) || text.contains(marker) {
+            return Ok(());
+        }
+        if text.contains("\"type\":\"error\"") {
+            return Err(ClientError::Refused(text.to_owned()));
         }
     }
     Err(ClientError::Closed("the join was confirmed"))
 }
 
 /// The frame that publishes `text` to `room`.
-pub fn publish(dialect: Dialect, room: &str, client_id: &str, text: &str) -> Message {
+pub fn publish(dialect: Dialect, room: &str, client_id: &str, text: &str) -> String {
     match dialect {
         Dialect::Hearth => client::encode(&ClientFrame::Send {
             channel: room.to_owned(),
@@ -111,7 +66,7 @@ pub fn publish(dialect: Dialect, room: &str, client_id: &str, text: &str) -> Mes
         }),
         Dialect::SocketIo => {
             let event = serde_json::json!(["message", { "room": room, "text": text }]);
-            Message::text(format!("42{event}"))
+            format!("42{event}")
         }
     }
 }
@@ -149,9 +104,7 @@ pub fn classify(dialect: Dialect, frame: &str) -> Received<'_> {
 }
 
 /// The Engine.IO answer to a ping.
-pub fn pong() -> Message {
-    Message::text("3")
-}
+pub const PONG: &str = "3";
 
 #[cfg(test)]
 mod tests {
