@@ -131,11 +131,11 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
         hub,
         id: registration.id,
     };
-    let welcome = encode(&ServerFrame::Welcome {
-        name,
-        channels: hub.channels(),
-    });
-    if socket.send(welcome, WRITE_TIMEOUT).await.is_err() {
+    if socket
+        .send(hub.welcome(&name), WRITE_TIMEOUT)
+        .await
+        .is_err()
+    {
         return;
     }
     let mut connection = Connection {

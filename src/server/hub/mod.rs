@@ -126,6 +126,10 @@ struct State {
     /// Channel keys in creation order.
     order: Vec<String>,
     windows: HashMap<String, ChannelWindow>,
+    /// Every channel as a JSON array, built on the first hello after a change:
+    /// each hello answers with it, and a connect storm would otherwise serialize
+    /// the whole list once per connection.
+    channels_json: Option<Arc<str>>,
 }
 
 struct Conn {
@@ -200,12 +204,29 @@ impl Hub {
 
     /// Every channel, oldest first.
     pub fn channels(&self) -> Vec<Channel> {
-        let state = self.lock();
-        state
-            .order
-            .iter()
-            .map(|key| state.windows[key].channel.clone())
-            .collect()
+        all_channels(&self.lock())
+    }
+
+    /// The answer to a hello from `name`: their name and every channel, framed.
+    pub fn welcome(&self, name: &str) -> Bytes {
+        let channels = {
+            let mut state = self.lock();
+            match &state.channels_json {
+                Some(json) => json.clone(),
+                None => {
+                    let json: Arc<str> = serde_json::to_string(&all_channels(&state))
+                        .expect("channels always serialize")
+                        .into();
+                    state.channels_json = Some(json.clone());
+                    json
+                }
+            }
+        };
+        // The frame `ServerFrame::Welcome` serializes to, with the list spliced in
+        // (a unit test holds the two equal).
+        let name = serde_json::to_string(name).expect("strings always serialize");
+        let json = format!(r#"{{"type":"welcome","name":{name},"channels":{channels}}}"#);
+        frame::text(json.as_bytes())
     }
 
     /// Registers a connection for a person who said hello; `None` once the server
@@ -419,12 +440,21 @@ impl Hub {
     }
 }
 
+fn all_channels(state: &State) -> Vec<Channel> {
+    state
+        .order
+        .iter()
+        .map(|key| state.windows[key].channel.clone())
+        .collect()
+}
+
 /// Adds a channel this node did not know and tells everyone; false if it knew it.
 fn add_channel(state: &mut State, key: String, channel: Channel, history: usize) -> bool {
     if state.windows.contains_key(&key) {
         return false;
     }
     state.order.push(key.clone());
+    state.channels_json = None;
     state.windows.insert(
         key,
         ChannelWindow::new(channel.clone(), 0, Vec::new(), history),
@@ -529,6 +559,26 @@ mod tests {
             Outbound::Frame(bytes) => serde_json::from_slice(frame::server_payload(&bytes)).ok(),
             Outbound::Ping | Outbound::Close(..) => None,
         }
+    }
+
+    #[tokio::test]
+    async fn the_welcome_names_the_person_and_every_channel_as_it_is_now() {
+        let hub = hub(10);
+        let welcome = |name: &str| decoded(Outbound::Frame(hub.welcome(name)));
+        let name = "Ada \"the first\" \\ Lovelace";
+        assert_eq!(
+            welcome(name),
+            Some(ServerFrame::Welcome {
+                name: name.into(),
+                channels: hub.channels(),
+            })
+        );
+        hub.create_channel("Random", 5).unwrap();
+        let Some(ServerFrame::Welcome { channels, .. }) = welcome("bob") else {
+            panic!("a welcome frame");
+        };
+        let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["General", "Random"]);
     }
 
     #[tokio::test]
