@@ -288,10 +288,10 @@ for r in rows:
         print(f"{r['system']:16} {r['connections']:>6} {f(r['offered_deliveries_per_s'],0):>10} {f(r['deliveries_per_s'],0):>12} {f(r['p50_ms']):>8} {f(r['p99_ms']):>8} {f(r['p999_ms']):>8} {r['incomplete_messages']:>8} {f(r['cpu_us_per_delivery'],1):>9} {f((r['rss_per_conn_bytes'] or 0)/1024,1):>8}")
 
 print("\nIdle connections and connect storm")
-print(f"{'system':16} {'conns':>7} {'open':>7} {'connects/s':>11} {'KiB/conn':>9} {'idle CPU %':>11}")
+print(f"{'system':16} {'conns':>7} {'open':>7} {'connects/s':>11} {'µs/connect':>11} {'KiB/conn':>9} {'idle CPU %':>11}")
 for r in rows:
     if r["scenario"] == "idle":
-        print(f"{r['system']:16} {r['connections']:>7} {r['still_open']:>7} {f(r['connects_per_s'],0):>11} {f((r['rss_per_conn_bytes'] or 0)/1024,2):>9} {f(r['idle_cpu_percent']):>11}")
+        print(f"{r['system']:16} {r['connections']:>7} {r['still_open']:>7} {f(r['connects_per_s'],0):>11} {f(r.get('cpu_us_per_connect'),0):>11} {f((r['rss_per_conn_bytes'] or 0)/1024,2):>9} {f(r['idle_cpu_percent']):>11}")
 
 for r in rows:
     if r["scenario"] == "cluster_scale":

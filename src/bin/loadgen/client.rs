@@ -102,23 +102,20 @@ pub async fn join_counting_online(
     }
 }
 
-/// Sends the two frames that open a Hearth session in `channel`.
+/// Sends the two frames that open a Hearth session in `channel`, in one write.
 pub async fn say_hello_and_join(
     socket: &mut Socket,
     grant: &NameGrant,
     channel: &str,
 ) -> Result<(), ClientError> {
-    socket
-        .send_text(&encode(&ClientFrame::Hello {
-            name: grant.name.clone(),
-            token: grant.token.clone(),
-        }))
-        .await?;
-    socket
-        .send_text(&encode(&ClientFrame::Join {
-            channel: channel.to_owned(),
-            since: None,
-        }))
-        .await?;
+    let hello = encode(&ClientFrame::Hello {
+        name: grant.name.clone(),
+        token: grant.token.clone(),
+    });
+    let join = encode(&ClientFrame::Join {
+        channel: channel.to_owned(),
+        since: None,
+    });
+    socket.send_texts(&[&hello, &join]).await?;
     Ok(())
 }

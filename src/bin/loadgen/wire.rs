@@ -159,7 +159,14 @@ impl Socket {
 
     /// Sends one text message.
     pub async fn send_text(&mut self, text: &str) -> io::Result<()> {
-        self.queue(OP_TEXT, text.as_bytes());
+        self.send_texts(&[text]).await
+    }
+
+    /// Sends several text messages in one write.
+    pub async fn send_texts(&mut self, texts: &[&str]) -> io::Result<()> {
+        for text in texts {
+            self.queue(OP_TEXT, text.as_bytes());
+        }
         self.flush().await
     }
 
