@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `channels.last_seq` is no longer kept current (see `LAST_SEQ`), so a version
+/// that trusts it must not open the file.
+const SCHEMA_VERSION: i64 = 2;
 
 /// Send ids are remembered this long, so a retry is recognised even after its
 /// message has left the kept window.
@@ -214,6 +216,12 @@ fn migrate(db: &Connection) -> Result<(), StoreError> {
              COMMIT;",
         )
         .map_err(backend)?;
+    }
+    if version < 2 {
+        // Nothing to move: loading takes the larger of the row's number and the
+        // newest message's. The version only keeps older binaries out.
+        db.execute_batch("PRAGMA user_version = 2;")
+            .map_err(backend)?;
     }
     Ok(())
 }
@@ -650,6 +658,20 @@ mod tests {
     }
 
     #[test]
+    fn a_data_file_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        store(&dir)
+            .lock()
+            .db
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let error = SqliteStore::open(dir.path(), 10, Durability::Full)
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("newer Hearth"), "{error}");
+    }
+
+    #[test]
     fn numbering_continues_after_pruning_and_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -681,5 +703,12 @@ mod tests {
         let store = store(&dir);
         assert_eq!(store.load().unwrap()[0].last_seq, 40);
         assert_eq!(next_seq(&store, 2), 41);
+        // Older versions, which would trust the row's number, are kept out.
+        let version: i64 = store
+            .lock()
+            .db
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 }
