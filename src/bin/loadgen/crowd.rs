@@ -1,12 +1,13 @@
 //! Many connections joined to many rooms, opened as fast as the server allows: the
 //! set-up of the fan-out and idle scenarios, and itself the connect-storm figure.
 
+use super::Target;
 use super::client::{self, ClientError};
 use super::session::{self, Dialect};
 use super::wire::Socket;
 use futures_util::StreamExt;
 use hearth::protocol::NameGrant;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 /// Who connects where.
@@ -46,11 +47,15 @@ pub struct Crowd {
     pub members: Vec<Member>,
     /// Handshakes plus joins per second while connecting.
     pub connects_per_s: f64,
+    /// The servers' CPU time per handshake and join while connecting (names and
+    /// rooms, which only Hearth needs, are set up before).
+    pub cpu_us_per_connect: Option<f64>,
 }
 
 /// Claims names and creates rooms (Hearth only) through the first node, then
 /// connects every member, spread over the nodes in turn.
-pub async fn gather(nodes: &[SocketAddr], args: &CrowdArgs) -> Result<Crowd, ClientError> {
+pub async fn gather(target: &Target, args: &CrowdArgs) -> Result<Crowd, ClientError> {
+    let nodes = target.addrs();
     let addr = nodes[0];
     let rooms_count = args.rooms.clamp(1, 10_000);
     let members_count = args.members.clamp(1, 20_000);
@@ -92,6 +97,7 @@ pub async fn gather(nodes: &[SocketAddr], args: &CrowdArgs) -> Result<Crowd, Cli
         .flat_map(|r| (0..members_count).map(move |m| (r, m)))
         .collect();
     let started = Instant::now();
+    let cpu_before = target.sample();
     let dialect = args.dialect;
     let results =
         futures_util::stream::iter(plan.into_iter().enumerate().map(|(n, (room, index))| {
@@ -117,9 +123,17 @@ pub async fn gather(nodes: &[SocketAddr], args: &CrowdArgs) -> Result<Crowd, Cli
         .collect::<Vec<_>>()
         .await;
     let elapsed = started.elapsed().as_secs_f64().max(0.001);
+    let cpu_after = target.sample();
     let members = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let cpu_us_per_connect = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => {
+            Some((after.cpu - before.cpu).as_secs_f64() * 1e6 / members.len().max(1) as f64)
+        }
+        _ => None,
+    };
     Ok(Crowd {
         connects_per_s: members.len() as f64 / elapsed,
+        cpu_us_per_connect,
         rooms,
         members,
     })

@@ -43,7 +43,7 @@ type Arrivals = Mutex<HashMap<u64, (usize, u64)>>;
 pub async fn run(args: FanoutArgs) -> Result<String, ClientError> {
     let target = args.target.clone();
     let before = target.sample();
-    let crowd = crowd::gather(&target.addrs(), &args.crowd).await?;
+    let crowd = crowd::gather(&target, &args.crowd).await?;
     let connected = target.sample();
     let members_per_room = args.crowd.members.max(1);
     let rooms = crowd.rooms.len();

@@ -26,8 +26,7 @@ pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
     let target = args.target.clone();
     let dialect = args.crowd.dialect;
     let before = target.sample();
-    let crowd = crowd::gather(&target.addrs(), &args.crowd).await?;
-    let connected = target.sample();
+    let crowd = crowd::gather(&target, &args.crowd).await?;
     let connections = crowd.members.len();
     let deadline = Instant::now() + target.duration();
     let mut tasks = Vec::with_capacity(connections);
@@ -80,11 +79,6 @@ pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
         }
         _ => None,
     };
-    // What the server spent per handshake and join while the crowd connected.
-    let cpu_us_per_connect = match (before, connected) {
-        (Some(b), Some(c)) => Some((c.cpu - b.cpu).as_secs_f64() * 1e6 / connections.max(1) as f64),
-        _ => None,
-    };
     let idle_cpu_percent = match (settled, after) {
         (Some(s), Some(a)) => Some((a.cpu - s.cpu).as_secs_f64() / held_secs * 100.0),
         _ => None,
@@ -96,7 +90,7 @@ pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
         "still_open": still_open,
         "rooms": crowd.rooms.len(),
         "connects_per_s": crowd.connects_per_s,
-        "cpu_us_per_connect": cpu_us_per_connect,
+        "cpu_us_per_connect": crowd.cpu_us_per_connect,
         "rss_per_conn_bytes": rss_per_conn,
         "server_rss_bytes": settled.map(|s| s.rss_bytes),
         "idle_cpu_percent": idle_cpu_percent,

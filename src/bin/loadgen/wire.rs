@@ -132,7 +132,12 @@ impl Socket {
             if self.filled == MAX_HANDSHAKE {
                 return Err(invalid("the handshake answer is too long"));
             }
-            self.fill(MAX_HANDSHAKE).await?;
+            if self.fill(MAX_HANDSHAKE).await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the handshake",
+                ));
+            }
         };
         let header = std::str::from_utf8(&self.inbox[..header_end])
             .map_err(|_| invalid("the handshake answer is not text"))?;
@@ -425,6 +430,20 @@ mod tests {
         let (addr, _server) = serve_once(Some("bm90IHRoZSBrZXk="), Vec::new()).await;
         let error = connect(addr, localhost(), "/ws").await.err().unwrap();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_server_closing_mid_handshake_is_an_error_not_a_wait() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 512];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(b"HTTP/1.1 101 Switching").await;
+        });
+        let error = connect(addr, localhost(), "/ws").await.err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[tokio::test]
