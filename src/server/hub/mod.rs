@@ -137,6 +137,8 @@ struct Conn {
     tx: mpsc::Sender<Outbound>,
     /// Key of the room this connection is in.
     room: Option<String>,
+    /// Its place in that room's `conns`, so leaving takes no scan of the room.
+    slot: usize,
 }
 
 /// A registered connection: its id and the queue the hub fills for it.
@@ -245,6 +247,7 @@ impl Hub {
                 name: name.into(),
                 tx,
                 room: None,
+                slot: 0,
             },
         );
         Some(Registration { id, outbound })
