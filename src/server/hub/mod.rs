@@ -391,6 +391,12 @@ impl Hub {
         let key = channel_key(raw_channel);
         let author = {
             let state = self.lock();
+            // Checked first, under the lock `close_all` sets it under: once it has
+            // emptied the rooms, a late send is refused because the server is
+            // stopping, not because its sender seems to be in no room.
+            if self.closing.load(Ordering::Acquire) {
+                return Err(HubError::Unavailable);
+            }
             state
                 .conns
                 .get(&id)
@@ -398,9 +404,6 @@ impl Hub {
                 .map(|c| c.name.to_string())
                 .ok_or_else(|| HubError::NotInChannel(raw_channel.trim().to_owned()))?
         };
-        if self.closing.load(Ordering::Acquire) {
-            return Err(HubError::Unavailable);
-        }
         let job = Job::Send {
             conn: id,
             received: Instant::now(),
@@ -582,6 +585,18 @@ mod tests {
         };
         let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["General", "Random"]);
+    }
+
+    #[tokio::test]
+    async fn a_send_after_the_server_began_stopping_is_refused_as_unavailable() {
+        let hub = hub(10);
+        let ada = hub.connect("ada").unwrap();
+        hub.join(ada.id, "General", None).unwrap();
+        hub.close_all(1012, "restarting");
+        assert!(matches!(
+            hub.send(ada.id, "General", "c1".into(), "hello", 1),
+            Err(HubError::Unavailable)
+        ));
     }
 
     #[tokio::test]
