@@ -340,7 +340,13 @@ impl Hub {
         };
         let display = window.channel.name.clone();
         let Some(conn) = state.conns.get(&id) else {
-            return Err(HubError::NoSuchChannel(display));
+            // Gone because the server is stopping (`close_all`), or cut off for
+            // falling behind, in which case its socket is closing anyway.
+            return Err(if self.closing.load(Ordering::Acquire) {
+                HubError::Unavailable
+            } else {
+                HubError::NoSuchChannel(display)
+            });
         };
         let name = conn.name.clone();
         if conn.room.as_deref() != Some(key.as_str()) {
@@ -588,13 +594,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_send_after_the_server_began_stopping_is_refused_as_unavailable() {
+    async fn sends_and_joins_after_the_server_began_stopping_are_refused_as_unavailable() {
         let hub = hub(10);
         let ada = hub.connect("ada").unwrap();
         hub.join(ada.id, "General", None).unwrap();
         hub.close_all(1012, "restarting");
         assert!(matches!(
             hub.send(ada.id, "General", "c1".into(), "hello", 1),
+            Err(HubError::Unavailable)
+        ));
+        assert!(matches!(
+            hub.join(ada.id, "General", None),
             Err(HubError::Unavailable)
         ));
     }
