@@ -5,7 +5,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$HEARTH_ROOT"
 say "unit and integration tests"
-cargo test --features ssr
+# `loadgen` is `ssr` plus the load generator, whose own unit tests (its WebSocket
+# client among them) then run too.
+cargo test --features loadgen
 say "building the site for the end-to-end tests"
 cargo leptos build --release
 say "end-to-end tests (Chromium)"
