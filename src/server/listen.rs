@@ -16,9 +16,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
+
+/// Handshakes the kernel completes and holds until they are accepted. Past it, it
+/// drops them and the client tries again a second later (then three, then seven):
+/// tokio's default of 1,024 is soon full when thousands of tabs reconnect at once
+/// after a restart. The kernel caps it at `net.core.somaxconn` (4,096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listening socket (address reuse on, so a restart finds the port free).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Settings of the accept loop.
 #[derive(Clone, Debug)]
@@ -118,4 +136,25 @@ async fn refuse(mut stream: TcpStream) {
     )
     .await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_of_connections_is_held_until_accepted() {
+        // More than tokio's default backlog of 1,024: with it, the kernel dropped the
+        // handshakes past it and those clients waited a second to try again.
+        const BURST: usize = 1_500;
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..BURST).map(|_| async move {
+            tokio::time::timeout(Duration::from_millis(800), TcpStream::connect(addr)).await
+        });
+        let results = futures_util::future::join_all(connects).await;
+        let held = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        assert_eq!(held, BURST, "handshakes completed before any was accepted");
+        drop(listener);
+    }
 }

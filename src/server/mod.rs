@@ -172,7 +172,7 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
 
 /// Runs Hearth until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(config.site_addr).await?;
+    let listener = listen::bind(config.site_addr)?;
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,

@@ -15,7 +15,7 @@ use sha1::{Digest, Sha1};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 type Member = mpsc::Sender<Bytes>;
@@ -30,7 +30,12 @@ async fn main() -> std::io::Result<()> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3600);
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    // The same listen backlog as Hearth's, so a connect storm compares the servers
+    // and not tokio's default of 1,024 overflowing.
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(([127, 0, 0, 1], port).into())?;
+    let listener = socket.listen(4096)?;
     println!("bare fan-out server listening on {port}");
     let rooms = Rooms::default();
     loop {
