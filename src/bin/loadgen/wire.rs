@@ -432,33 +432,31 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     }
 
-    #[tokio::test]
-    async fn a_server_closing_mid_handshake_is_an_error_not_a_wait() {
+    /// The error connecting gives when the server reads the upgrade request, writes
+    /// `answer` and closes.
+    async fn error_when_answered_with(answer: &'static [u8]) -> io::Error {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut request = [0u8; 512];
             let _ = stream.read(&mut request).await;
-            let _ = stream.write_all(b"HTTP/1.1 101 Switching").await;
+            let _ = stream.write_all(answer).await;
         });
-        let error = connect(addr, localhost(), "/ws").await.err().unwrap();
+        connect(addr, localhost(), "/ws").await.err().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_server_closing_mid_handshake_is_an_error_not_a_wait() {
+        let error = error_when_answered_with(b"HTTP/1.1 101 Switching").await;
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[tokio::test]
     async fn a_refused_upgrade_says_what_the_server_answered() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut request = [0u8; 512];
-            let _ = stream.read(&mut request).await;
-            let _ = stream
-                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        let error =
+            error_when_answered_with(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
                 .await;
-        });
-        let error = connect(addr, localhost(), "/ws").await.err().unwrap();
         assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
         assert!(error.to_string().contains("400"), "{error}");
     }
