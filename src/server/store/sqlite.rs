@@ -231,9 +231,7 @@ impl Store for SqliteStore {
         let inner = self.lock();
         let mut channels = inner
             .db
-            .prepare(&format!(
-                "SELECT key, name, created_at, {LAST_SEQ} FROM channels ORDER BY rowid"
-            ))
+            .prepare("SELECT key, name, created_at FROM channels ORDER BY rowid")
             .map_err(backend)?;
         let mut messages = inner
             .db
@@ -250,14 +248,16 @@ impl Store for SqliteStore {
                         name: row.get(1)?,
                         created_at: row.get(2)?,
                     },
-                    row.get::<_, Seq>(3)?,
                 ))
             })
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
         let mut logs = Vec::with_capacity(rows.len());
-        for (key, channel, last_seq) in rows {
+        for (key, channel) in rows {
+            // The mirror's number: worked out once when the file was opened (see
+            // `LAST_SEQ`) and kept by every commit since.
+            let last_seq = inner.channels.get(&key).map_or(0, |meta| meta.last_seq);
             let mut recent = messages
                 .query_map(params![key, self.history as i64], |row| {
                     Ok(ChatMessage {
@@ -583,16 +583,7 @@ mod tests {
         {
             let store = store(&dir);
             store.create_channel("General", 1).unwrap();
-            let batch = (1..=3)
-                .map(|i| NewMessage {
-                    channel_key: "general".into(),
-                    author: "ada".into(),
-                    text: format!("m{i}"),
-                    sent_at: i,
-                    client_id: format!("c{i}"),
-                })
-                .collect();
-            store.append(batch).unwrap();
+            store.append((1..=3).map(send).collect()).unwrap();
         }
         let store = store(&dir);
         let log = &store.load().unwrap()[0];
