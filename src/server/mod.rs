@@ -10,6 +10,7 @@ pub mod listen;
 pub mod metrics;
 pub mod names;
 pub mod operations;
+pub mod outbox;
 pub mod socket;
 pub mod store;
 pub mod window;
@@ -119,10 +120,10 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
         store.clone(),
         HubLimits {
             room_capacity: config.room_capacity,
-            queue_len: config.outbound_queue,
             history: config.history,
             commit_queue: config.commit_queue,
             ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
         },
         metrics.clone(),
     )?;

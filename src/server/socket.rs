@@ -1,19 +1,18 @@
 //! A WebSocket over a TCP stream, kept lean for tens of thousands of idle
 //! connections: nothing is buffered while a connection is quiet (reads go through a
-//! buffer on the stack and only a partial frame is kept), and outgoing frames are
-//! the shared bytes the hub framed once, written straight from the queue, many per
-//! system call.
+//! buffer on the stack and only a partial frame is kept), and outgoing frames go
+//! through the connection's `Outbox`, which the hub writes to directly.
 
 use super::frame::{self, FrameError, Head, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING};
 use super::frame::{OP_PONG, OP_TEXT};
+use super::outbox::Outbox;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
-use std::collections::VecDeque;
-use std::io::{self, IoSlice};
-use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// Close codes (RFC 6455 section 7.4.1, and one of Hearth's own).
@@ -32,8 +31,6 @@ pub mod close_code {
 
 /// The bytes read per system call; a stack buffer, so idle connections hold none.
 const READ_CHUNK: usize = 4 * 1024;
-/// Most frames handed to one `writev`.
-const WRITE_BATCH: usize = 64;
 /// How long a closing connection waits for the client to close its side.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
@@ -140,61 +137,45 @@ impl ReadError {
     }
 }
 
-/// Why writing stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error("the client stopped reading")]
-    Stalled,
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
-
 pub struct Socket {
-    pub stream: TcpStream,
+    /// Shared with the outbox, which the hub writes through.
+    pub stream: Arc<TcpStream>,
     pub reader: Reader,
-    pub writer: Writer,
+    pub outbox: Arc<Outbox>,
 }
 
 impl Socket {
     /// Wraps an upgraded stream; `early` holds bytes the client sent right behind its
-    /// upgrade request.
-    pub fn new(stream: TcpStream, early: &[u8], max_message: usize) -> Self {
+    /// upgrade request; the hub may queue `queue_limit` frames before the client
+    /// counts as too slow.
+    pub fn new(stream: TcpStream, early: &[u8], max_message: usize, queue_limit: usize) -> Self {
+        let stream = Arc::new(stream);
         Self {
+            outbox: Outbox::new(stream.clone(), queue_limit),
             stream,
             reader: Reader {
                 partial: early.to_vec(),
                 fragments: None,
                 max_message,
             },
-            writer: Writer::default(),
         }
     }
 
     /// The next message, answering pings on the way.
     pub async fn recv(&mut self) -> Result<Incoming, ReadError> {
-        let Socket {
-            stream,
-            reader,
-            writer,
-        } = self;
-        let incoming = reader.next(stream).await?;
-        Ok(incoming.answer_pings(writer))
-    }
-
-    /// Queues a frame and writes what the socket takes now, waiting up to `timeout`
-    /// for the rest.
-    pub async fn send(&mut self, frame: Bytes, timeout: Duration) -> Result<(), WriteError> {
-        self.writer.push(frame);
-        self.writer.flush(&self.stream, timeout).await
+        let incoming = self.reader.next(&self.stream).await?;
+        Ok(incoming.answer_pings(&self.outbox))
     }
 
     /// Sends a close frame, lets the client close its side (closing first with
     /// unread data would reset the connection and could lose the close frame), and
     /// ends the connection, all within a bounded time.
-    pub async fn close(mut self, code: u16, reason: &str) {
-        self.writer.push(frame::close(code, reason));
-        let _ = self.writer.flush(&self.stream, CLOSE_LINGER).await;
-        let _ = self.stream.shutdown().await;
+    pub async fn close(self, code: u16, reason: &str) {
+        self.outbox.push_own(frame::close(code, reason));
+        let _ = self.outbox.flush(CLOSE_LINGER).await;
+        // The hub may still hold the stream through the outbox, so the write side is
+        // shut through the descriptor rather than by owning the stream.
+        let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             while self.stream.readable().await.is_ok() && !discard_available(&self.stream) {}
         })
@@ -225,9 +206,9 @@ pub struct Received {
 
 impl Received {
     /// Queues the pong a ping asked for and returns what arrived.
-    pub fn answer_pings(self, writer: &mut Writer) -> Incoming {
+    pub fn answer_pings(self, outbox: &Outbox) -> Incoming {
         if let Some(pong) = self.pong {
-            writer.push(pong);
+            outbox.push_own(pong);
         }
         self.incoming
     }
@@ -366,91 +347,10 @@ fn text(bytes: Vec<u8>) -> Result<Incoming, ReadError> {
         .map_err(|_| ReadError::NotUtf8)
 }
 
-/// The write side: frames the socket has not taken yet, shared with every other
-/// recipient of the same message.
-#[derive(Default)]
-pub struct Writer {
-    queued: VecDeque<Bytes>,
-    /// How much of the first queued frame has gone out.
-    written_of_first: usize,
-    /// When the socket last refused to take more, if it still has not taken all.
-    stalled_since: Option<Instant>,
-}
-
-impl Writer {
-    pub fn push(&mut self, frame: Bytes) {
-        self.queued.push_back(frame);
-    }
-
-    /// Whether frames are waiting for the socket to take them.
-    pub fn is_waiting(&self) -> bool {
-        !self.queued.is_empty()
-    }
-
-    /// Writes as much as the socket takes without waiting; `Ok(true)` once all has
-    /// gone.
-    pub fn write_now(&mut self, stream: &TcpStream) -> io::Result<bool> {
-        while !self.queued.is_empty() {
-            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
-            let mut count = 0;
-            for (i, frame) in self.queued.iter().take(WRITE_BATCH).enumerate() {
-                let skip = if i == 0 { self.written_of_first } else { 0 };
-                slices[i] = IoSlice::new(&frame[skip..]);
-                count += 1;
-            }
-            let written = match stream.try_write_vectored(&slices[..count]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stalled_since.get_or_insert_with(Instant::now);
-                    return Ok(false);
-                }
-                Err(e) => return Err(e),
-            };
-            self.advance(written);
-        }
-        self.queued = VecDeque::new();
-        self.stalled_since = None;
-        Ok(true)
-    }
-
-    fn advance(&mut self, mut written: usize) {
-        while written > 0 {
-            let Some(first) = self.queued.front() else {
-                return;
-            };
-            let left = first.len() - self.written_of_first;
-            if written < left {
-                self.written_of_first += written;
-                return;
-            }
-            written -= left;
-            self.written_of_first = 0;
-            self.queued.pop_front();
-        }
-    }
-
-    /// Writes everything queued, waiting for the socket as needed, until `timeout`
-    /// after it first stalled: a client that stops reading cannot hold the
-    /// connection forever, however often this is retried. Cancel-safe.
-    pub async fn flush(&mut self, stream: &TcpStream, timeout: Duration) -> Result<(), WriteError> {
-        let deadline = self.stalled_since.unwrap_or_else(Instant::now) + timeout;
-        let drain = async {
-            while !self.write_now(stream)? {
-                stream.writable().await?;
-            }
-            Ok::<(), io::Error>(())
-        };
-        match tokio::time::timeout_at(deadline.into(), drain).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(WriteError::Stalled),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     async fn pair() -> (TcpStream, TcpStream) {
@@ -475,7 +375,7 @@ mod tests {
     #[tokio::test]
     async fn messages_arrive_whole_however_the_bytes_are_split() {
         let (server, mut client) = pair().await;
-        let mut socket = Socket::new(server, &masked(true, OP_TEXT, b"early"), 1024);
+        let mut socket = Socket::new(server, &masked(true, OP_TEXT, b"early"), 1024, 16);
         let mut wire = masked(false, OP_TEXT, b"hel");
         wire.extend(masked(true, OP_PING, b"p"));
         wire.extend(masked(true, OP_CONTINUATION, "lo \u{1F525}".as_bytes()));
@@ -489,11 +389,7 @@ mod tests {
             Incoming::Text("hello \u{1F525}".into())
         );
         // The ping was answered with its payload.
-        socket
-            .writer
-            .flush(&socket.stream, Duration::from_secs(1))
-            .await
-            .unwrap();
+        socket.outbox.flush(Duration::from_secs(1)).await.unwrap();
         let mut pong = [0u8; 3];
         client.read_exact(&mut pong).await.unwrap();
         assert_eq!(pong, [0x80 | OP_PONG, 1, b'p']);
@@ -508,35 +404,18 @@ mod tests {
         ];
         for (wire, code) in cases {
             let (server, mut client) = pair().await;
-            let mut socket = Socket::new(server, &[], 1024);
+            let mut socket = Socket::new(server, &[], 1024, 16);
             client.write_all(&wire).await.unwrap();
             let error = socket.recv().await.unwrap_err();
             assert_eq!(error.close_code().map(|(c, _)| c), Some(code), "{wire:?}");
         }
         let (server, mut client) = pair().await;
-        let mut socket = Socket::new(server, &[], 8);
+        let mut socket = Socket::new(server, &[], 8, 16);
         let mut pieces = masked(false, OP_TEXT, b"12345");
         pieces.extend(masked(true, OP_CONTINUATION, b"6789"));
         client.write_all(&pieces).await.unwrap();
         let error = socket.recv().await.unwrap_err();
         assert_eq!(error.close_code().map(|(c, _)| c), Some(close_code::SIZE));
-    }
-
-    #[tokio::test]
-    async fn queued_frames_leave_together_and_in_order() {
-        let (server, mut client) = pair().await;
-        let mut writer = Writer::default();
-        let frames: Vec<Bytes> = (0..200)
-            .map(|i| frame::text(format!("{i:03}").as_bytes()))
-            .collect();
-        for f in &frames {
-            writer.push(f.clone());
-        }
-        writer.flush(&server, Duration::from_secs(1)).await.unwrap();
-        assert!(!writer.is_waiting());
-        let mut got = vec![0u8; frames.iter().map(Bytes::len).sum()];
-        client.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, frames.concat());
     }
 
     #[test]

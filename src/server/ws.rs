@@ -2,11 +2,11 @@
 //! leaving the hub however the connection ends.
 
 use super::AppState;
-use super::frame;
-use super::hub::{ConnId, Hub, HubError, Outbound, encode};
+use super::hub::{ConnId, Hub, HubError, encode};
 use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
 use super::metrics::Metrics;
-use super::socket::{self, Incoming, Socket, Writer, close_code};
+use super::outbox::{Outbox, Signal};
+use super::socket::{self, Incoming, Socket, close_code};
 use crate::protocol::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, validate_name};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -17,14 +17,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 /// How long a new connection has to say who it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one write may wait on a client that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most queued frames taken for one write.
-const WRITE_BATCH: usize = 64;
 
 pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -75,7 +72,12 @@ pub async fn upgrade(
         // one, with whatever the client sent right behind its request.
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                let socket = Socket::new(parts.io.into_inner(), &parts.read_buf, MAX_FRAME_BYTES);
+                let socket = Socket::new(
+                    parts.io.into_inner(),
+                    &parts.read_buf,
+                    MAX_FRAME_BYTES,
+                    app.config.outbound_queue,
+                );
                 // The early bytes are copied out: their buffer is hyper's whole 8 KiB
                 // read buffer, which would otherwise stay with the connection for life.
                 drop(parts.read_buf);
@@ -122,30 +124,18 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
         Err(End::Gone) => return,
     };
     let hub = &app.hub;
-    let Some(registration) = hub.connect(&name) else {
+    // The hub queues the welcome and writes it, ahead of anything else it sends.
+    let Some(id) = hub.connect(&name, socket.outbox.clone()) else {
         return Box::pin(socket.close(close_code::RESTART, "server restarting; reconnect")).await;
     };
     let person: Arc<str> = Arc::from(name.as_str());
     // Leaves the hub however this function ends, panics included.
-    let _member = Membership {
-        hub,
-        id: registration.id,
-    };
-    if socket
-        .send(hub.welcome(&name), WRITE_TIMEOUT)
-        .await
-        .is_err()
-    {
-        return;
-    }
+    let _member = Membership { hub, id };
     let mut connection = Connection {
         hub,
         metrics: &app.metrics,
-        id: registration.id,
-        outbound: registration.outbound,
+        id,
         sends: SendLimit::new(&app, person),
-        last_heard: Instant::now(),
-        idle_timeout: app.config.idle_timeout,
     };
     match connection.serve(&mut socket).await {
         End::Close(code, reason) => {
@@ -161,78 +151,52 @@ struct Connection<'a> {
     hub: &'a Hub,
     metrics: &'a Metrics,
     id: ConnId,
-    outbound: mpsc::Receiver<Outbound>,
     sends: SendLimit,
-    last_heard: Instant,
-    idle_timeout: std::time::Duration,
 }
 
 impl Connection<'_> {
-    /// Answers the client's frames and writes what the hub queues, until one side
-    /// ends it. One task does both, so an idle connection costs one parked task.
+    /// Answers the client's frames until one side ends it. The hub writes what it
+    /// sends itself; this task steps in when the socket is full or the hub asks it
+    /// to close, so an idle connection costs one parked task.
     async fn serve(&mut self, socket: &mut Socket) -> End {
         let Socket {
             stream,
             reader,
-            writer,
+            outbox,
         } = socket;
         loop {
-            let waiting = writer.is_waiting();
+            let waiting = outbox.is_waiting();
             let end = tokio::select! {
                 received = reader.next(stream) => match received {
                     Ok(received) => {
-                        self.last_heard = Instant::now();
-                        let incoming = received.answer_pings(writer);
-                        self.on_incoming(incoming, writer)
+                        outbox.heard();
+                        let incoming = received.answer_pings(outbox);
+                        self.on_incoming(incoming, outbox)
                     }
                     Err(error) => Some(error.close_code().map_or(End::Gone, |(c, r)| End::Close(c, r))),
                 },
                 // Boxed, and only while the client is behind: most of the time nothing
                 // waits to be written, and an idle connection's task stays small.
-                Some(flushed) = OptionFuture::from(waiting.then(|| Box::pin(writer.flush(stream, WRITE_TIMEOUT)))) => match flushed {
+                Some(flushed) = OptionFuture::from(waiting.then(|| Box::pin(outbox.flush(WRITE_TIMEOUT)))) => match flushed {
                     Ok(()) => None,
                     Err(_) => Some(End::Gone),
                 },
-                queued = self.outbound.recv(), if !waiting => match queued {
-                    Some(first) => self.take_queued(first, writer),
-                    None => Some(End::Close(close_code::TOO_SLOW, "too far behind; reconnect to catch up")),
+                () = outbox.attention() => match outbox.take_signal() {
+                    Some(Signal::Close(code, reason)) => Some(End::Close(code, reason)),
+                    Some(Signal::Broken) => Some(End::Gone),
+                    // The socket filled up: the next turn waits for room.
+                    None => None,
                 },
             };
             if let Some(end) = end {
                 return end;
             }
-            // Whatever the socket takes now goes now; the rest waits for `flush`.
-            if writer.write_now(stream).is_err() {
-                return End::Gone;
-            }
+            // Answers go now; what the socket does not take waits for `flush`.
+            outbox.flush_now();
         }
     }
 
-    /// Queues `first` and whatever else the hub has queued, so that one system call
-    /// carries them all.
-    fn take_queued(&mut self, first: Outbound, writer: &mut Writer) -> Option<End> {
-        let mut next = Some(first);
-        let mut taken = 0;
-        while let Some(item) = next.take() {
-            match item {
-                Outbound::Frame(bytes) => writer.push(bytes),
-                Outbound::Ping => {
-                    if self.last_heard.elapsed() > self.idle_timeout {
-                        return Some(End::Close(close_code::AWAY, "no answer to pings"));
-                    }
-                    writer.push(frame::ping());
-                }
-                Outbound::Close(code, reason) => return Some(End::Close(code, reason)),
-            }
-            taken += 1;
-            if taken < WRITE_BATCH {
-                next = self.outbound.try_recv().ok();
-            }
-        }
-        None
-    }
-
-    fn on_incoming(&mut self, incoming: Incoming, writer: &mut Writer) -> Option<End> {
+    fn on_incoming(&mut self, incoming: Incoming, outbox: &Outbox) -> Option<End> {
         match incoming {
             Incoming::Text(text) => match handle(self.hub, self.id, &text, &mut self.sends) {
                 Handled::Reply(reply) => {
@@ -242,7 +206,7 @@ impl Connection<'_> {
                         {
                             self.metrics.reject_code(*code);
                         }
-                        writer.push(encode(&reply));
+                        outbox.push_own(encode(&reply));
                     }
                     None
                 }
@@ -317,7 +281,7 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<String, End>
     if let ServerFrame::Error { code, .. } = &refusal {
         app.metrics.reject_code(*code);
     }
-    socket.writer.push(encode(&refusal));
+    socket.outbox.push_own(encode(&refusal));
     Err(End::Close(close_code::POLICY, "not identified"))
 }
 

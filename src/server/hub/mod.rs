@@ -6,13 +6,17 @@
 //! acknowledged to its sender, so nothing anyone sees or is acknowledged can be lost
 //! by a crash. One lock guards membership and the windows, so a join sees a window
 //! that lines up exactly with what is queued after it. Nothing done under the lock
-//! waits: delivery is a `try_send` of bytes serialized once for all recipients.
+//! waits: delivery queues bytes serialized once for all recipients in each one's
+//! `Outbox`, and once the lock is let go the queued frames are written straight to
+//! the sockets (see `Locked`).
 
 mod presence;
 mod publish;
 
 use super::frame;
 use super::metrics::Metrics;
+use super::outbox::{Full, Outbox};
+use super::socket::close_code;
 use super::store::{NewMessage, Store, StoreError};
 use super::window::ChannelWindow;
 use crate::protocol::{
@@ -26,6 +30,7 @@ use presence::{
 };
 use publish::{Job, PUBLISH_QUEUE, run_committer, run_publisher};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -93,14 +98,14 @@ impl From<StoreError> for HubError {
 pub struct HubLimits {
     /// Most people (distinct names) in one room at once.
     pub room_capacity: usize,
-    /// Frames queued for one connection before it counts as too slow and is cut off.
-    pub queue_len: usize,
     /// Messages kept per channel.
     pub history: usize,
     /// Sends waiting to be stored before new ones are refused as "busy".
     pub commit_queue: usize,
     /// How often every connection is pinged (one shared timer for all of them).
     pub ping_interval: Duration,
+    /// How long a client may stay silent (pongs count) before it is let go.
+    pub idle_timeout: Duration,
 }
 
 pub struct Hub {
@@ -130,32 +135,56 @@ struct State {
     /// each hello answers with it, and a connect storm would otherwise serialize
     /// the whole list once per connection.
     channels_json: Option<Arc<str>>,
+    /// Outboxes given their first frame under the lock, written once it is let go.
+    to_flush: Vec<Arc<Outbox>>,
+}
+
+/// The hub's state, locked; letting it go writes what was queued meanwhile, so the
+/// system calls happen outside the lock and each socket gets its frames in one.
+struct Locked<'a> {
+    guard: Option<MutexGuard<'a, State>>,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let Some(mut state) = self.guard.take() else {
+            return;
+        };
+        let to_flush = std::mem::take(&mut state.to_flush);
+        drop(state);
+        for outbox in to_flush {
+            outbox.flush_now();
+        }
+    }
 }
 
 struct Conn {
     name: Arc<str>,
-    tx: mpsc::Sender<Outbound>,
+    outbox: Arc<Outbox>,
     /// Key of the room this connection is in.
     room: Option<String>,
     /// Its place in that room's `conns`, so leaving takes no scan of the room.
     slot: usize,
 }
 
-/// A registered connection: its id and the queue the hub fills for it.
+/// A connection registered without a socket, for tests: its id and its queue.
+#[cfg(test)]
 pub struct Registration {
     pub id: ConnId,
-    pub outbound: mpsc::Receiver<Outbound>,
-}
-
-/// What the hub queues for a connection.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A frame in wire format, the same bytes for every recipient.
-    Frame(Bytes),
-    /// Time to ping the client, or to let it go if it stopped answering.
-    Ping,
-    /// Close the connection with this code and reason.
-    Close(u16, &'static str),
+    pub outbound: Arc<Outbox>,
 }
 
 impl Hub {
@@ -198,10 +227,12 @@ impl Hub {
         Ok(hub)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> Locked<'_> {
         // Every change below keeps the state consistent at each step, so the state
         // behind a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        Locked {
+            guard: Some(self.state.lock().unwrap_or_else(|e| e.into_inner())),
+        }
     }
 
     /// Every channel, oldest first.
@@ -209,65 +240,72 @@ impl Hub {
         all_channels(&self.lock())
     }
 
-    /// The answer to a hello from `name`: their name and every channel, framed.
-    pub fn welcome(&self, name: &str) -> Bytes {
-        let channels = {
-            let mut state = self.lock();
-            match &state.channels_json {
-                Some(json) => json.clone(),
-                None => {
-                    let json: Arc<str> = serde_json::to_string(&all_channels(&state))
-                        .expect("channels always serialize")
-                        .into();
-                    state.channels_json = Some(json.clone());
-                    json
-                }
-            }
-        };
-        // The frame `ServerFrame::Welcome` serializes to, with the list spliced in
-        // (a unit test holds the two equal).
-        let name = serde_json::to_string(name).expect("strings always serialize");
-        let json = format!(r#"{{"type":"welcome","name":{name},"channels":{channels}}}"#);
-        frame::text(json.as_bytes())
-    }
-
-    /// Registers a connection for a person who said hello; `None` once the server
+    /// Registers a connection for a person who said hello and queues its welcome
+    /// (their name and every channel) ahead of anything else; `None` once the server
     /// is stopping.
-    pub fn connect(&self, name: &str) -> Option<Registration> {
+    pub fn connect(&self, name: &str, outbox: Arc<Outbox>) -> Option<ConnId> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, outbound) = mpsc::channel(self.limits.queue_len);
         let mut state = self.lock();
         // Checked under the lock, so `close_all` cannot miss a connection.
         if self.closing.load(Ordering::Acquire) {
             return None;
         }
+        let welcome = welcome(&mut state, name);
+        if outbox.push(welcome) == Ok(true) {
+            state.to_flush.push(outbox.clone());
+        }
         state.conns.insert(
             id,
             Conn {
                 name: name.into(),
-                tx,
+                outbox,
                 room: None,
                 slot: 0,
             },
         );
+        Some(id)
+    }
+
+    /// `connect` with no socket behind it: tests read the queue.
+    #[cfg(test)]
+    pub fn connect_detached(&self, name: &str) -> Option<Registration> {
+        let outbound = Outbox::detached(16);
+        let id = self.connect(name, outbound.clone())?;
+        // Tests read the welcome through `welcome`, and the rest here.
+        let _welcome = outbound.try_recv();
         Some(Registration { id, outbound })
     }
 
-    /// Asks every connection to ping its client (or to let it go if it went quiet).
-    /// A connection too far behind to take even this is cut off.
+    #[cfg(test)]
+    pub fn welcome(&self, name: &str) -> Bytes {
+        welcome(&mut self.lock(), name)
+    }
+
+    /// Pings every connection (written straight to the sockets, no task woken), and
+    /// lets go of those silent for longer than the idle timeout. A connection too
+    /// far behind to take even a ping is cut off.
     pub fn ping_all(&self) {
         let mut state = self.lock();
-        let lagging: Vec<ConnId> = state
-            .conns
-            .iter()
-            .filter(|(_, conn)| {
-                matches!(
-                    conn.tx.try_send(Outbound::Ping),
-                    Err(mpsc::error::TrySendError::Full(_))
-                )
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let idle_timeout = self.limits.idle_timeout;
+        let mut silent = Vec::new();
+        let mut lagging = Vec::new();
+        let State {
+            conns, to_flush, ..
+        } = &mut *state;
+        for (id, conn) in conns.iter() {
+            if conn.outbox.quiet_for() > idle_timeout {
+                conn.outbox
+                    .request_close(close_code::AWAY, "no answer to pings");
+                silent.push(*id);
+                continue;
+            }
+            match conn.outbox.push(frame::ping()) {
+                Ok(true) => to_flush.push(conn.outbox.clone()),
+                Ok(false) => {}
+                Err(Full) => lagging.push(*id),
+            }
+        }
+        evict(&mut state, silent);
         cut_off(&mut state, lagging);
     }
 
@@ -277,8 +315,7 @@ impl Hub {
         let mut state = self.lock();
         self.closing.store(true, Ordering::Release);
         for conn in state.conns.values() {
-            // A full queue means the connection is being cut off anyway.
-            let _ = conn.tx.try_send(Outbound::Close(code, reason));
+            conn.outbox.request_close(code, reason);
         }
         state.conns.clear();
         state.rooms.clear();
@@ -454,6 +491,25 @@ impl Hub {
     }
 }
 
+/// The answer to a hello from `name`: their name and every channel, framed.
+fn welcome(state: &mut State, name: &str) -> Bytes {
+    let channels = match &state.channels_json {
+        Some(json) => json.clone(),
+        None => {
+            let json: Arc<str> = serde_json::to_string(&all_channels(state))
+                .expect("channels always serialize")
+                .into();
+            state.channels_json = Some(json.clone());
+            json
+        }
+    };
+    // The frame `ServerFrame::Welcome` serializes to, with the list spliced in
+    // (a unit test holds the two equal).
+    let name = serde_json::to_string(name).expect("strings always serialize");
+    let json = format!(r#"{{"type":"welcome","name":{name},"channels":{channels}}}"#);
+    frame::text(json.as_bytes())
+}
+
 fn all_channels(state: &State) -> Vec<Channel> {
     state
         .order
@@ -486,20 +542,21 @@ pub fn encode(frame: &ServerFrame) -> Bytes {
 }
 
 /// Queues `frame` for each target and cuts off any connection whose queue is full
-/// (dropping its sender makes its task close the socket, and the client resumes from
-/// its last sequence number when it reconnects), so a slow reader never holds back
-/// the others and never silently misses a message.
+/// (its task closes the socket, and the client resumes from its last sequence
+/// number when it reconnects), so a slow reader never holds back the others and
+/// never silently misses a message.
 fn deliver(state: &mut State, targets: &[ConnId], frame: &Bytes) {
-    let lagging = queue(state, targets, frame);
+    let lagging = queue(&state.conns, targets, frame, &mut state.to_flush);
     cut_off(state, lagging);
 }
 
 /// Queues `frame` for everyone in a room; returns how many were in it.
 fn broadcast_room(state: &mut State, key: &str, frame: &Bytes) -> u64 {
-    let (lagging, recipients) = match state.rooms.get(key) {
-        Some(room) => (queue(state, &room.conns, frame), room.conns.len()),
-        None => return 0,
+    let Some(room) = state.rooms.get(key) else {
+        return 0;
     };
+    let lagging = queue(&state.conns, &room.conns, frame, &mut state.to_flush);
+    let recipients = room.conns.len();
     cut_off(state, lagging);
     recipients as u64
 }
@@ -510,24 +567,38 @@ fn cut_off(state: &mut State, lagging: Vec<ConnId>) {
             count = lagging.len(),
             "cutting off connections that stopped reading"
         );
+        for id in &lagging {
+            if let Some(conn) = state.conns.get(id) {
+                conn.outbox.request_close(
+                    close_code::TOO_SLOW,
+                    "too far behind; reconnect to catch up",
+                );
+            }
+        }
         evict(state, lagging);
     }
 }
 
 /// Queues `frame` for each target, returning the targets whose queue was full.
-fn queue(state: &State, targets: &[ConnId], frame: &Bytes) -> Vec<ConnId> {
-    targets
-        .iter()
-        .filter(|id| {
-            state.conns.get(id).is_some_and(|conn| {
-                matches!(
-                    conn.tx.try_send(Outbound::Frame(frame.clone())),
-                    Err(mpsc::error::TrySendError::Full(_))
-                )
-            })
-        })
-        .copied()
-        .collect()
+/// Outboxes that had nothing waiting are written when the lock is let go.
+fn queue(
+    conns: &HashMap<ConnId, Conn>,
+    targets: &[ConnId],
+    frame: &Bytes,
+    to_flush: &mut Vec<Arc<Outbox>>,
+) -> Vec<ConnId> {
+    let mut lagging = Vec::new();
+    for id in targets {
+        let Some(conn) = conns.get(id) else {
+            continue;
+        };
+        match conn.outbox.push(frame.clone()) {
+            Ok(true) => to_flush.push(conn.outbox.clone()),
+            Ok(false) => {}
+            Err(Full) => lagging.push(*id),
+        }
+    }
+    lagging
 }
 
 /// Removes connections (their rooms hear of it with the next presence update).
@@ -551,34 +622,35 @@ mod tests {
     use crate::server::store::MemoryStore;
 
     pub(super) fn hub(capacity: usize) -> Arc<Hub> {
+        hub_with_idle_timeout(capacity, Duration::from_secs(45))
+    }
+
+    fn hub_with_idle_timeout(capacity: usize, idle_timeout: Duration) -> Arc<Hub> {
         let store = Arc::new(MemoryStore::new(100));
         store.create_channel("General", 0).unwrap();
         Hub::start(
             store,
             HubLimits {
                 room_capacity: capacity,
-                queue_len: 16,
                 history: 100,
                 commit_queue: 16,
                 ping_interval: Duration::from_secs(15),
+                idle_timeout,
             },
             Arc::default(),
         )
         .unwrap()
     }
 
-    /// The server frame in a queued item, if it is one.
-    pub(super) fn decoded(queued: Outbound) -> Option<ServerFrame> {
-        match queued {
-            Outbound::Frame(bytes) => serde_json::from_slice(frame::server_payload(&bytes)).ok(),
-            Outbound::Ping | Outbound::Close(..) => None,
-        }
+    /// The server frame in a queued frame, if it is one (not a ping).
+    pub(super) fn decoded(queued: Bytes) -> Option<ServerFrame> {
+        serde_json::from_slice(frame::server_payload(&queued)).ok()
     }
 
     #[tokio::test]
     async fn the_welcome_names_the_person_and_every_channel_as_it_is_now() {
         let hub = hub(10);
-        let welcome = |name: &str| decoded(Outbound::Frame(hub.welcome(name)));
+        let welcome = |name: &str| decoded(hub.welcome(name));
         let name = "Ada \"the first\" \\ Lovelace";
         assert_eq!(
             welcome(name),
@@ -598,7 +670,7 @@ mod tests {
     #[tokio::test]
     async fn sends_and_joins_after_the_server_began_stopping_are_refused_as_unavailable() {
         let hub = hub(10);
-        let ada = hub.connect("ada").unwrap();
+        let ada = hub.connect_detached("ada").unwrap();
         hub.join(ada.id, "General", None).unwrap();
         hub.close_all(1012, "restarting");
         assert!(matches!(
@@ -612,12 +684,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pings_reach_everyone_and_a_silent_client_is_let_go() {
+        use crate::server::outbox::Signal;
+        let hub = hub_with_idle_timeout(10, Duration::from_millis(50));
+        let quiet = hub.connect_detached("quiet").unwrap();
+        hub.join(quiet.id, "General", None).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let lively = hub.connect_detached("lively").unwrap();
+        hub.join(lively.id, "General", None).unwrap();
+        hub.ping_all();
+        assert_eq!(lively.outbound.try_recv(), Some(frame::ping()));
+        assert_eq!(
+            quiet.outbound.take_signal(),
+            Some(Signal::Close(close_code::AWAY, "no answer to pings"))
+        );
+        while let Some(queued) = quiet.outbound.try_recv() {
+            assert_ne!(queued, frame::ping(), "the silent client is not pinged");
+        }
+        // Gone from the room, so the room's messages no longer go to it.
+        assert_eq!(online_count(&hub.lock(), "general"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_too_far_behind_is_cut_off_and_told_why() {
+        use crate::server::outbox::Signal;
+        let hub = hub(10);
+        // Nothing is written for a detached connection: like a client that stopped
+        // reading, its queue only grows.
+        let slow = hub.connect_detached("slow").unwrap();
+        hub.join(slow.id, "General", None).unwrap();
+        for i in 0..20 {
+            hub.create_channel(&format!("Room {i}"), 0).unwrap();
+        }
+        assert_eq!(
+            slow.outbound.take_signal(),
+            Some(Signal::Close(
+                close_code::TOO_SLOW,
+                "too far behind; reconnect to catch up"
+            ))
+        );
+        assert_eq!(hub.census(), (0, 0));
+    }
+
+    #[tokio::test]
     async fn capacity_counts_people_not_tabs() {
         let hub = hub(2);
-        let ada = hub.connect("ada").unwrap();
-        let ada_again = hub.connect("ada").unwrap();
-        let bob = hub.connect("bob").unwrap();
-        let cy = hub.connect("cy").unwrap();
+        let ada = hub.connect_detached("ada").unwrap();
+        let ada_again = hub.connect_detached("ada").unwrap();
+        let bob = hub.connect_detached("bob").unwrap();
+        let cy = hub.connect_detached("cy").unwrap();
         for reg in [&ada, &ada_again, &bob] {
             hub.join(reg.id, "General", None).unwrap();
         }
@@ -630,9 +745,9 @@ mod tests {
     }
 
     /// Presence frames this connection has queued, decoded.
-    fn presence_frames(reg: &mut Registration) -> Vec<(Vec<String>, Vec<String>)> {
+    fn presence_frames(reg: &Registration) -> Vec<(Vec<String>, Vec<String>)> {
         let mut frames = Vec::new();
-        while let Ok(queued) = reg.outbound.try_recv() {
+        while let Some(queued) = reg.outbound.try_recv() {
             if let Some(ServerFrame::Presence { joined, left, .. }) = decoded(queued) {
                 frames.push((joined, left));
             }
@@ -643,20 +758,20 @@ mod tests {
     #[tokio::test]
     async fn presence_changes_are_announced_together() {
         let hub = hub(10);
-        let mut ada = hub.connect("ada").unwrap();
+        let ada = hub.connect_detached("ada").unwrap();
         hub.join(ada.id, "General", None).unwrap();
         hub.announce_presence();
-        presence_frames(&mut ada);
-        let bob = hub.connect("bob").unwrap();
-        let cy = hub.connect("cy").unwrap();
-        let di = hub.connect("di").unwrap();
+        presence_frames(&ada);
+        let bob = hub.connect_detached("bob").unwrap();
+        let cy = hub.connect_detached("cy").unwrap();
+        let di = hub.connect_detached("di").unwrap();
         for reg in [&bob, &cy, &di] {
             hub.join(reg.id, "General", None).unwrap();
         }
         // Di is gone before anyone was told she came: she is never announced.
         hub.disconnect(di.id);
         hub.announce_presence();
-        let frames = presence_frames(&mut ada);
+        let frames = presence_frames(&ada);
         // The background announcer may have split the arrivals across two frames.
         let mut joined: Vec<String> = frames.iter().flat_map(|(j, _)| j.clone()).collect();
         joined.sort();
@@ -668,14 +783,14 @@ mod tests {
         }
         hub.disconnect(bob.id);
         hub.announce_presence();
-        let frames = presence_frames(&mut ada);
+        let frames = presence_frames(&ada);
         assert_eq!(frames, [(vec![], vec!["bob".to_string()])]);
     }
 
     #[tokio::test]
     async fn sends_are_checked_before_they_are_queued() {
         let hub = hub(10);
-        let ada = hub.connect("ada").unwrap();
+        let ada = hub.connect_detached("ada").unwrap();
         assert_eq!(
             hub.send(ada.id, "General", "c1".into(), "hi", 0),
             Err(HubError::NotInChannel("General".into()))
@@ -695,14 +810,14 @@ mod tests {
     #[tokio::test]
     async fn a_stored_message_is_delivered_then_acknowledged() {
         let hub = hub(10);
-        let mut ada = hub.connect("ada").unwrap();
+        let ada = hub.connect_detached("ada").unwrap();
         hub.join(ada.id, "General", None).unwrap();
         hub.send(ada.id, "General", "c1".into(), "hi", 5).unwrap();
         hub.shutdown().await;
         // The shared ticker may announce Ada's own arrival at any moment; what this
         // test is about is the order of everything else.
         let mut frames = Vec::new();
-        while let Ok(queued) = ada.outbound.try_recv() {
+        while let Some(queued) = ada.outbound.try_recv() {
             match decoded(queued) {
                 Some(ServerFrame::Presence { .. }) => {}
                 Some(frame) => frames.push(frame),

@@ -329,7 +329,7 @@ mod tests {
         let hub = hub(1_000);
         let regs: Vec<Registration> = (0..60)
             .map(|i| {
-                let reg = hub.connect(&format!("p{i}")).unwrap();
+                let reg = hub.connect_detached(&format!("p{i}")).unwrap();
                 hub.join(reg.id, "General", None).unwrap();
                 reg
             })
@@ -364,10 +364,10 @@ mod tests {
     }
 
     /// The next presence update queued for `reg`, within a second.
-    async fn next_presence(reg: &mut Registration) -> ServerFrame {
+    async fn next_presence(reg: &Registration) -> ServerFrame {
         let wait = async {
             loop {
-                let queued = reg.outbound.recv().await.expect("the hub keeps the queue");
+                let queued = reg.outbound.recv().await;
                 if let Some(frame @ ServerFrame::Presence { .. }) = decoded(queued) {
                     return frame;
                 }
@@ -396,11 +396,7 @@ mod tests {
     }
 
     /// What the page shows once it has applied every update until `until` holds.
-    async fn follow(
-        reg: &mut Registration,
-        mut shown: Shown,
-        until: impl Fn(&Shown) -> bool,
-    ) -> Shown {
+    async fn follow(reg: &Registration, mut shown: Shown, until: impl Fn(&Shown) -> bool) -> Shown {
         while !until(&shown) {
             if let ServerFrame::Presence {
                 joined,
@@ -417,11 +413,7 @@ mod tests {
     }
 
     /// Joins General and follows the page's list until `until` holds.
-    async fn shown_until(
-        hub: &Hub,
-        reg: &mut Registration,
-        until: impl Fn(&Shown) -> bool,
-    ) -> Shown {
+    async fn shown_until(hub: &Hub, reg: &Registration, until: impl Fn(&Shown) -> bool) -> Shown {
         let joined = hub
             .join(reg.id, "General", None)
             .expect("the join is answered");
@@ -435,14 +427,14 @@ mod tests {
     #[tokio::test]
     async fn a_big_room_lists_its_first_names_and_counts_everyone() {
         let hub = hub(1_000);
-        let mut people: Vec<Registration> = (0..150)
+        let people: Vec<Registration> = (0..150)
             .map(|i| {
-                let reg = hub.connect(&person(i)).unwrap();
+                let reg = hub.connect_detached(&person(i)).unwrap();
                 hub.join(reg.id, "General", None).unwrap();
                 reg
             })
             .collect();
-        let zed = hub.connect("zed").unwrap();
+        let zed = hub.connect_detached("zed").unwrap();
         let Ok(ServerFrame::Joined {
             online,
             online_count,
@@ -456,10 +448,10 @@ mod tests {
 
         // Someone beyond the shown names changes only the count; someone who sorts
         // first enters the list and pushes the last shown name out of it.
-        let watcher = &mut people[0];
+        let watcher = &people[0];
         let mut watched = shown_until(&hub, watcher, |s| s.online_count == 151).await;
         hub.disconnect(zed.id);
-        let ann = hub.connect("ann").unwrap();
+        let ann = hub.connect_detached("ann").unwrap();
         hub.join(ann.id, "General", None).unwrap();
         while watched.online_count != 151 || watched.online[0] != "ann" {
             if let ServerFrame::Presence {
@@ -481,13 +473,13 @@ mod tests {
     #[tokio::test]
     async fn a_tab_that_joined_between_updates_ends_up_with_the_true_list() {
         let hub = hub(10);
-        let mut ada = hub.connect("ada").unwrap();
-        shown_until(&hub, &mut ada, |s| s.online == ["ada"]).await;
+        let ada = hub.connect_detached("ada").unwrap();
+        shown_until(&hub, &ada, |s| s.online == ["ada"]).await;
         // Bob comes and goes between two updates, and Cy's list is taken while he is
         // there: the updates must still take him off Cy's list.
-        let bob = hub.connect("bob").unwrap();
+        let bob = hub.connect_detached("bob").unwrap();
         hub.join(bob.id, "General", None).unwrap();
-        let mut cy = hub.connect("cy").unwrap();
+        let cy = hub.connect_detached("cy").unwrap();
         let Ok(ServerFrame::Joined { online, .. }) = hub.join(cy.id, "General", None) else {
             panic!("cy gets in");
         };
@@ -498,8 +490,7 @@ mod tests {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
         while tokio::time::Instant::now() < deadline {
-            let Ok(Some(queued)) = tokio::time::timeout_at(deadline, cy.outbound.recv()).await
-            else {
+            let Ok(queued) = tokio::time::timeout_at(deadline, cy.outbound.recv()).await else {
                 break;
             };
             if let Some(ServerFrame::Presence {
@@ -522,22 +513,22 @@ mod tests {
         let hub = hub(1_000);
         let mut people: Vec<Registration> = (1..=101)
             .map(|i| {
-                let reg = hub.connect(&person(i)).unwrap();
+                let reg = hub.connect_detached(&person(i)).unwrap();
                 hub.join(reg.id, "General", None).unwrap();
                 reg
             })
             .collect();
         // Wait until everyone has been announced.
-        shown_until(&hub, &mut people[0], |s| s.online_count == 101).await;
+        shown_until(&hub, &people[0], |s| s.online_count == 101).await;
         tokio::time::sleep(PRESENCE_TICK * 2).await;
 
         // Abe sorts first, so his own arrival pushes p100 off the list he is given;
         // then p050 leaves before the next update.
-        let mut abe = hub.connect("abe").unwrap();
+        let abe = hub.connect_detached("abe").unwrap();
         let joined = hub.join(abe.id, "General", None).unwrap();
         let p050 = people.remove(49);
         hub.disconnect(p050.id);
-        let shown = follow(&mut abe, shown_from(joined), |s| s.online_count == 101).await;
+        let shown = follow(&abe, shown_from(joined), |s| s.online_count == 101).await;
         let mut expected: Vec<String> = std::iter::once("abe".to_string())
             .chain((1..=100).filter(|&i| i != 50).map(person))
             .collect();
@@ -557,30 +548,30 @@ mod tests {
         };
         // Ada and Bob are in General through another node; Ada opens it here too.
         hub.apply_remote_presence(remote(&["ada", "bob"]));
-        let mut ada = hub.connect("ada").unwrap();
+        let ada = hub.connect_detached("ada").unwrap();
         let shown = shown_from(hub.join(ada.id, "General", None).unwrap());
         assert_eq!(shown.online, ["ada", "bob"]);
         assert_eq!(shown.online_count, 2);
         // Bob leaves on the other node: Ada's page, following updates, drops him.
         hub.apply_remote_presence(remote(&["ada"]));
-        let shown = follow(&mut ada, shown, |s| s.online_count == 1).await;
+        let shown = follow(&ada, shown, |s| s.online_count == 1).await;
         assert_eq!(shown.online, ["ada"]);
     }
 
     #[tokio::test]
     async fn a_room_of_thousands_hears_of_changes_less_often() {
         let hub = hub(20_000);
-        let mut members: Vec<Registration> = (0..10_000)
+        let members: Vec<Registration> = (0..10_000)
             .map(|i| {
-                let reg = hub.connect(&format!("m{i:05}")).unwrap();
+                let reg = hub.connect_detached(&format!("m{i:05}")).unwrap();
                 hub.join(reg.id, "General", None).unwrap();
                 reg
             })
             .collect();
-        let watcher = &mut members[0];
+        let watcher = &members[0];
         next_presence(watcher).await;
         let heard_at = tokio::time::Instant::now();
-        let late = hub.connect("late").unwrap();
+        let late = hub.connect_detached("late").unwrap();
         hub.join(late.id, "General", None).unwrap();
         let ServerFrame::Presence { online_count, .. } = next_presence(watcher).await else {
             unreachable!()
