@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{Client, Redis, Server, test_token};
+use common::redis_server::Redis;
+use common::{Client, Server, test_token};
 use hearth::protocol::{ApiError, Channel, ClientFrame, ErrorCode, NameGrant, Seq, ServerFrame};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -595,86 +595,48 @@ impl Store for RedisStore {
 }
 
 #[cfg(test)]
+#[path = "../../../tests/common/redis_server.rs"]
+#[allow(dead_code)] // The integration tests use all of it; these tests, part.
+mod redis_server;
+
+#[cfg(test)]
 mod tests {
+    use super::redis_server::Redis;
     use super::*;
     use crate::server::store::contract;
-    use std::process::{Child, Command, Stdio};
 
-    /// A private redis-server on a free loopback port, stopped when dropped.
-    pub struct TestRedis {
-        child: Child,
-        pub url: String,
-        _dir: tempfile::TempDir,
-    }
-
-    impl TestRedis {
-        pub fn start() -> Self {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let dir = tempfile::tempdir().expect("a temporary directory");
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server is installed (scripts/setup.sh installs it)");
-            let url = format!("redis://127.0.0.1:{port}/");
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(std::time::Instant::now() < deadline, "redis-server started");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Self {
-                child,
-                url,
-                _dir: dir,
-            }
-        }
-
-        pub fn store(&self, history: usize) -> RedisStore {
-            RedisStore::open(&self.url, history).expect("redis answers")
-        }
-    }
-
-    impl Drop for TestRedis {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn store(redis: &Redis, history: usize) -> RedisStore {
+        RedisStore::open(&redis.url(), history).expect("redis answers")
     }
 
     #[test]
     fn channels_conflict_case_insensitively() {
-        let redis = TestRedis::start();
-        contract::channels_conflict_case_insensitively(&redis.store(10));
+        let redis = Redis::start();
+        contract::channels_conflict_case_insensitively(&store(&redis, 10));
     }
 
     #[test]
     fn messages_are_numbered_and_repeats_stored_once() {
-        let redis = TestRedis::start();
-        contract::messages_are_numbered_and_repeats_stored_once(&redis.store(10));
+        let redis = Redis::start();
+        contract::messages_are_numbered_and_repeats_stored_once(&store(&redis, 10));
     }
 
     #[test]
     fn only_the_window_is_kept() {
-        let redis = TestRedis::start();
-        contract::only_the_window_is_kept(&redis.store(10));
+        let redis = Redis::start();
+        contract::only_the_window_is_kept(&store(&redis, 10));
     }
 
     #[test]
     fn names_are_held_by_their_token() {
-        let redis = TestRedis::start();
-        contract::names_are_held_by_their_token(&redis.store(10));
+        let redis = Redis::start();
+        contract::names_are_held_by_their_token(&store(&redis, 10));
     }
 
     #[test]
     fn changes_are_read_on_from_the_cursors() {
-        let redis = TestRedis::start();
-        let store = redis.store(10);
+        let redis = Redis::start();
+        let store = store(&redis, 10);
         let mut reader = store.connect(Duration::from_secs(5)).unwrap();
         let general = store.create_channel("General", 1).unwrap();
         let changes = store
