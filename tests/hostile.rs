@@ -944,15 +944,19 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_room_goes_on() {
     };
     let mut sid = server.client_dialed("Sid", &slow).await;
     sid.join("General", None).await;
-    // From here on Sid's socket is not read until the flood is over.
+    // A second reader that stops: while both wait for room on their sockets, the
+    // server (two worker threads here) must go on serving everyone else.
+    let mut sue = server.client_dialed("Sue", &slow).await;
+    sue.join("General", None).await;
+    // From here on Sid's and Sue's sockets are not read until the flood is over.
     // Arrivals close together may come in one presence update.
     let mut arrived: Vec<String> = Vec::new();
-    while !["Flo", "Sid"]
+    while !["Flo", "Sid", "Sue"]
         .iter()
         .all(|name| arrived.iter().any(|a| a == name))
     {
         let joined = rae
-            .recv_until("Presence joined Flo and Sid", |frame| match frame {
+            .recv_until("Presence joined Flo, Sid and Sue", |frame| match frame {
                 ServerFrame::Presence { joined, .. } => Some(joined.clone()),
                 _ => None,
             })
@@ -1000,6 +1004,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_room_goes_on() {
         let mut last_seq: Seq = 0;
         let mut flood_seen = 0;
         let mut sid_left_after = None;
+        let mut sue_left = false;
         let mut own_sent_at = None;
         let mut own_round_trip = None;
         while flood_seen < FLOOD || own_round_trip.is_none() {
@@ -1014,11 +1019,14 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_room_goes_on() {
                         own_round_trip = Some(sent_at.elapsed());
                     }
                 }
-                ServerFrame::Presence { left, .. } if left.iter().any(|n| n == "Sid") => {
-                    sid_left_after = Some(flood_seen);
-                }
                 ServerFrame::Presence { left, .. } if !left.is_empty() => {
-                    panic!("{left:?} were cut off")
+                    for name in &left {
+                        match name.as_str() {
+                            "Sid" => sid_left_after = Some(flood_seen),
+                            "Sue" => sue_left = true,
+                            _ => panic!("{left:?} were cut off"),
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -1032,9 +1040,12 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_room_goes_on() {
                 .await;
             }
         }
-        (last_seq, sid_left_after, own_round_trip)
+        (last_seq, sid_left_after, sue_left, own_round_trip)
     };
-    let ((), (last_seq, sid_left_after, own_round_trip)) = tokio::join!(flooding, reading);
+    let ((), (last_seq, sid_left_after, sue_left, own_round_trip)) =
+        tokio::join!(flooding, reading);
+    assert!(sue_left, "Sue was cut off during the flood too");
+    drop(sue);
     assert_eq!(
         last_seq,
         FLOOD as Seq + 1,

@@ -7,6 +7,7 @@
 //! or when the hub asks it to close. Waking a task per recipient per message cost
 //! more than a microsecond a delivery, a fifth of what the whole delivery costs.
 
+use super::frame;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -18,6 +19,8 @@ use tokio::sync::Notify;
 
 /// Most frames handed to one `writev`.
 const WRITE_BATCH: usize = 64;
+/// The first byte of an unfragmented pong.
+const PONG_HEAD: u8 = 0x80 | frame::OP_PONG;
 
 /// Why writing stopped.
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +61,11 @@ struct Queue {
     frames: VecDeque<Bytes>,
     /// How much of the first frame has gone out.
     written_of_first: usize,
-    /// When the socket last refused to take more, if it still has not taken all.
+    /// Since when the socket has taken nothing, while frames wait.
     stalled_since: Option<Instant>,
     signal: Option<Signal>,
+    /// A close frame is queued: nothing may follow it (RFC 6455 section 5.5.1).
+    closing: bool,
 }
 
 impl Outbox {
@@ -93,6 +98,9 @@ impl Outbox {
     /// so the caller must `flush_now` (frames behind others go out with them).
     pub fn push(&self, frame: Bytes) -> Result<bool, Full> {
         let mut queue = self.lock();
+        if queue.closing {
+            return Ok(false);
+        }
         if queue.frames.len() >= self.limit {
             return Err(Full);
         }
@@ -100,14 +108,48 @@ impl Outbox {
         Ok(queue.frames.len() == 1)
     }
 
-    /// Queues a frame from the connection itself (an answer, a pong): never refused,
-    /// as the client asked for it and reads it soon or is cut off by the timeout.
-    pub fn push_own(&self, frame: Bytes) {
-        self.lock().frames.push_back(frame);
+    /// Queues a frame from the connection itself (a welcome, an answer): never
+    /// refused, as the client asked for it and reads it soon or is cut off by the
+    /// write timeout. `true` when nothing was waiting before it.
+    pub fn push_own(&self, frame: Bytes) -> bool {
+        let mut queue = self.lock();
+        if queue.closing {
+            return false;
+        }
+        queue.frames.push_back(frame);
+        queue.frames.len() == 1
     }
 
-    /// Writes what the socket takes now. What it does not take waits for the
-    /// connection's task, which is woken to wait for room.
+    /// Queues the answer to a ping. A pong still waiting behind others is replaced
+    /// (RFC 6455 allows answering only the latest ping), so a client that pings
+    /// without reading cannot grow the queue.
+    pub fn push_pong(&self, pong: Bytes) {
+        let mut queue = self.lock();
+        if queue.closing {
+            return;
+        }
+        let untouched = queue.frames.len() > 1 || queue.written_of_first == 0;
+        if untouched
+            && let Some(last) = queue.frames.back_mut()
+            && last.first() == Some(&PONG_HEAD)
+        {
+            *last = pong;
+            return;
+        }
+        queue.frames.push_back(pong);
+    }
+
+    /// Queues the close frame; nothing queued after it is sent.
+    pub fn push_close(&self, frame: Bytes) {
+        let mut queue = self.lock();
+        if !queue.closing {
+            queue.closing = true;
+            queue.frames.push_back(frame);
+        }
+    }
+
+    /// Writes what the socket takes now (for the hub). What it does not take waits
+    /// for the connection's task, which is woken to wait for room.
     pub fn flush_now(&self) {
         let mut queue = self.lock();
         match self.write_now(&mut queue) {
@@ -122,6 +164,12 @@ impl Outbox {
                 self.attention.notify_one();
             }
         }
+    }
+
+    /// Writes what the socket takes now (for the connection's own task, which
+    /// waits for room itself when frames are left: waking it would only spin it).
+    pub fn write_pending(&self) -> io::Result<()> {
+        self.write_now(&mut self.lock()).map(|_| ())
     }
 
     /// Writes everything queued, waiting for the socket as needed, until `timeout`
@@ -195,7 +243,12 @@ impl Outbox {
                 count += 1;
             }
             match stream.try_write_vectored(&slices[..count]) {
-                Ok(written) => queue.advance(written),
+                Ok(written) => {
+                    // The timeout counts time without progress: a client that
+                    // reads, if slowly, is limited by the queue's length instead.
+                    queue.stalled_since = None;
+                    queue.advance(written);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     queue.stalled_since.get_or_insert_with(Instant::now);
                     return Ok(false);
@@ -255,7 +308,6 @@ fn monotonic_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::frame;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
@@ -268,10 +320,12 @@ mod tests {
         (server, client)
     }
 
+    fn numbered_frame(i: usize, size: usize) -> Bytes {
+        frame::text(format!("{i:0size$}").as_bytes())
+    }
+
     fn numbered(count: usize, size: usize) -> Vec<Bytes> {
-        (0..count)
-            .map(|i| frame::text(format!("{i:0size$}").as_bytes()))
-            .collect()
+        (0..count).map(|i| numbered_frame(i, size)).collect()
     }
 
     #[tokio::test]
@@ -299,7 +353,7 @@ mod tests {
         let outbox = Outbox::new(Arc::new(server), 100);
         // The client reads nothing yet: the socket's buffers fill, then the queue.
         let mut sent = Vec::new();
-        let full = numbered(10_000, 60_000).into_iter().find(|f| {
+        let full = (0..10_000).map(|i| numbered_frame(i, 60_000)).find(|f| {
             let Ok(first) = outbox.push(f.clone()) else {
                 return true;
             };
@@ -327,6 +381,71 @@ mod tests {
         });
         outbox.flush(Duration::from_secs(10)).await.unwrap();
         reading.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_slowly_but_steadily_is_not_timed_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dialer = tokio::net::TcpSocket::new_v4().unwrap();
+        dialer.set_recv_buffer_size(4096).unwrap();
+        let mut client = dialer
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let outbox = Outbox::new(Arc::new(server), 1_000);
+        let frames = numbered(200, 1_000);
+        for f in &frames {
+            outbox.push(f.clone()).unwrap();
+        }
+        let total: usize = frames.iter().map(Bytes::len).sum();
+        // Reading all of it takes several times the timeout, with progress throughout.
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::with_capacity(total);
+            let mut chunk = [0u8; 2048];
+            while got.len() < total {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let n = client.read(&mut chunk).await.unwrap();
+                got.extend_from_slice(&chunk[..n]);
+            }
+            got
+        });
+        let started = Instant::now();
+        outbox.flush(Duration::from_millis(100)).await.unwrap();
+        let got = reading.await.unwrap();
+        assert!(
+            started.elapsed() > Duration::from_millis(200),
+            "too fast to tell"
+        );
+        assert_eq!(got, frames.concat());
+    }
+
+    #[test]
+    fn a_ping_flood_leaves_one_pong_waiting_and_nothing_follows_a_close() {
+        let outbox = Outbox::detached(16);
+        outbox.push(frame::text(b"a")).unwrap();
+        outbox.push_pong(frame::pong(b"1"));
+        outbox.push_pong(frame::pong(b"2"));
+        outbox.push(frame::text(b"b")).unwrap();
+        outbox.push_pong(frame::pong(b"3"));
+        outbox.push_close(frame::close(1000, ""));
+        assert_eq!(outbox.push(frame::text(b"late")), Ok(false));
+        assert!(!outbox.push_own(frame::text(b"late too")));
+        outbox.push_pong(frame::pong(b"4"));
+        let queued: Vec<Bytes> = std::iter::from_fn(|| outbox.try_recv()).collect();
+        assert_eq!(
+            queued,
+            [
+                frame::text(b"a"),
+                frame::pong(b"2"),
+                frame::text(b"b"),
+                frame::pong(b"3"),
+                frame::close(1000, ""),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -164,6 +164,7 @@ impl Socket {
     /// The next message, answering pings on the way.
     pub async fn recv(&mut self) -> Result<Incoming, ReadError> {
         let incoming = self.reader.next(&self.stream).await?;
+        self.outbox.heard();
         Ok(incoming.answer_pings(&self.outbox))
     }
 
@@ -171,7 +172,7 @@ impl Socket {
     /// unread data would reset the connection and could lose the close frame), and
     /// ends the connection, all within a bounded time.
     pub async fn close(self, code: u16, reason: &str) {
-        self.outbox.push_own(frame::close(code, reason));
+        self.outbox.push_close(frame::close(code, reason));
         let _ = self.outbox.flush(CLOSE_LINGER).await;
         // The hub may still hold the stream through the outbox, so the write side is
         // shut through the descriptor rather than by owning the stream.
@@ -208,7 +209,7 @@ impl Received {
     /// Queues the pong a ping asked for and returns what arrived.
     pub fn answer_pings(self, outbox: &Outbox) -> Incoming {
         if let Some(pong) = self.pong {
-            outbox.push_own(pong);
+            outbox.push_pong(pong);
         }
         self.incoming
     }

@@ -1,5 +1,6 @@
-//! One WebSocket connection's life: origin check, hello, the frame loop, pings, and
-//! leaving the hub however the connection ends.
+//! One WebSocket connection's life: origin check, hello, the frame loop, and leaving
+//! the hub however the connection ends. (The hub writes what it sends, pings
+//! included, straight to the socket; see `outbox`.)
 
 use super::AppState;
 use super::hub::{ConnId, Hub, HubError, encode};
@@ -20,7 +21,7 @@ use tokio::net::TcpStream;
 
 /// How long a new connection has to say who it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one write may wait on a client that does not read.
+/// How long frames may wait on a client that reads nothing at all.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn upgrade(
@@ -130,19 +131,19 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
     };
     let person: Arc<str> = Arc::from(name.as_str());
     // Leaves the hub however this function ends, panics included.
-    let _member = Membership { hub, id };
+    let member = Membership { hub, id };
     let mut connection = Connection {
         hub,
         metrics: &app.metrics,
         id,
         sends: SendLimit::new(&app, person),
     };
-    match connection.serve(&mut socket).await {
-        End::Close(code, reason) => {
-            app.metrics.reject_close(code);
-            Box::pin(socket.close(code, reason)).await;
-        }
-        End::Gone => {}
+    let end = connection.serve(&mut socket).await;
+    // Out of the hub before closing, so nothing more is queued for a closing socket.
+    drop(member);
+    if let End::Close(code, reason) = end {
+        app.metrics.reject_close(code);
+        Box::pin(socket.close(code, reason)).await;
     }
 }
 
@@ -192,7 +193,9 @@ impl Connection<'_> {
                 return end;
             }
             // Answers go now; what the socket does not take waits for `flush`.
-            outbox.flush_now();
+            if outbox.write_pending().is_err() {
+                return End::Gone;
+            }
         }
     }
 
@@ -241,7 +244,13 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<String, End>
         let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await;
         match first {
             Ok(Ok(Incoming::Text(text))) => break text,
-            Ok(Ok(Incoming::Alive)) => continue,
+            Ok(Ok(Incoming::Alive)) => {
+                // The pong goes now; what the socket does not take goes with the welcome.
+                if socket.outbox.write_pending().is_err() {
+                    return Err(End::Gone);
+                }
+                continue;
+            }
             Ok(Ok(Incoming::Binary)) => {
                 return Err(End::Close(close_code::UNSUPPORTED, "text frames only"));
             }

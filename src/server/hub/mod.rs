@@ -6,9 +6,10 @@
 //! acknowledged to its sender, so nothing anyone sees or is acknowledged can be lost
 //! by a crash. One lock guards membership and the windows, so a join sees a window
 //! that lines up exactly with what is queued after it. Nothing done under the lock
-//! waits: delivery queues bytes serialized once for all recipients in each one's
-//! `Outbox`, and once the lock is let go the queued frames are written straight to
-//! the sockets (see `Locked`).
+//! waits on a client or a system call: delivery queues bytes serialized once for all
+//! recipients in each one's `Outbox` (whose own lock is held only around a queue
+//! change or one write), and once the hub's lock is let go the queued frames are
+//! written straight to the sockets (see `Locked`).
 
 mod presence;
 mod publish;
@@ -251,7 +252,7 @@ impl Hub {
             return None;
         }
         let welcome = welcome(&mut state, name);
-        if outbox.push(welcome) == Ok(true) {
+        if outbox.push_own(welcome) {
             state.to_flush.push(outbox.clone());
         }
         state.conns.insert(
@@ -693,7 +694,9 @@ mod tests {
         let lively = hub.connect_detached("lively").unwrap();
         hub.join(lively.id, "General", None).unwrap();
         hub.ping_all();
-        assert_eq!(lively.outbound.try_recv(), Some(frame::ping()));
+        // Behind a presence update from the background ticker, perhaps.
+        let lively_got: Vec<Bytes> = std::iter::from_fn(|| lively.outbound.try_recv()).collect();
+        assert!(lively_got.contains(&frame::ping()), "{lively_got:?}");
         assert_eq!(
             quiet.outbound.take_signal(),
             Some(Signal::Close(close_code::AWAY, "no answer to pings"))

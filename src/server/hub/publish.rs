@@ -1,7 +1,8 @@
 //! Storing sends and publishing them: the committer thread stores whatever sends are
-//! waiting in one batch; the publisher task (on the runtime, where waking the
-//! recipients' tasks is cheap) fans each stored message out in number order and
-//! acknowledges it. In a cluster, messages other nodes stored come in the same way.
+//! waiting in one batch; the publisher task fans each stored message out in number
+//! order and acknowledges it, writing to the recipients' sockets itself, while the
+//! committer goes on to store the next batch. In a cluster, messages other nodes
+//! stored come in the same way.
 
 use super::{ConnId, Hub, HubError, State, add_channel, broadcast_room, deliver, encode};
 use crate::protocol::{ChatMessage, Seq, ServerFrame};
@@ -73,9 +74,9 @@ impl Hub {
     }
 
     /// Publishes the outcome of each stored send in order: the message to its room,
-    /// the answer to its sender. Runs on the runtime, where waking the recipients'
-    /// tasks is cheap, rather than on the committer thread, where each wake-up would
-    /// cost a switch between threads.
+    /// the answer to its sender. Runs on the publisher task, so that the committer
+    /// stores the next batch (mostly waiting on the disk) while this one is written
+    /// to the sockets.
     fn publish(&self, conns: Vec<ConnId>, received: Vec<Instant>, outcomes: Vec<Appended>) {
         let mut state = self.lock();
         for ((conn, received), outcome) in conns.into_iter().zip(received).zip(outcomes) {
