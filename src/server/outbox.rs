@@ -308,17 +308,9 @@ fn monotonic_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::socket::tests::pair;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        (server, client)
-    }
 
     fn numbered_frame(i: usize, size: usize) -> Bytes {
         frame::text(format!("{i:0size$}").as_bytes())

@@ -300,10 +300,8 @@ impl Hub {
                 silent.push(*id);
                 continue;
             }
-            match conn.outbox.push(frame::ping()) {
-                Ok(true) => to_flush.push(conn.outbox.clone()),
-                Ok(false) => {}
-                Err(Full) => lagging.push(*id),
+            if enqueue(conn, &frame::ping(), to_flush).is_err() {
+                lagging.push(*id);
             }
         }
         evict(&mut state, silent);
@@ -588,18 +586,24 @@ fn queue(
     frame: &Bytes,
     to_flush: &mut Vec<Arc<Outbox>>,
 ) -> Vec<ConnId> {
-    let mut lagging = Vec::new();
-    for id in targets {
-        let Some(conn) = conns.get(id) else {
-            continue;
-        };
-        match conn.outbox.push(frame.clone()) {
-            Ok(true) => to_flush.push(conn.outbox.clone()),
-            Ok(false) => {}
-            Err(Full) => lagging.push(*id),
-        }
+    targets
+        .iter()
+        .filter(|id| {
+            conns
+                .get(id)
+                .is_some_and(|conn| enqueue(conn, frame, to_flush).is_err())
+        })
+        .copied()
+        .collect()
+}
+
+/// Queues `frame` for one connection; an outbox that had nothing waiting is written
+/// when the lock is let go.
+fn enqueue(conn: &Conn, frame: &Bytes, to_flush: &mut Vec<Arc<Outbox>>) -> Result<(), Full> {
+    if conn.outbox.push(frame.clone())? {
+        to_flush.push(conn.outbox.clone());
     }
-    lagging
+    Ok(())
 }
 
 /// Removes connections (their rooms hear of it with the next presence update).
@@ -624,6 +628,13 @@ mod tests {
 
     pub(super) fn hub(capacity: usize) -> Arc<Hub> {
         hub_with_idle_timeout(capacity, Duration::from_secs(45))
+    }
+
+    /// A connection with no socket, in General.
+    pub(super) fn in_general(hub: &Hub, name: &str) -> Registration {
+        let reg = hub.connect_detached(name).unwrap();
+        hub.join(reg.id, "General", None).unwrap();
+        reg
     }
 
     fn hub_with_idle_timeout(capacity: usize, idle_timeout: Duration) -> Arc<Hub> {
@@ -688,11 +699,9 @@ mod tests {
     async fn pings_reach_everyone_and_a_silent_client_is_let_go() {
         use crate::server::outbox::Signal;
         let hub = hub_with_idle_timeout(10, Duration::from_millis(50));
-        let quiet = hub.connect_detached("quiet").unwrap();
-        hub.join(quiet.id, "General", None).unwrap();
+        let quiet = in_general(&hub, "quiet");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let lively = hub.connect_detached("lively").unwrap();
-        hub.join(lively.id, "General", None).unwrap();
+        let lively = in_general(&hub, "lively");
         hub.ping_all();
         // Behind a presence update from the background ticker, perhaps.
         let lively_got: Vec<Bytes> = std::iter::from_fn(|| lively.outbound.try_recv()).collect();
@@ -714,8 +723,7 @@ mod tests {
         let hub = hub(10);
         // Nothing is written for a detached connection: like a client that stopped
         // reading, its queue only grows.
-        let slow = hub.connect_detached("slow").unwrap();
-        hub.join(slow.id, "General", None).unwrap();
+        let slow = in_general(&hub, "slow");
         for i in 0..20 {
             hub.create_channel(&format!("Room {i}"), 0).unwrap();
         }

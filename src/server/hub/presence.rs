@@ -319,7 +319,7 @@ pub(super) fn take_out_of_room(state: &mut State, id: ConnId) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{decoded, hub};
+    use super::super::tests::{decoded, hub, in_general};
     use super::*;
     use crate::app::connection::Room as Shown;
     use crate::server::hub::Registration;
@@ -328,11 +328,7 @@ mod tests {
     async fn leaving_in_any_order_leaves_exactly_the_others_in_the_room() {
         let hub = hub(1_000);
         let regs: Vec<Registration> = (0..60)
-            .map(|i| {
-                let reg = hub.connect_detached(&format!("p{i}")).unwrap();
-                hub.join(reg.id, "General", None).unwrap();
-                reg
-            })
+            .map(|i| in_general(&hub, &format!("p{i}")))
             .collect();
         // Every third from the front, then every fourth of the rest from the back:
         // removals land at the end, the start and the middle of the list.
@@ -427,13 +423,7 @@ mod tests {
     #[tokio::test]
     async fn a_big_room_lists_its_first_names_and_counts_everyone() {
         let hub = hub(1_000);
-        let people: Vec<Registration> = (0..150)
-            .map(|i| {
-                let reg = hub.connect_detached(&person(i)).unwrap();
-                hub.join(reg.id, "General", None).unwrap();
-                reg
-            })
-            .collect();
+        let people: Vec<Registration> = (0..150).map(|i| in_general(&hub, &person(i))).collect();
         let zed = hub.connect_detached("zed").unwrap();
         let Ok(ServerFrame::Joined {
             online,
@@ -511,13 +501,8 @@ mod tests {
     #[tokio::test]
     async fn a_joiner_whose_arrival_reshapes_the_list_still_ends_up_with_the_true_list() {
         let hub = hub(1_000);
-        let mut people: Vec<Registration> = (1..=101)
-            .map(|i| {
-                let reg = hub.connect_detached(&person(i)).unwrap();
-                hub.join(reg.id, "General", None).unwrap();
-                reg
-            })
-            .collect();
+        let mut people: Vec<Registration> =
+            (1..=101).map(|i| in_general(&hub, &person(i))).collect();
         // Wait until everyone has been announced.
         shown_until(&hub, &people[0], |s| s.online_count == 101).await;
         tokio::time::sleep(PRESENCE_TICK * 2).await;
@@ -562,11 +547,7 @@ mod tests {
     async fn a_room_of_thousands_hears_of_changes_less_often() {
         let hub = hub(20_000);
         let members: Vec<Registration> = (0..10_000)
-            .map(|i| {
-                let reg = hub.connect_detached(&format!("m{i:05}")).unwrap();
-                hub.join(reg.id, "General", None).unwrap();
-                reg
-            })
+            .map(|i| in_general(&hub, &format!("m{i:05}")))
             .collect();
         let watcher = &members[0];
         next_presence(watcher).await;
