@@ -14,10 +14,11 @@ use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-/// Most frames handed to one `writev`.
+/// Most frames handed to one `sendmsg`.
 const WRITE_BATCH: usize = 64;
 /// The first byte of an unfragmented pong.
 const PONG_HEAD: u8 = 0x80 | frame::OP_PONG;
@@ -242,7 +243,7 @@ impl Outbox {
                 slices[i] = IoSlice::new(&frame[skip..]);
                 count += 1;
             }
-            match stream.try_write_vectored(&slices[..count]) {
+            match send(stream, &slices[..count]) {
                 Ok(written) => {
                     // The timeout counts time without progress: a client that
                     // reads, if slowly, is limited by the queue's length instead.
@@ -279,6 +280,20 @@ impl Outbox {
             notified.await;
         }
     }
+}
+
+/// Writes `slices` to the socket without waiting, as `send`, or `sendmsg` for
+/// several. tokio's `writev` goes through the file layer first (its position lock
+/// and checks): 6 % of the server's time at 150,000 deliveries a second in `perf`,
+/// which the socket calls skip.
+fn send(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    stream.try_io(Interest::WRITABLE, || {
+        let socket = socket2::SockRef::from(stream);
+        match slices {
+            [one] => socket.send(one),
+            many => socket.send_vectored(many),
+        }
+    })
 }
 
 impl Queue {
