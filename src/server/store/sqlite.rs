@@ -5,21 +5,32 @@
 //! batches every send that arrived while the previous commit ran into the next one
 //! (group commit), so the fsync is shared by many messages under load.
 //!
-//! Only the last `history` messages per channel are kept; older rows are deleted in
-//! the same transaction that adds new ones, so the file stays small.
+//! Messages are appended to one table in the order they are stored, so a commit
+//! writes the few pages at its end rather than a page per channel it touches: with
+//! a table ordered by channel, each message dirtied two pages (its insert and the
+//! delete of its channel's oldest), every one of which SQLite writes whole to the
+//! log and checksums. Only the last `history` messages per channel are kept: the
+//! store remembers which rows those are and deletes the ones that fell out, in
+//! batches, sorted, so the deletes too land on few pages.
 
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// 2: `channels.last_seq` is no longer kept current (see `LAST_SEQ`), so a version
-/// that trusts it must not open the file.
-const SCHEMA_VERSION: i64 = 2;
+/// 2: `channels.last_seq` is no longer kept current (see `ChannelMeta::last_seq`),
+/// so a version that trusts it must not open the file.
+/// 3: messages live in `log`, in the order they were stored.
+const SCHEMA_VERSION: i64 = 3;
+
+/// How many rows that fell out of their channel's window wait before they are
+/// deleted together: enough that the deletes share pages, few enough that the file
+/// holds at most this many rows more than the windows.
+const PRUNE_AFTER: usize = 256;
 
 /// Send ids are remembered this long, so a retry is recognised even after its
 /// message has left the kept window.
@@ -64,16 +75,33 @@ impl Drop for SqliteStore {
 
 struct Inner {
     db: Connection,
-    /// Each channel's name and last number by key, mirrored from the database so a
-    /// send needs no read to be numbered. Updated only after a commit.
+    /// Each channel's name, last number and kept rows by key, mirrored from the
+    /// database so a send needs no read to be numbered or pruned.
     channels: HashMap<String, ChannelMeta>,
-    batches_since_prune: u32,
+    /// Rows that fell out of their channel's window, to be deleted.
+    doomed: Vec<i64>,
+    batches_since_sends_pruned: u32,
 }
 
-#[derive(Clone)]
 struct ChannelMeta {
     name: String,
+    /// The last number the channel gave out. Commits do not write it to the
+    /// channel's row (one page fewer to log and sync per commit): the newest message
+    /// is never pruned, so its number is the channel's. The row's `last_seq` still
+    /// counts for channels with no messages and for files from before version 2.
     last_seq: Seq,
+    /// The `log` ids of the channel's kept messages, oldest first.
+    kept: VecDeque<i64>,
+}
+
+impl ChannelMeta {
+    /// Notes a stored row; the row that falls out of the window, if any, is doomed.
+    fn keep(&mut self, id: i64, history: usize, doomed: &mut Vec<i64>) {
+        self.kept.push_back(id);
+        if self.kept.len() > history {
+            doomed.extend(self.kept.pop_front());
+        }
+    }
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -103,32 +131,17 @@ impl SqliteStore {
             .map_err(backend)?;
         db.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
         migrate(&db)?;
-        let channels = {
-            let mut statement = db
-                .prepare(&format!("SELECT key, name, {LAST_SEQ} FROM channels"))
-                .map_err(backend)?;
-            statement
-                .query_map([], |row| {
-                    Ok((
-                        row.get(0)?,
-                        ChannelMeta {
-                            name: row.get(1)?,
-                            last_seq: row.get(2)?,
-                        },
-                    ))
-                })
-                .map_err(backend)?
-                .collect::<Result<HashMap<String, ChannelMeta>, _>>()
-                .map_err(backend)?
-        };
+        let history = history.max(1);
+        let (channels, doomed) = read_channels(&db, history)?;
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
         start_checkpointer(&path, durability, stop_checkpoints.clone())?;
         Ok(Self {
-            history: history.max(1),
+            history,
             inner: Mutex::new(Inner {
                 db,
                 channels,
-                batches_since_prune: 0,
+                doomed,
+                batches_since_sends_pruned: 0,
             }),
             stop_checkpoints,
         })
@@ -139,6 +152,49 @@ impl SqliteStore {
         // the mirror is only updated after a commit, so the state stays consistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Each channel with its last number and kept rows, and the rows beyond the windows
+/// (left by a restart before they were deleted).
+fn read_channels(
+    db: &Connection,
+    history: usize,
+) -> Result<(HashMap<String, ChannelMeta>, Vec<i64>), StoreError> {
+    let mut channels = db
+        .prepare("SELECT key, name, last_seq FROM channels")
+        .map_err(backend)?
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                ChannelMeta {
+                    name: row.get(1)?,
+                    last_seq: row.get(2)?,
+                    kept: VecDeque::new(),
+                },
+            ))
+        })
+        .map_err(backend)?
+        .collect::<Result<HashMap<String, ChannelMeta>, _>>()
+        .map_err(backend)?;
+    let mut doomed = Vec::new();
+    let mut rows = db
+        .prepare("SELECT id, channel, seq FROM log ORDER BY id")
+        .map_err(backend)?;
+    let mut rows = rows.query([]).map_err(backend)?;
+    while let Some(row) = rows.next().map_err(backend)? {
+        let (id, key, seq): (i64, String, Seq) = (
+            row.get(0).map_err(backend)?,
+            row.get(1).map_err(backend)?,
+            row.get(2).map_err(backend)?,
+        );
+        let Some(meta) = channels.get_mut(&key) else {
+            doomed.push(id);
+            continue;
+        };
+        meta.last_seq = meta.last_seq.max(seq);
+        meta.keep(id, history, &mut doomed);
+    }
+    Ok((channels, doomed))
 }
 
 /// The log's length (in pages) at which the writer copies it into the database.
@@ -223,24 +279,37 @@ fn migrate(db: &Connection) -> Result<(), StoreError> {
         db.execute_batch("PRAGMA user_version = 2;")
             .map_err(backend)?;
     }
+    if version < 3 {
+        db.execute_batch(
+            "BEGIN;
+             CREATE TABLE log (
+                 id        INTEGER PRIMARY KEY,
+                 channel   TEXT NOT NULL REFERENCES channels(key),
+                 seq       INTEGER NOT NULL,
+                 author    TEXT NOT NULL,
+                 text      TEXT NOT NULL,
+                 sent_at   INTEGER NOT NULL,
+                 client_id TEXT NOT NULL
+             );
+             INSERT INTO log (channel, seq, author, text, sent_at, client_id)
+                 SELECT channel, seq, author, text, sent_at, client_id
+                 FROM messages ORDER BY channel, seq;
+             DROP TABLE messages;
+             PRAGMA user_version = 3;
+             COMMIT;",
+        )
+        .map_err(backend)?;
+    }
     Ok(())
 }
 
 impl Store for SqliteStore {
     fn load(&self) -> Result<Vec<ChannelLog>, StoreError> {
         let inner = self.lock();
-        let mut channels = inner
+        let channels = inner
             .db
             .prepare("SELECT key, name, created_at FROM channels ORDER BY rowid")
-            .map_err(backend)?;
-        let mut messages = inner
-            .db
-            .prepare(
-                "SELECT seq, author, text, sent_at, client_id FROM messages
-                 WHERE channel = ?1 ORDER BY seq DESC LIMIT ?2",
-            )
-            .map_err(backend)?;
-        let rows = channels
+            .map_err(backend)?
             .query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -253,33 +322,46 @@ impl Store for SqliteStore {
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        let mut logs = Vec::with_capacity(rows.len());
-        for (key, channel) in rows {
-            // The mirror's number: worked out once when the file was opened (see
-            // `LAST_SEQ`) and kept by every commit since.
-            let last_seq = inner.channels.get(&key).map_or(0, |meta| meta.last_seq);
-            let mut recent = messages
-                .query_map(params![key, self.history as i64], |row| {
-                    Ok(ChatMessage {
-                        channel: channel.name.clone(),
-                        seq: row.get(0)?,
-                        author: row.get(1)?,
-                        text: row.get(2)?,
-                        sent_at: row.get(3)?,
-                        client_id: row.get(4)?,
-                    })
-                })
-                .map_err(backend)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            recent.reverse();
-            logs.push(ChannelLog {
-                channel,
-                last_seq,
-                recent,
+        let position: HashMap<&str, usize> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| (key.as_str(), i))
+            .collect();
+        let mut recent: Vec<VecDeque<ChatMessage>> = vec![VecDeque::new(); channels.len()];
+        let mut rows = inner
+            .db
+            .prepare("SELECT channel, seq, author, text, sent_at, client_id FROM log ORDER BY id")
+            .map_err(backend)?;
+        let mut rows = rows.query([]).map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let key: String = row.get(0).map_err(backend)?;
+            let Some(&i) = position.get(key.as_str()) else {
+                continue;
+            };
+            let kept = &mut recent[i];
+            kept.push_back(ChatMessage {
+                channel: channels[i].1.name.clone(),
+                seq: row.get(1).map_err(backend)?,
+                author: row.get(2).map_err(backend)?,
+                text: row.get(3).map_err(backend)?,
+                sent_at: row.get(4).map_err(backend)?,
+                client_id: row.get(5).map_err(backend)?,
             });
+            if kept.len() > self.history {
+                kept.pop_front();
+            }
         }
-        Ok(logs)
+        Ok(channels
+            .into_iter()
+            .zip(recent)
+            .map(|((key, channel), recent)| ChannelLog {
+                // The mirror's number: worked out when the file was opened and kept
+                // by every commit since.
+                last_seq: inner.channels.get(&key).map_or(0, |meta| meta.last_seq),
+                channel,
+                recent: recent.into(),
+            })
+            .collect())
     }
 
     fn create_channel(&self, name: &str, created_at: i64) -> Result<Channel, StoreError> {
@@ -300,6 +382,7 @@ impl Store for SqliteStore {
             ChannelMeta {
                 name: name.to_owned(),
                 last_seq: 0,
+                kept: VecDeque::new(),
             },
         );
         Ok(Channel {
@@ -311,18 +394,26 @@ impl Store for SqliteStore {
     fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        // Numbers taken by this batch, with each touched channel's number before it,
-        // so a failed commit gives them back.
-        let mut before: HashMap<String, Seq> = HashMap::new();
-        let result = write_batch(inner, batch, self.history, &mut before);
-        if result.is_err() {
-            for (key, seq) in before {
-                if let Some(meta) = inner.channels.get_mut(&key) {
-                    meta.last_seq = seq;
+        let mut undo = Undo::default();
+        match write_batch(inner, batch, &mut undo) {
+            Ok(Written { outcomes, stored }) => {
+                for (key, id) in stored {
+                    if let Some(meta) = inner.channels.get_mut(&key) {
+                        meta.keep(id, self.history, &mut inner.doomed);
+                    }
                 }
+                Ok(outcomes)
+            }
+            Err(e) => {
+                for (key, seq) in undo.numbers_before {
+                    if let Some(meta) = inner.channels.get_mut(&key) {
+                        meta.last_seq = seq;
+                    }
+                }
+                inner.doomed.extend(undo.pruned);
+                Err(e)
             }
         }
-        result
     }
 
     fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<String, StoreError> {
@@ -410,33 +501,42 @@ impl Store for SqliteStore {
     }
 }
 
-/// The last number a channel has given out. Commits do not write it to the
-/// channel's row (one B-tree page fewer to log and sync per commit): the newest
-/// message is never pruned, so its number is the channel's. `last_seq` itself still
-/// counts for channels with no messages and for data files from before this.
-const LAST_SEQ: &str = "MAX(last_seq, COALESCE(
-    (SELECT MAX(seq) FROM messages WHERE messages.channel = channels.key), 0))";
+/// What a failed commit must give back to the mirror.
+#[derive(Default)]
+struct Undo {
+    /// Each touched channel's number before the batch.
+    numbers_before: HashMap<String, Seq>,
+    /// Rows the batch deleted.
+    pruned: Vec<i64>,
+}
+
+/// A committed batch: each send's outcome, and the channel and row of each message
+/// stored.
+struct Written {
+    outcomes: Vec<Appended>,
+    stored: Vec<(String, i64)>,
+}
 
 /// Writes and commits one batch in a single transaction, numbering messages in the
-/// mirror as it goes and noting in `before` each touched channel's prior number.
+/// mirror as it goes and noting in `undo` what a failure must restore.
 fn write_batch(
     inner: &mut Inner,
     batch: Vec<NewMessage>,
-    history: usize,
-    before: &mut HashMap<String, Seq>,
-) -> Result<Vec<Appended>, StoreError> {
+    undo: &mut Undo,
+) -> Result<Written, StoreError> {
     let tx = inner
         .db
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend)?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut stored = Vec::with_capacity(batch.len());
     {
         let mut find_send = tx
             .prepare_cached("SELECT channel, seq FROM sends WHERE author = ?1 AND client_id = ?2")
             .map_err(backend)?;
         let mut insert_message = tx
             .prepare_cached(
-                "INSERT INTO messages (channel, seq, author, text, sent_at, client_id)
+                "INSERT INTO log (channel, seq, author, text, sent_at, client_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(backend)?;
@@ -468,7 +568,7 @@ fn write_batch(
                 });
                 continue;
             };
-            before
+            undo.numbers_before
                 .entry(message.channel_key.clone())
                 .or_insert(meta.last_seq);
             meta.last_seq += 1;
@@ -483,6 +583,7 @@ fn write_batch(
                     message.client_id
                 ])
                 .map_err(backend)?;
+            stored.push((message.channel_key.clone(), tx.last_insert_rowid()));
             insert_send
                 .execute(params![
                     message.author,
@@ -504,25 +605,27 @@ fn write_batch(
                 },
             });
         }
-        let mut prune = tx
-            .prepare_cached("DELETE FROM messages WHERE channel = ?1 AND seq <= ?2")
-            .map_err(backend)?;
-        for key in before.keys() {
-            let seq = inner.channels[key].last_seq;
-            prune
-                .execute(params![key, seq.saturating_sub(history as Seq)])
+        if inner.doomed.len() >= PRUNE_AFTER {
+            undo.pruned = std::mem::take(&mut inner.doomed);
+            // In the order they were stored, so neighbours share a page.
+            undo.pruned.sort_unstable();
+            let mut prune = tx
+                .prepare_cached("DELETE FROM log WHERE id = ?1")
                 .map_err(backend)?;
+            for id in &undo.pruned {
+                prune.execute([id]).map_err(backend)?;
+            }
         }
     }
-    inner.batches_since_prune += 1;
-    if inner.batches_since_prune >= 1000 {
+    inner.batches_since_sends_pruned += 1;
+    if inner.batches_since_sends_pruned >= 1000 {
         let cutoff = outcomes_time(&outcomes) - SEND_ID_RETENTION_MS;
         tx.execute("DELETE FROM sends WHERE sent_at < ?1", [cutoff])
             .map_err(backend)?;
-        inner.batches_since_prune = 0;
+        inner.batches_since_sends_pruned = 0;
     }
     tx.commit().map_err(backend)?;
-    Ok(outcomes)
+    Ok(Written { outcomes, stored })
 }
 
 /// The newest send time in a batch, as "now" for pruning without a clock read.
@@ -562,13 +665,107 @@ mod tests {
     fn only_the_window_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         contract::only_the_window_is_kept(&store(&dir));
-        // Old rows are deleted, not merely hidden.
-        let rows: i64 = store(&dir)
+    }
+
+    /// The rows in the log and the oldest number among them.
+    fn rows_and_oldest(store: &SqliteStore) -> (usize, Seq) {
+        store
             .lock()
             .db
-            .query_row("SELECT count(*) FROM messages", [], |row| row.get(0))
+            .query_row("SELECT count(*), MIN(seq) FROM log", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn rows_beyond_the_window_are_deleted_not_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        store.create_channel("General", 1).unwrap();
+        let last = 10 + PRUNE_AFTER as i64 + 1;
+        for i in 1..=last {
+            next_seq(&store, i);
+            assert!(rows_and_oldest(&store).0 <= 10 + PRUNE_AFTER);
+        }
+        // The 256 that fell out first are gone; the window and one more remain.
+        let last = last as Seq;
+        assert_eq!(rows_and_oldest(&store), (11, last - 10));
+        let recent = &store.load().unwrap()[0].recent;
+        assert_eq!(recent.first().map(|m| m.seq), Some(last - 9));
+        assert_eq!(recent.len(), 10);
+    }
+
+    #[test]
+    fn rows_left_beyond_the_window_by_a_restart_are_deleted_later() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = store(&dir);
+            store.create_channel("General", 1).unwrap();
+            for i in 1..=110 {
+                next_seq(&store, i);
+            }
+            assert_eq!(rows_and_oldest(&store), (110, 1));
+        }
+        let store = store(&dir);
+        let recent = &store.load().unwrap()[0].recent;
+        assert_eq!(
+            recent.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (101..=110).collect::<Vec<_>>()
+        );
+        // The 100 found at opening count toward the next batch of deletes.
+        for i in 111..=10 + PRUNE_AFTER as i64 + 1 {
+            next_seq(&store, i);
+        }
+        assert_eq!(rows_and_oldest(&store).1, PRUNE_AFTER as Seq + 1);
+    }
+
+    #[test]
+    fn messages_from_a_version_2_file_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Connection::open(dir.path().join("hearth.db")).unwrap();
+            db.execute_batch(
+                "CREATE TABLE channels (key TEXT PRIMARY KEY, name TEXT NOT NULL,
+                     created_at INTEGER NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE messages (channel TEXT NOT NULL REFERENCES channels(key),
+                     seq INTEGER NOT NULL, author TEXT NOT NULL, text TEXT NOT NULL,
+                     sent_at INTEGER NOT NULL, client_id TEXT NOT NULL,
+                     PRIMARY KEY (channel, seq)) WITHOUT ROWID;
+                 CREATE TABLE sends (author TEXT NOT NULL, client_id TEXT NOT NULL,
+                     channel TEXT NOT NULL, seq INTEGER NOT NULL, sent_at INTEGER NOT NULL,
+                     PRIMARY KEY (author, client_id)) WITHOUT ROWID;
+                 CREATE TABLE names (key TEXT PRIMARY KEY, name TEXT NOT NULL,
+                     token_hash BLOB NOT NULL, last_seen INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO channels VALUES ('general', 'General', 1, 0), ('b', 'B', 2, 0);
+                 INSERT INTO messages VALUES ('general', 2, 'ada', 'm2', 2, 'c2'),
+                     ('b', 1, 'bo', 'b1', 1, 'x1'), ('general', 1, 'ada', 'm1', 1, 'c1');
+                 INSERT INTO sends VALUES ('ada', 'c1', 'general', 1, 1),
+                     ('ada', 'c2', 'general', 2, 2), ('bo', 'x1', 'b', 1, 1);
+                 PRAGMA user_version = 2;",
+            )
             .unwrap();
-        assert_eq!(rows, 10);
+        }
+        let store = store(&dir);
+        let logs = store.load().unwrap();
+        let texts = |i: usize| {
+            logs[i]
+                .recent
+                .iter()
+                .map(|m| m.text.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            (logs[0].channel.name.as_str(), logs[0].last_seq),
+            ("General", 2)
+        );
+        assert_eq!(texts(0), ["m1", "m2"]);
+        assert_eq!(texts(1), ["b1"]);
+        assert_eq!(next_seq(&store, 3), 3);
+        assert!(matches!(
+            store.append(vec![send(2)]).unwrap()[0],
+            Appended::Duplicate { seq: 2, .. }
+        ));
     }
 
     #[test]
