@@ -8,6 +8,7 @@
 //! `spawn_blocking`, never on the async runtime.
 
 mod memory;
+mod recent_sends;
 mod redis;
 mod sqlite;
 

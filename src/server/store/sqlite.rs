@@ -13,6 +13,7 @@
 //! store remembers which rows those are and deletes the ones that fell out, in
 //! batches, sorted, so the deletes too land on few pages.
 
+use super::recent_sends::{RecentSends, Stored};
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -24,13 +25,19 @@ use std::time::Duration;
 
 /// 2: `channels.last_seq` is no longer kept current (see `ChannelMeta::last_seq`),
 /// so a version that trusts it must not open the file.
-/// 3: messages live in `log`, in the order they were stored.
+/// 3: messages live in `log`, and new send ids in `recent_sends`, in the order
+/// they were stored.
 const SCHEMA_VERSION: i64 = 3;
 
 /// How many rows that fell out of their channel's window wait before they are
 /// deleted together: enough that the deletes share pages, few enough that the file
 /// holds at most this many rows more than the windows.
 const PRUNE_AFTER: usize = 256;
+
+/// How many send ids move from `recent_sends` to `sends` at a time, once twice as
+/// many wait: enough that an author's share it a page, few enough that the move
+/// stays a small part of one commit.
+const SENDS_MOVED_AT_ONCE: usize = 128;
 
 /// Send ids are remembered this long, so a retry is recognised even after its
 /// message has left the kept window.
@@ -80,6 +87,8 @@ struct Inner {
     channels: HashMap<String, ChannelMeta>,
     /// Rows that fell out of their channel's window, to be deleted.
     doomed: Vec<i64>,
+    /// `recent_sends`, mirrored.
+    recent_sends: RecentSends,
     batches_since_sends_pruned: u32,
 }
 
@@ -133,6 +142,7 @@ impl SqliteStore {
         migrate(&db)?;
         let history = history.max(1);
         let (channels, doomed) = read_channels(&db, history)?;
+        let recent_sends = read_recent_sends(&db)?;
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
         start_checkpointer(&path, durability, stop_checkpoints.clone())?;
         Ok(Self {
@@ -141,6 +151,7 @@ impl SqliteStore {
                 db,
                 channels,
                 doomed,
+                recent_sends,
                 batches_since_sends_pruned: 0,
             }),
             stop_checkpoints,
@@ -195,6 +206,24 @@ fn read_channels(
         meta.keep(id, history, &mut doomed);
     }
     Ok((channels, doomed))
+}
+
+fn read_recent_sends(db: &Connection) -> Result<RecentSends, StoreError> {
+    let mut recent = RecentSends::default();
+    let mut rows = db
+        .prepare("SELECT id, author, client_id, channel, seq FROM recent_sends ORDER BY id")
+        .map_err(backend)?;
+    let mut rows = rows.query([]).map_err(backend)?;
+    while let Some(row) = rows.next().map_err(backend)? {
+        let author: String = row.get(1).map_err(backend)?;
+        let client_id: String = row.get(2).map_err(backend)?;
+        let stored = Stored {
+            channel_key: row.get(3).map_err(backend)?,
+            seq: row.get(4).map_err(backend)?,
+        };
+        recent.insert(row.get(0).map_err(backend)?, &author, &client_id, stored);
+    }
+    Ok(recent)
 }
 
 /// The log's length (in pages) at which the writer copies it into the database.
@@ -295,6 +324,14 @@ fn migrate(db: &Connection) -> Result<(), StoreError> {
                  SELECT channel, seq, author, text, sent_at, client_id
                  FROM messages ORDER BY channel, seq;
              DROP TABLE messages;
+             CREATE TABLE recent_sends (
+                 id        INTEGER PRIMARY KEY,
+                 author    TEXT NOT NULL,
+                 client_id TEXT NOT NULL,
+                 channel   TEXT NOT NULL,
+                 seq       INTEGER NOT NULL,
+                 sent_at   INTEGER NOT NULL
+             );
              PRAGMA user_version = 3;
              COMMIT;",
         )
@@ -402,6 +439,9 @@ impl Store for SqliteStore {
                         meta.keep(id, self.history, &mut inner.doomed);
                     }
                 }
+                if let Some(id) = undo.sends_moved_through {
+                    inner.recent_sends.forget_through(id);
+                }
                 Ok(outcomes)
             }
             Err(e) => {
@@ -411,6 +451,7 @@ impl Store for SqliteStore {
                     }
                 }
                 inner.doomed.extend(undo.pruned);
+                inner.recent_sends.forget_newest(undo.sends_added);
                 Err(e)
             }
         }
@@ -508,6 +549,11 @@ struct Undo {
     numbers_before: HashMap<String, Seq>,
     /// Rows the batch deleted.
     pruned: Vec<i64>,
+    /// Sends the batch noted in `recent_sends`.
+    sends_added: usize,
+    /// The last `recent_sends` row the batch moved to `sends`, to be forgotten
+    /// once committed.
+    sends_moved_through: Option<i64>,
 }
 
 /// A committed batch: each send's outcome, and the channel and row of each message
@@ -542,18 +588,24 @@ fn write_batch(
             .map_err(backend)?;
         let mut insert_send = tx
             .prepare_cached(
-                "INSERT INTO sends (author, client_id, channel, seq, sent_at)
+                "INSERT INTO recent_sends (author, client_id, channel, seq, sent_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .map_err(backend)?;
         for message in batch {
-            let earlier: Option<(String, Seq)> = find_send
-                .query_row(params![message.author, message.client_id], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
-                .optional()
-                .map_err(backend)?;
-            if let Some((channel_key, seq)) = earlier {
+            let earlier = match inner.recent_sends.get(&message.author, &message.client_id) {
+                Some(stored) => Some(stored.clone()),
+                None => find_send
+                    .query_row(params![message.author, message.client_id], |row| {
+                        Ok(Stored {
+                            channel_key: row.get(0)?,
+                            seq: row.get(1)?,
+                        })
+                    })
+                    .optional()
+                    .map_err(backend)?,
+            };
+            if let Some(Stored { channel_key, seq }) = earlier {
                 outcomes.push(Appended::Duplicate {
                     channel_key,
                     seq,
@@ -593,6 +645,16 @@ fn write_batch(
                     message.sent_at
                 ])
                 .map_err(backend)?;
+            inner.recent_sends.insert(
+                tx.last_insert_rowid(),
+                &message.author,
+                &message.client_id,
+                Stored {
+                    channel_key: message.channel_key.clone(),
+                    seq,
+                },
+            );
+            undo.sends_added += 1;
             outcomes.push(Appended::New {
                 channel_key: message.channel_key,
                 message: ChatMessage {
@@ -616,6 +678,23 @@ fn write_batch(
                 prune.execute([id]).map_err(backend)?;
             }
         }
+    }
+    if inner.recent_sends.len() >= 2 * SENDS_MOVED_AT_ONCE
+        && let Some(last) = inner.recent_sends.nth_oldest_id(SENDS_MOVED_AT_ONCE)
+    {
+        // Sorted by the destination's key, so each author's share is one run of
+        // inserts. A send is never in both tables; `OR IGNORE` keeps a broken rule
+        // from failing this and every later commit.
+        tx.execute(
+            "INSERT OR IGNORE INTO sends (author, client_id, channel, seq, sent_at)
+             SELECT author, client_id, channel, seq, sent_at FROM recent_sends
+             WHERE id <= ?1 ORDER BY author, client_id",
+            [last],
+        )
+        .map_err(backend)?;
+        tx.execute("DELETE FROM recent_sends WHERE id <= ?1", [last])
+            .map_err(backend)?;
+        undo.sends_moved_through = Some(last);
     }
     inner.batches_since_sends_pruned += 1;
     if inner.batches_since_sends_pruned >= 1000 {
@@ -718,6 +797,49 @@ mod tests {
             next_seq(&store, i);
         }
         assert_eq!(rows_and_oldest(&store).1, PRUNE_AFTER as Seq + 1);
+    }
+
+    fn is_repeat_of(outcome: &Appended, expected: Seq) -> bool {
+        matches!(outcome, Appended::Duplicate { seq, .. } if *seq == expected)
+    }
+
+    #[test]
+    fn retries_are_recognised_wherever_their_id_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let sends = 2 * SENDS_MOVED_AT_ONCE as i64 + 5;
+        let sends_waiting = |store: &SqliteStore| -> usize {
+            store
+                .lock()
+                .db
+                .query_row("SELECT count(*) FROM recent_sends", [], |row| row.get(0))
+                .unwrap()
+        };
+        {
+            let store = store(&dir);
+            store.create_channel("General", 1).unwrap();
+            // A retry in the same batch as the send it repeats.
+            let outcomes = store.append(vec![send(1), send(1)]).unwrap();
+            assert!(is_repeat_of(&outcomes[1], 1));
+            for i in 2..=sends {
+                next_seq(&store, i);
+            }
+            // The oldest ids have moved on; the newest wait in store order.
+            assert!(sends_waiting(&store) < 2 * SENDS_MOVED_AT_ONCE);
+            let moved: usize = store
+                .lock()
+                .db
+                .query_row("SELECT count(*) FROM sends", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(moved + sends_waiting(&store), sends as usize);
+            let retries = store.append(vec![send(1), send(sends)]).unwrap();
+            assert!(is_repeat_of(&retries[0], 1));
+            assert!(is_repeat_of(&retries[1], sends as Seq));
+        }
+        let store = store(&dir);
+        let retries = store.append(vec![send(1), send(sends)]).unwrap();
+        assert!(is_repeat_of(&retries[0], 1));
+        assert!(is_repeat_of(&retries[1], sends as Seq));
+        assert_eq!(next_seq(&store, sends + 1), sends as Seq + 1);
     }
 
     #[test]
