@@ -89,7 +89,6 @@ struct Inner {
     doomed: Vec<i64>,
     /// `recent_sends`, mirrored.
     recent_sends: RecentSends,
-    batches_since_sends_pruned: u32,
 }
 
 struct ChannelMeta {
@@ -152,7 +151,6 @@ impl SqliteStore {
                 channels,
                 doomed,
                 recent_sends,
-                batches_since_sends_pruned: 0,
             }),
             stop_checkpoints,
         })
@@ -332,6 +330,7 @@ fn migrate(db: &Connection) -> Result<(), StoreError> {
                  seq       INTEGER NOT NULL,
                  sent_at   INTEGER NOT NULL
              );
+             CREATE INDEX sends_by_time ON sends (sent_at);
              PRAGMA user_version = 3;
              COMMIT;",
         )
@@ -695,13 +694,11 @@ fn write_batch(
         tx.execute("DELETE FROM recent_sends WHERE id <= ?1", [last])
             .map_err(backend)?;
         undo.sends_moved_through = Some(last);
-    }
-    inner.batches_since_sends_pruned += 1;
-    if inner.batches_since_sends_pruned >= 1000 {
+        // Through the time index: reading the whole table instead, as a prune every
+        // thousand commits once did, stalled commits for as long as it took.
         let cutoff = outcomes_time(&outcomes) - SEND_ID_RETENTION_MS;
         tx.execute("DELETE FROM sends WHERE sent_at < ?1", [cutoff])
             .map_err(backend)?;
-        inner.batches_since_sends_pruned = 0;
     }
     tx.commit().map_err(backend)?;
     Ok(Written { outcomes, stored })
@@ -840,6 +837,24 @@ mod tests {
         assert!(is_repeat_of(&retries[0], 1));
         assert!(is_repeat_of(&retries[1], sends as Seq));
         assert_eq!(next_seq(&store, sends + 1), sends as Seq + 1);
+    }
+
+    #[test]
+    fn send_ids_are_forgotten_after_a_week() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        store.create_channel("General", 1).unwrap();
+        let week_later = |i: i64| NewMessage {
+            sent_at: SEND_ID_RETENTION_MS + 10,
+            ..send(i)
+        };
+        next_seq(&store, 1);
+        for i in 2..=2 * SENDS_MOVED_AT_ONCE as i64 {
+            store.append(vec![week_later(i)]).unwrap();
+        }
+        let outcomes = store.append(vec![week_later(1), week_later(2)]).unwrap();
+        assert!(matches!(&outcomes[0], Appended::New { .. }));
+        assert!(is_repeat_of(&outcomes[1], 2));
     }
 
     #[test]
