@@ -234,7 +234,7 @@ pub(super) async fn run_ticker(hub: Weak<Hub>, ping_interval: Duration) {
         hub.announce_presence();
         if last_ping.elapsed() >= ping_interval {
             last_ping = tokio::time::Instant::now();
-            hub.ping_all();
+            hub.ping_everyone().await;
         }
     }
 }
