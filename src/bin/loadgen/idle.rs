@@ -20,6 +20,11 @@ pub struct IdleArgs {
     /// every member online, wherever they are connected (cluster presence).
     #[arg(long)]
     pub check_presence: bool,
+    /// Hold the connections without reading (nor answering pings): a crowd that
+    /// costs the server its pings but this process almost nothing, so another load
+    /// generator on the same core measures the server alone.
+    #[arg(long)]
+    pub silent: bool,
 }
 
 pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
@@ -32,7 +37,12 @@ pub async fn run(args: IdleArgs) -> Result<String, ClientError> {
     let mut tasks = Vec::with_capacity(connections);
     for member in crowd.members {
         let mut socket = member.socket;
+        let silent = args.silent;
         tasks.push(tokio::spawn(async move {
+            if silent {
+                tokio::time::sleep_until(deadline.into()).await;
+                return Some(socket);
+            }
             // Reading answers the server's WebSocket pings, and Engine.IO pings are
             // answered here. A connection still open at the deadline counts as held.
             loop {
