@@ -363,29 +363,34 @@ impl Store for SqliteStore {
             .enumerate()
             .map(|(i, (key, _))| (key.as_str(), i))
             .collect();
-        let mut recent: Vec<VecDeque<ChatMessage>> = vec![VecDeque::new(); channels.len()];
+        let mut recent: Vec<Vec<ChatMessage>> = vec![Vec::new(); channels.len()];
         let mut rows = inner
             .db
-            .prepare("SELECT channel, seq, author, text, sent_at, client_id FROM log ORDER BY id")
+            .prepare(
+                "SELECT id, channel, seq, author, text, sent_at, client_id FROM log ORDER BY id",
+            )
             .map_err(backend)?;
         let mut rows = rows.query([]).map_err(backend)?;
         while let Some(row) = rows.next().map_err(backend)? {
-            let key: String = row.get(0).map_err(backend)?;
+            let id: i64 = row.get(0).map_err(backend)?;
+            let key: String = row.get(1).map_err(backend)?;
             let Some(&i) = position.get(key.as_str()) else {
                 continue;
             };
-            let kept = &mut recent[i];
-            kept.push_back(ChatMessage {
-                channel: channels[i].1.name.clone(),
-                seq: row.get(1).map_err(backend)?,
-                author: row.get(2).map_err(backend)?,
-                text: row.get(3).map_err(backend)?,
-                sent_at: row.get(4).map_err(backend)?,
-                client_id: row.get(5).map_err(backend)?,
-            });
-            if kept.len() > self.history {
-                kept.pop_front();
+            // The mirror knows each window: rows older than its oldest kept row
+            // are waiting to be deleted.
+            let kept_from = inner.channels.get(&key).and_then(|meta| meta.kept.front());
+            if kept_from.is_none_or(|&first| id < first) {
+                continue;
             }
+            recent[i].push(ChatMessage {
+                channel: channels[i].1.name.clone(),
+                seq: row.get(2).map_err(backend)?,
+                author: row.get(3).map_err(backend)?,
+                text: row.get(4).map_err(backend)?,
+                sent_at: row.get(5).map_err(backend)?,
+                client_id: row.get(6).map_err(backend)?,
+            });
         }
         Ok(channels
             .into_iter()
@@ -395,7 +400,7 @@ impl Store for SqliteStore {
                 // by every commit since.
                 last_seq: inner.channels.get(&key).map_or(0, |meta| meta.last_seq),
                 channel,
-                recent: recent.into(),
+                recent,
             })
             .collect())
     }
