@@ -730,6 +730,13 @@ mod tests {
         SqliteStore::open(dir.path(), 10, Durability::Full).unwrap()
     }
 
+    /// A new store with a window of 10 and the channel "General".
+    fn store_with_general(dir: &tempfile::TempDir) -> SqliteStore {
+        let store = store(dir);
+        store.create_channel("General", 1).unwrap();
+        store
+    }
+
     #[test]
     fn channels_conflict_case_insensitively() {
         let dir = tempfile::tempdir().unwrap();
@@ -762,8 +769,7 @@ mod tests {
     #[test]
     fn rows_beyond_the_window_are_deleted_not_hidden() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir);
-        store.create_channel("General", 1).unwrap();
+        let store = store_with_general(&dir);
         let last = 10 + PRUNE_AFTER as i64 + 1;
         for i in 1..=last {
             next_seq(&store, i);
@@ -781,8 +787,7 @@ mod tests {
     fn rows_left_beyond_the_window_by_a_restart_are_deleted_later() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = store(&dir);
-            store.create_channel("General", 1).unwrap();
+            let store = store_with_general(&dir);
             for i in 1..=110 {
                 next_seq(&store, i);
             }
@@ -817,8 +822,7 @@ mod tests {
                 .unwrap()
         };
         {
-            let store = store(&dir);
-            store.create_channel("General", 1).unwrap();
+            let store = store_with_general(&dir);
             // A retry in the same batch as the send it repeats.
             let outcomes = store.append(vec![send(1), send(1)]).unwrap();
             assert!(is_repeat_of(&outcomes[1], 1));
@@ -847,8 +851,7 @@ mod tests {
     #[test]
     fn send_ids_are_forgotten_after_a_week() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir);
-        store.create_channel("General", 1).unwrap();
+        let store = store_with_general(&dir);
         let week_later = |i: i64| NewMessage {
             sent_at: SEND_ID_RETENTION_MS + 10,
             ..send(i)
@@ -920,8 +923,7 @@ mod tests {
     fn everything_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = store(&dir);
-            store.create_channel("General", 1).unwrap();
+            let store = store_with_general(&dir);
             store.append((1..=3).map(send).collect()).unwrap();
         }
         let store = store(&dir);
@@ -1005,8 +1007,7 @@ mod tests {
     fn numbering_continues_after_pruning_and_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = store(&dir);
-            store.create_channel("General", 1).unwrap();
+            let store = store_with_general(&dir);
             for i in 1..=25 {
                 store.append(vec![send(i)]).unwrap();
             }
@@ -1020,8 +1021,7 @@ mod tests {
     fn a_number_kept_in_the_channel_row_by_older_versions_still_counts() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = store(&dir);
-            store.create_channel("General", 1).unwrap();
+            let store = store_with_general(&dir);
             store.append(vec![send(1)]).unwrap();
             // Older versions wrote each commit's last number to the channel's row.
             store
