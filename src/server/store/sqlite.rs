@@ -34,9 +34,11 @@ const SCHEMA_VERSION: i64 = 3;
 /// holds at most this many rows more than the windows.
 const PRUNE_AFTER: usize = 256;
 
-/// How many send ids move from `recent_sends` to `sends` at a time, once twice as
-/// many wait: enough that an author's share it a page, few enough that the move
-/// stays a small part of one commit.
+/// Send ids wait in `recent_sends` until twice this many do; then all but this
+/// many newest move to `sends`. Usually that is this many at a time: enough that an
+/// author's share is a page, few enough that the move stays a small part of one
+/// commit. After a big batch it is as many as the batch brought, so the table and
+/// its mirror never grow beyond twice this and one batch.
 const SENDS_MOVED_AT_ONCE: usize = 128;
 
 /// Send ids are remembered this long, so a retry is recognised even after its
@@ -157,8 +159,10 @@ impl SqliteStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic mid-transaction rolls the transaction back when it is dropped, and
-        // the mirror is only updated after a commit, so the state stays consistent.
+        // A panic mid-transaction rolls the transaction back when it is dropped, but
+        // may leave the mirror ahead of the file (`write_batch` changes it before
+        // committing, undoing that on errors, not panics). Only the committer thread
+        // appends, and a panic there ends it, so no later commit trusts that mirror.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -683,8 +687,11 @@ fn write_batch(
             }
         }
     }
-    if inner.recent_sends.len() >= 2 * SENDS_MOVED_AT_ONCE
-        && let Some(last) = inner.recent_sends.nth_oldest_id(SENDS_MOVED_AT_ONCE)
+    let waiting = inner.recent_sends.len();
+    if waiting >= 2 * SENDS_MOVED_AT_ONCE
+        && let Some(last) = inner
+            .recent_sends
+            .nth_oldest_id(waiting - SENDS_MOVED_AT_ONCE)
     {
         // Sorted by the destination's key, so each author's share is one run of
         // inserts. A send is never in both tables; `OR IGNORE` keeps a broken rule
@@ -846,6 +853,37 @@ mod tests {
         assert!(is_repeat_of(&retries[0], 1));
         assert!(is_repeat_of(&retries[1], sends as Seq));
         assert_eq!(next_seq(&store, sends + 1), sends as Seq + 1);
+    }
+
+    #[test]
+    fn send_ids_waiting_to_move_stay_few_after_big_batches() {
+        const BATCH: i64 = 1_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_general(&dir);
+        let waiting = |store: &SqliteStore| -> usize {
+            store
+                .lock()
+                .db
+                .query_row("SELECT count(*) FROM recent_sends", [], |row| row.get(0))
+                .unwrap()
+        };
+        for round in 0..5 {
+            let batch = (round * BATCH + 1..=(round + 1) * BATCH)
+                .map(send)
+                .collect();
+            store.append(batch).unwrap();
+            assert!(
+                waiting(&store) < 2 * SENDS_MOVED_AT_ONCE,
+                "{} send ids wait after {} batches of {BATCH}",
+                waiting(&store),
+                round + 1
+            );
+            let mirrored = store.lock().recent_sends.len();
+            assert_eq!(mirrored, waiting(&store), "the mirror matches the table");
+        }
+        let retries = store.append(vec![send(1), send(5 * BATCH)]).unwrap();
+        assert!(is_repeat_of(&retries[0], 1));
+        assert!(is_repeat_of(&retries[1], 5 * BATCH as Seq));
     }
 
     #[test]
