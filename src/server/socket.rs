@@ -173,7 +173,9 @@ impl Socket {
     /// ends the connection, all within a bounded time.
     pub async fn close(self, code: u16, reason: &str) {
         self.outbox.push_close(frame::close(code, reason));
-        let _ = self.outbox.flush(CLOSE_LINGER).await;
+        // A deadline for the whole of it: the flush's own timeout counts time without
+        // progress, which a client reading a trickle could stretch for hours.
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.outbox.flush(CLOSE_LINGER)).await;
         // The hub may still hold the stream through the outbox, so the write side is
         // shut through the descriptor rather than by owning the stream.
         let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
@@ -197,6 +199,13 @@ fn discard_available(stream: &TcpStream) -> bool {
             Err(_) => return true,
         }
     }
+}
+
+/// Whether a peer may close with `code` (RFC 6455 section 7.4): the protocol's
+/// codes in use, and those of libraries and applications (3000-4999). 1005, 1006
+/// and 1015 stand for "no code" and "no close frame" and are never sent.
+fn may_close_with(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// What arrived in a form the caller acts on, with a pong to queue if it was a ping.
@@ -303,7 +312,16 @@ impl Reader {
                 let code = match payload {
                     [] => None,
                     [_] => return Err(FrameError::Protocol("truncated close code").into()),
-                    [high, low, ..] => Some(u16::from_be_bytes([*high, *low])),
+                    [high, low, reason @ ..] => {
+                        let code = u16::from_be_bytes([*high, *low]);
+                        if !may_close_with(code) {
+                            return Err(FrameError::Protocol("invalid close code").into());
+                        }
+                        if std::str::from_utf8(reason).is_err() {
+                            return Err(ReadError::NotUtf8);
+                        }
+                        Some(code)
+                    }
                 };
                 plain(Incoming::Close(code))
             }
@@ -398,11 +416,80 @@ pub(super) mod tests {
     }
 
     #[tokio::test]
+    async fn closing_takes_bounded_time_even_for_a_client_reading_a_trickle() {
+        let (server, mut client) = pair().await;
+        // Small buffers, so the client's every read makes room for the server.
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let socket = Socket::new(server, &[], 1024, 4096);
+        // 16 MB queued, far beyond what the socket buffers hold.
+        let frame = frame::server_frame(OP_TEXT, &[b'x'; 8192]);
+        for _ in 0..2048 {
+            socket.outbox.push_own(frame.clone());
+        }
+        let trickle = tokio::spawn(async move {
+            let mut chunk = [0u8; 4096];
+            loop {
+                if matches!(client.read(&mut chunk).await, Ok(0) | Err(_)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let started = std::time::Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(8), socket.close(1000, "")).await;
+        assert!(closed.is_ok(), "still closing 8 s later");
+        // Up to two lingers: one to write, one for the client to close its side.
+        assert!(started.elapsed() <= CLOSE_LINGER * 2 + Duration::from_secs(1));
+        trickle.abort();
+    }
+
+    #[tokio::test]
+    async fn close_frames_carry_their_code() {
+        let with_reason = [&1000u16.to_be_bytes()[..], "bye \u{2713}".as_bytes()].concat();
+        let cases = [
+            (Vec::new(), None),
+            (with_reason, Some(1000)),
+            (4000u16.to_be_bytes().to_vec(), Some(4000)),
+        ];
+        for (payload, code) in cases {
+            let (server, mut client) = pair().await;
+            let mut socket = Socket::new(server, &[], 1024, 16);
+            client
+                .write_all(&masked(true, OP_CLOSE, &payload))
+                .await
+                .unwrap();
+            assert_eq!(socket.recv().await.unwrap(), Incoming::Close(code));
+        }
+    }
+
+    #[tokio::test]
     async fn bad_input_is_named_for_its_close_code() {
-        let cases: [(Vec<u8>, u16); 3] = [
+        let cases: [(Vec<u8>, u16); 7] = [
             (masked(true, OP_TEXT, &[0xFF, 0xFE]), close_code::INVALID),
             (vec![0x81, 0x02, b'h', b'i'], close_code::PROTOCOL),
             (masked(true, OP_CONTINUATION, b"x"), close_code::PROTOCOL),
+            // Codes nobody may send: "no code", reserved, below the range.
+            (
+                masked(true, OP_CLOSE, &1005u16.to_be_bytes()),
+                close_code::PROTOCOL,
+            ),
+            (
+                masked(true, OP_CLOSE, &2000u16.to_be_bytes()),
+                close_code::PROTOCOL,
+            ),
+            (
+                masked(true, OP_CLOSE, &999u16.to_be_bytes()),
+                close_code::PROTOCOL,
+            ),
+            (
+                masked(true, OP_CLOSE, &[0x03, 0xE8, 0xFF]),
+                close_code::INVALID,
+            ),
         ];
         for (wire, code) in cases {
             let (server, mut client) = pair().await;
