@@ -923,6 +923,37 @@ async fn connections_that_never_send_a_request_line_are_dropped_after_the_header
     people.still_chat().await;
 }
 
+/// The hello has the header timeout too, counted from the upgrade: pings do not
+/// extend it, or a program pinging now and then would hold a place forever.
+#[tokio::test]
+async fn a_socket_that_pings_but_never_says_hello_is_closed_after_the_header_timeout() {
+    let server = Server::start_with(&[("HEARTH_HEADER_TIMEOUT_SECS", "2")]).await;
+    let mut people = Bystanders::arrive(&server).await;
+    let mut lurker = Client::connect(&server).await;
+    let since = Instant::now();
+    let closed = loop {
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "still open 10 s after upgrading without a hello"
+        );
+        lurker
+            .send_ws(Message::Ping(b"still here".to_vec().into()))
+            .await
+            .expect("ping");
+        let listening = lurker.close_code_within(Duration::from_secs(60));
+        if let Ok(code) = timeout(Duration::from_millis(400), listening).await {
+            break code;
+        }
+    };
+    let after = since.elapsed();
+    assert_eq!(closed, Some(1008), "closed with a policy violation");
+    assert!(
+        (Duration::from_millis(1_500)..=Duration::from_secs(5)).contains(&after),
+        "closed {after:?} after upgrading; the header timeout is 2 s"
+    );
+    people.still_chat().await;
+}
+
 // --- 6. slow consumer -------------------------------------------------------------
 
 #[tokio::test]

@@ -72,7 +72,7 @@ pub struct Flags {
     /// Name claims plus channel creations one address may make per minute.
     #[arg(long, env = "HEARTH_CLAIMS_PER_MINUTE")]
     pub claims_per_minute: Option<u32>,
-    /// Seconds a client has to send a request's headers.
+    /// Seconds a client has to send a request's headers, and a WebSocket its hello.
     #[arg(long, env = "HEARTH_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
     /// Extra origins allowed to open the WebSocket, comma-separated
@@ -147,7 +147,7 @@ pub struct Config {
     pub max_conns_per_ip: usize,
     pub max_conns: usize,
     pub claims_per_minute: u32,
-    /// Time a client has to send a request's headers.
+    /// Time a client has to send a request's headers, and a WebSocket its hello.
     pub header_timeout: Duration,
     /// Plain HTTP connections open at once (WebSockets are counted by `max_conns`).
     pub max_http_connections: usize,

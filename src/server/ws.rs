@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-/// How long a new connection has to say who it is.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long frames may wait on a client that reads nothing at all.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -240,8 +238,11 @@ impl Drop for Membership<'_> {
 /// Waits for the first frame, which must be a hello with a valid name and the token
 /// that holds it.
 async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<String, End> {
+    // One deadline for the whole wait (the header timeout: a hello is the socket's
+    // headers), so pings cannot hold an anonymous connection open.
+    let deadline = tokio::time::Instant::now() + app.config.header_timeout;
     let text = loop {
-        let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await;
+        let first = tokio::time::timeout_at(deadline, socket.recv()).await;
         match first {
             Ok(Ok(Incoming::Text(text))) => break text,
             Ok(Ok(Incoming::Alive)) => {
