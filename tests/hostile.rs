@@ -32,6 +32,8 @@ const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_RESTART: u16 = 1012;
 const CLOSE_TOO_SLOW: u16 = 4008;
+/// Messages a channel keeps (the server's default window).
+const HISTORY: usize = 100;
 
 const SECOND_MACHINE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const THIRD_MACHINE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -1131,6 +1133,76 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_room_goes_on() {
 }
 
 // --- 8. presence under failure --------------------------------------------------------
+
+/// Answers are queued for the client that asked, so one that asks without reading
+/// could make the server hold any number of them: the server stops reading its
+/// requests while answers wait, and answers every one once it reads again.
+#[tokio::test]
+async fn a_client_that_asks_without_reading_the_answers_cannot_pile_them_up() {
+    const ASKS: usize = 300;
+    const ALLOWED_GROWTH: u64 = 32 * MIB;
+    let server = Server::start_with(&[("HEARTH_STORE", "memory")]).await;
+    let mut people = Bystanders::arrive(&server).await;
+    let mut flo = server.client("Flo").await;
+    flo.join("General", None).await;
+    // A full window of long messages, so each join is answered with about 200 KB.
+    let text = "x".repeat(1_900);
+    let posts: Vec<ClientFrame> = (0..HISTORY)
+        .map(|i| ClientFrame::Send {
+            channel: "General".into(),
+            client_id: format!("flo-{i}"),
+            text: format!("{i} {text}"),
+        })
+        .collect();
+    flo.send_batch(&posts).await;
+    for _ in 0..HISTORY {
+        flo.recv_until("Flo's acks", |frame| {
+            matches!(frame, ServerFrame::Ack { .. }).then_some(())
+        })
+        .await;
+    }
+    let slow = Dial {
+        recv_buffer: Some(4096),
+        ..Dial::default()
+    };
+    let mut mallory = server.client_dialed("Mallory", &slow).await;
+    assert_eq!(mallory.join("General", None).await.history.len(), HISTORY);
+    let before = server.rss_bytes();
+
+    let asks = vec![
+        ClientFrame::Join {
+            channel: "General".into(),
+            since: None,
+        };
+        ASKS
+    ];
+    mallory.send_batch(&asks).await;
+    // Time enough to answer them all, were the server to go on reading.
+    people.still_chat().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss_bytes();
+    assert!(
+        after < before + ALLOWED_GROWTH,
+        "resident memory grew from {:.1} MiB to {:.1} MiB while {ASKS} unread answers \
+         of 200 KB each were due",
+        mib(before),
+        mib(after)
+    );
+
+    for ask in 0..ASKS {
+        let history =
+            mallory
+                .recv_until_within("the answer to a join", Duration::from_secs(10), |frame| {
+                    match frame {
+                        ServerFrame::Joined { history, .. } => Some(history.len()),
+                        _ => None,
+                    }
+                })
+                .await;
+        assert_eq!(history, HISTORY, "answer {ask} carries the whole window");
+    }
+    people.still_chat().await;
+}
 
 #[tokio::test]
 async fn people_whose_connection_dies_leave_the_online_list() {

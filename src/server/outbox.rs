@@ -200,6 +200,12 @@ impl Outbox {
         !self.lock().frames.is_empty()
     }
 
+    /// Whether the socket refused frames that still wait: the client is not
+    /// taking what it was sent.
+    pub fn is_stalled(&self) -> bool {
+        self.lock().stalled_since.is_some()
+    }
+
     /// Asks the connection's task to close (the first request stands).
     pub fn request_close(&self, code: u16, reason: &'static str) {
         self.lock()

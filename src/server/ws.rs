@@ -165,8 +165,11 @@ impl Connection<'_> {
         } = socket;
         loop {
             let waiting = outbox.is_waiting();
+            let stalled = outbox.is_stalled();
             let end = tokio::select! {
-                received = reader.next(stream) => match received {
+                // Nothing more is read while the client leaves what it was sent
+                // unread: one that asks without reading cannot pile answers up.
+                received = reader.next(stream), if !stalled => match received {
                     Ok(received) => {
                         outbox.heard();
                         let incoming = received.answer_pings(outbox);
