@@ -137,6 +137,56 @@ async fn messages_reach_everyone_in_the_room_with_author_time_and_number() {
     assert_eq!(texts, conversation.map(|(_, _, text)| text));
 }
 
+/// A returning page says hello, joins its channel and sends what it had pending
+/// in one packet, without waiting for the welcome: the answers come in that order.
+#[tokio::test]
+async fn hello_join_and_send_in_one_packet_are_answered_in_order() {
+    let server = Server::start().await;
+    let mut ann = server.client("Ann").await;
+    ann.join("General", None).await;
+    let first = ann.say("General", "ann-1", "are you back?").await;
+    let grant = server.claim("Ben").await;
+    let mut ben = Client::connect(&server).await;
+    ben.send_batch(&[
+        ClientFrame::Hello {
+            name: grant.name.clone(),
+            token: grant.token.clone(),
+        },
+        ClientFrame::Join {
+            channel: "General".into(),
+            since: None,
+        },
+        ClientFrame::Send {
+            channel: "General".into(),
+            client_id: "ben-1".into(),
+            text: "I am".into(),
+        },
+    ])
+    .await;
+    match ben.recv().await {
+        ServerFrame::Welcome { name, channels } => {
+            assert_eq!(name, "Ben");
+            assert_eq!(names(&channels), ["General"]);
+        }
+        other => panic!("the welcome comes first, not {other:?}"),
+    }
+    match ben.recv().await {
+        ServerFrame::Joined { history, .. } => {
+            let seqs: Vec<_> = history.iter().map(|m| m.seq).collect();
+            assert_eq!(seqs, [first], "the room's history comes second");
+        }
+        other => panic!("the join is answered next, not {other:?}"),
+    }
+    let seq = ben
+        .recv_until("Ben's Ack", |frame| match frame {
+            ServerFrame::Ack { client_id, seq, .. } if client_id == "ben-1" => Some(*seq),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seq, first + 1);
+    assert_eq!(ann.recv_message("ben-1").await.text, "I am");
+}
+
 #[tokio::test]
 async fn presence_follows_people_joining_and_leaving() {
     let server = Server::start().await;

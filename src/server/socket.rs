@@ -250,6 +250,12 @@ impl Reader {
         }
     }
 
+    /// Whether a whole frame has arrived and waits to be taken.
+    pub fn holds_whole_frame(&self) -> bool {
+        matches!(frame::parse_head(&self.partial, self.max_message),
+            Ok(Some(head)) if self.partial.len() >= head.frame_len())
+    }
+
     /// Reads what the socket has, through a stack buffer.
     fn read_available(&mut self, stream: &TcpStream) -> Result<(), ReadError> {
         let mut chunk = [0u8; READ_CHUNK];

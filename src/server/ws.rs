@@ -130,6 +130,12 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
     let person: Arc<str> = Arc::from(name.as_str());
     // Leaves the hub however this function ends, panics included.
     let member = Membership { hub, id };
+    // Clients say hello and join in one packet: the welcome then waits for the
+    // answer to the join, which `serve` takes first, and both leave in one write.
+    // Otherwise it goes now.
+    if !socket.reader.holds_whole_frame() && socket.outbox.write_pending().is_err() {
+        return;
+    }
     let mut connection = Connection {
         hub,
         metrics: &app.metrics,
@@ -167,6 +173,15 @@ impl Connection<'_> {
             let waiting = outbox.is_waiting();
             let stalled = outbox.is_stalled();
             let end = tokio::select! {
+                // In this order: a frame already read is answered before anything
+                // waiting is written, so its answer goes in the same write.
+                biased;
+                () = outbox.attention() => match outbox.take_signal() {
+                    Some(Signal::Close(code, reason)) => Some(End::Close(code, reason)),
+                    Some(Signal::Broken) => Some(End::Gone),
+                    // The socket filled up: the next turn waits for room.
+                    None => None,
+                },
                 // Nothing more is read while the client leaves what it was sent
                 // unread: one that asks without reading cannot pile answers up.
                 received = reader.next(stream), if !stalled => match received {
@@ -182,12 +197,6 @@ impl Connection<'_> {
                 Some(flushed) = OptionFuture::from(waiting.then(|| Box::pin(outbox.flush(WRITE_TIMEOUT)))) => match flushed {
                     Ok(()) => None,
                     Err(_) => Some(End::Gone),
-                },
-                () = outbox.attention() => match outbox.take_signal() {
-                    Some(Signal::Close(code, reason)) => Some(End::Close(code, reason)),
-                    Some(Signal::Broken) => Some(End::Gone),
-                    // The socket filled up: the next turn waits for room.
-                    None => None,
                 },
             };
             if let Some(end) = end {

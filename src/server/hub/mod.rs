@@ -246,8 +246,8 @@ impl Hub {
     }
 
     /// Registers a connection for a person who said hello and queues its welcome
-    /// (their name and every channel) ahead of anything else; `None` once the server
-    /// is stopping.
+    /// (their name and every channel) ahead of anything else, for the caller to
+    /// write; `None` once the server is stopping.
     pub fn connect(&self, name: &str, outbox: Arc<Outbox>) -> Option<ConnId> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
@@ -255,10 +255,9 @@ impl Hub {
         if self.closing.load(Ordering::Acquire) {
             return None;
         }
-        let welcome = welcome(&mut state, name);
-        if outbox.push_own(welcome) {
-            state.to_flush.push(outbox.clone());
-        }
+        // Not written here: when the client joined in the same packet as its hello,
+        // the welcome leaves with the answer, in one write (see `ws::run`).
+        outbox.push_own(welcome(&mut state, name));
         state.conns.insert(
             id,
             Conn {
