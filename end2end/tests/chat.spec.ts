@@ -129,11 +129,20 @@ test('the browser remembers the name and the channel across a restart', async ({
   await ada.context.close();
   const context = await browser.newContext({ storageState: saved });
   const page = await context.newPage();
+  const frames: string[] = [];
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => frames.push(`sent ${JSON.parse(String(f.payload)).type}`));
+    ws.on('framereceived', (f) => frames.push(`received ${JSON.parse(String(f.payload)).type}`));
+  });
   await openApp(page);
   await expect(page.getByTestId('current-name')).toHaveText(ada.name);
   await expect(page.getByTestId('name-input')).toHaveCount(0);
   await expect(page.getByTestId('room-title')).toContainText(room);
   await expect(messageTexts(page)).toHaveText(['before the restart']);
+  // The remembered channel is joined right behind the hello, a round trip sooner
+  // than after the welcome, and only once.
+  expect(frames.slice(0, 4)).toEqual(['sent hello', 'sent join', 'received welcome', 'received joined']);
+  expect(frames.filter((f) => f === 'sent join')).toHaveLength(1);
   await context.close();
 });
 

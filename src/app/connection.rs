@@ -246,7 +246,9 @@ impl Chat {
             ServerFrame::Welcome { channels, .. } => {
                 self.status.set(Status::Connected);
                 self.channels.set(channels);
-                self.rejoin();
+                if !socket::joined_with_hello(self) {
+                    self.rejoin();
+                }
             }
             ServerFrame::ChannelCreated { channel } => self.channels.update(|all| {
                 if !all.iter().any(|c| c.name == channel.name) {
@@ -376,20 +378,29 @@ impl Chat {
     /// After (re)connecting: resume the open room from the last message shown, or
     /// open the remembered channel, or the first one.
     fn rejoin(self) {
+        if let Some(join) = self.join_frame() {
+            socket::send(self, &join);
+        }
+    }
+
+    /// The join that puts this tab back where it was: the open room from after its
+    /// last message, else the channel the browser remembers, else the first one.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn join_frame(self) -> Option<ClientFrame> {
         let resume = self
             .room
             .with_untracked(|room| room.as_ref().map(|r| (r.channel.clone(), r.last_seq())));
         let (channel, since) = match resume {
             Some((channel, since)) => (channel, since),
-            None => match storage::saved_channel().or_else(|| {
-                self.channels
-                    .with_untracked(|c| c.first().map(|c| c.name.clone()))
-            }) {
-                Some(channel) => (channel, None),
-                None => return,
-            },
+            None => (
+                storage::saved_channel().or_else(|| {
+                    self.channels
+                        .with_untracked(|c| c.first().map(|c| c.name.clone()))
+                })?,
+                None,
+            ),
         };
-        socket::send(self, &ClientFrame::Join { channel, since });
+        Some(ClientFrame::Join { channel, since })
     }
 
     fn joined(
@@ -499,6 +510,8 @@ mod socket {
         socket: Option<WebSocket>,
         /// Bumped on every new socket, so callbacks of a replaced one do nothing.
         generation: u32,
+        /// This socket joined its channel right behind its hello.
+        joined_with_hello: bool,
         attempt: u32,
         callbacks: Vec<Closure<dyn FnMut(JsValueEvent)>>,
     }
@@ -539,7 +552,19 @@ mod socket {
         let on_open = {
             let socket = socket.clone();
             Closure::<dyn FnMut(JsValueEvent)>::new(move |_| {
-                let _ = socket.send_with_str(&hello);
+                if !is_current(chat, generation) || socket.send_with_str(&hello).is_err() {
+                    return;
+                }
+                // A tab that knows its channel joins it now, not a round trip later
+                // once the welcome is in: its room shows that much sooner.
+                let join = chat
+                    .join_frame()
+                    .and_then(|j| serde_json::to_string(&j).ok());
+                if let Some(join) = join
+                    && socket.send_with_str(&join).is_ok()
+                {
+                    chat.socket.update_value(|s| s.joined_with_hello = true);
+                }
             })
         };
         let on_message = Closure::<dyn FnMut(JsValueEvent)>::new(move |event: JsValueEvent| {
@@ -580,6 +605,7 @@ mod socket {
         chat.socket.update_value(|slot| {
             slot.socket = Some(socket);
             slot.generation = generation;
+            slot.joined_with_hello = false;
             slot.callbacks = vec![on_open, on_message, on_close];
         });
     }
@@ -625,6 +651,12 @@ mod socket {
         );
     }
 
+    /// Whether this socket joined right behind its hello, so the welcome needs no
+    /// join of its own.
+    pub fn joined_with_hello(chat: Chat) -> bool {
+        chat.socket.with_value(|s| s.joined_with_hello)
+    }
+
     /// Sends a frame if the socket is open. Frames that cannot go now are not lost:
     /// joins are redone and pending sends are resent after the next welcome.
     pub fn send(chat: Chat, frame: &ClientFrame) {
@@ -656,6 +688,10 @@ mod socket {
     pub fn close(_chat: Chat) {}
 
     pub fn send(_chat: Chat, _frame: &ClientFrame) {}
+
+    pub fn joined_with_hello(_chat: Chat) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
