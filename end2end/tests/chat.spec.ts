@@ -114,6 +114,24 @@ test('messages arrive live with name and time, and history shows on opening', as
   for (const p of [ada, bob, cleo]) await p.context.close();
 });
 
+test('switching rooms shows each room its own messages, whose numbers overlap', async ({ browser }) => {
+  const ada = await person(browser, 'Ada');
+  const first = uniqueRoom('One');
+  const second = uniqueRoom('Two');
+  await createRoom(ada.page, first);
+  for (const text of ['one a', 'one b', 'one c']) await send(ada.page, text);
+  await expect(messageTexts(ada.page)).toHaveText(['one a', 'one b', 'one c']);
+  await createRoom(ada.page, second);
+  for (const text of ['two a', 'two b']) await send(ada.page, text);
+  await expect(messageTexts(ada.page)).toHaveText(['two a', 'two b']);
+  await openRoom(ada.page, first);
+  await expect(messageTexts(ada.page)).toHaveText(['one a', 'one b', 'one c']);
+  await openRoom(ada.page, second);
+  await expect(ada.page.getByTestId('room-title')).toContainText(second);
+  await expect(messageTexts(ada.page)).toHaveText(['two a', 'two b']);
+  await ada.context.close();
+});
+
 test('the browser remembers the name and the channel across a restart', async ({ browser }) => {
   const ada = await person(browser, 'Ada');
   const room = uniqueRoom('Home');

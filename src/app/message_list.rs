@@ -44,7 +44,9 @@ pub fn MessageList() -> impl IntoView {
             </Show>
             <For
                 each=messages
-                key=|message| message.seq
+                // Numbers start at 1 in every channel: the channel is part of the
+                // key, or a switch would keep the last room's rows with those numbers.
+                key=|message| (message.channel.clone(), message.seq)
                 children=|message| view! { <MessageItem message /> }
             />
             <For
