@@ -295,6 +295,9 @@ impl Chat {
                 if code.is_retryable() {
                     self.note_delay(code, message);
                     self.retry_later(client_id);
+                } else if code == ErrorCode::NotInChannel {
+                    // Sent just as the person moved to another room: it stays
+                    // pending and goes again when its room is open.
                 } else {
                     self.pending.update(|all| {
                         if let Some(p) = all.iter_mut().find(|p| p.client_id == client_id) {
@@ -340,7 +343,10 @@ impl Chat {
                 let pending = self
                     .pending
                     .with_untracked(|all| all.iter().find(|p| p.client_id == client_id).cloned());
-                if let Some(pending) = pending {
+                // Only into the open room; one left meanwhile resends it on return.
+                if let Some(pending) = pending
+                    && self.current_channel().as_ref() == Some(&pending.channel)
+                {
                     socket::send(self, &send_frame(&pending));
                 }
             },
@@ -779,6 +785,27 @@ mod tests {
                 pending[0].failed.as_deref(),
                 Some("Messages can be at most 2000 characters.")
             );
+        });
+    }
+
+    #[test]
+    fn a_send_refused_because_its_room_was_left_stays_pending() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![], true));
+            let left_behind = Pending {
+                client_id: "c1".into(),
+                channel: "Elsewhere".into(),
+                text: "sent as the room changed".into(),
+                failed: None,
+            };
+            chat.pending.set(vec![left_behind.clone()]);
+            chat.apply(ServerFrame::SendFailed {
+                client_id: "c1".into(),
+                code: ErrorCode::NotInChannel,
+                message: "Join the channel first.".into(),
+            });
+            // Not marked as failed: it goes again when its room is open.
+            assert_eq!(chat.pending.get_untracked(), [left_behind]);
         });
     }
 

@@ -41,7 +41,12 @@ mod imp {
     }
 
     pub fn iso(ms: i64) -> String {
-        date(ms).to_iso_string().into()
+        let date = date(ms);
+        // `toISOString` throws on a time outside JavaScript's dates.
+        if date.get_time().is_nan() {
+            return String::new();
+        }
+        date.to_iso_string().into()
     }
 }
 
