@@ -1,7 +1,7 @@
 //! The cluster store: every node keeps its data in one Redis.
 //!
-//! Each channel's messages are a Redis Stream (`hearth:log:{key}`), capped at the
-//! kept history, whose entry ids are the messages' sequence numbers. What must be
+//! Each channel's messages are a Redis Stream (`hearth:log:{key}`), capped at ten
+//! times the kept history, whose entry ids are the messages' sequence numbers. What must be
 //! decided in one place is decided by Lua scripts, which Redis runs atomically:
 //! channel-name conflicts, the next number of a channel, repeated sends (remembered
 //! for a week) and who holds a name. Nodes learn of each other's messages and
@@ -54,7 +54,12 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'channel', ARGV[1])
 return {1, ARGV[2]}
 ";
 
-/// ARGV: history, seconds to remember a send, then per message its channel key,
+/// How many windows of messages each channel's stream keeps: a node that falls
+/// behind (a slow read, a reconnect) still finds the messages it has not read,
+/// where a stream of one window lost them once 100 came meanwhile.
+const STREAM_WINDOWS: usize = 10;
+
+/// ARGV: stream length, seconds to remember a send, then per message its channel key,
 /// author, text, time and client id. Returns per message: 1, the new number and the
 /// channel's name; 2, the number it was stored under before, and the name; or 0 when
 /// the channel does not exist. The name comes back with the numbers so publishing
@@ -73,8 +78,19 @@ for i = 3, #ARGV, 5 do
     if prior then
       out[#out+1] = {2, tonumber(prior), name}
     else
-      local seq = redis.call('INCR', 'hearth:seq:' .. key)
-      redis.call('XADD', 'hearth:log:' .. key, 'MAXLEN', ARGV[1], seq .. '-1',
+      local log, counter = 'hearth:log:' .. key, 'hearth:seq:' .. key
+      local seq = redis.call('INCR', counter)
+      -- Never behind the stream: a counter lost (evicted, or not yet on disk when
+      -- Redis stopped) would reuse numbers, and the add below would fail for ever.
+      local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
+      if top then
+        local newest = tonumber(string.match(top[1], '^(%d+)'))
+        if seq <= newest then
+          seq = newest + 1
+          redis.call('SET', counter, seq)
+        end
+      end
+      redis.call('XADD', log, 'MAXLEN', ARGV[1], seq .. '-1',
         'a', author, 't', text, 's', sent_at, 'c', cid)
       redis.call('SET', sent, seq, 'EX', ARGV[2])
       out[#out+1] = {1, seq, name}
@@ -159,7 +175,25 @@ impl RedisStore {
             release_name: Script::new(RELEASE_NAME),
         };
         store.ping()?;
+        store.check_durability();
         Ok(store)
+    }
+
+    /// Says so, loudly, when Redis does not keep what it acknowledges: Hearth
+    /// acknowledges a send once Redis has it, and only the append-only file makes
+    /// that survive a Redis restart.
+    fn check_durability(&self) {
+        let setting = |name: &str| -> Option<String> {
+            let pair: Vec<String> = self
+                .with_connection(|c| redis::cmd("CONFIG").arg("GET").arg(name).query(c))
+                .ok()?;
+            pair.into_iter().nth(1)
+        };
+        let appendonly = setting("appendonly");
+        let appendfsync = setting("appendfsync");
+        if let Some(warning) = durability_warning(appendonly.as_deref(), appendfsync.as_deref()) {
+            tracing::warn!("{warning}");
+        }
     }
 
     /// A new connection with bounded waits.
@@ -446,7 +480,10 @@ impl Store for RedisStore {
                 else {
                     continue;
                 };
+                // Atomic, or a message stored between the two could be in the
+                // window and counted after `last_seq` too, and shown twice.
                 let (last_seq, newest_first): (Option<Seq>, Value) = redis::pipe()
+                    .atomic()
                     .cmd("GET")
                     .arg(format!("hearth:seq:{key}"))
                     .cmd("XREVRANGE")
@@ -499,7 +536,8 @@ impl Store for RedisStore {
         }
         let results: Vec<(i64, i64, String)> = self.with_connection(|c| {
             let mut call = self.append.key(CHANNELS);
-            call.arg(self.history).arg(SENT_REMEMBERED_SECS);
+            call.arg(self.history * STREAM_WINDOWS)
+                .arg(SENT_REMEMBERED_SECS);
             for m in &batch {
                 call.arg(&m.channel_key)
                     .arg(&m.author)
@@ -594,6 +632,26 @@ impl Store for RedisStore {
     }
 }
 
+/// What to tell the operator about Redis's `appendonly` and `appendfsync`
+/// settings (`None` when `CONFIG` is refused, as some hosted Redis do).
+fn durability_warning(appendonly: Option<&str>, appendfsync: Option<&str>) -> Option<&'static str> {
+    match (appendonly, appendfsync) {
+        (None, _) | (_, None) => Some(
+            "cannot read Redis's persistence settings (CONFIG refused): acknowledged \
+             messages survive a Redis restart only with appendonly yes",
+        ),
+        (Some(on), _) if !on.eq_ignore_ascii_case("yes") => Some(
+            "Redis runs without its append-only file (appendonly no): messages acknowledged \
+             since its last snapshot are lost if it restarts; run it with appendonly yes",
+        ),
+        (_, Some(sync)) if sync.eq_ignore_ascii_case("no") => Some(
+            "Redis leaves syncing its append-only file to the system (appendfsync no): \
+             acknowledged messages can be lost if its machine fails; use always or everysec",
+        ),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 #[path = "../../../tests/common/redis_server.rs"]
 #[allow(dead_code)] // The integration tests use all of it; these tests, part.
@@ -631,6 +689,77 @@ mod tests {
     fn names_are_held_by_their_token() {
         let redis = Redis::start();
         contract::names_are_held_by_their_token(&store(&redis, 10));
+    }
+
+    #[test]
+    fn redis_without_its_append_only_file_is_warned_of() {
+        assert_eq!(durability_warning(Some("yes"), Some("always")), None);
+        assert_eq!(durability_warning(Some("yes"), Some("everysec")), None);
+        for (appendonly, appendfsync, says) in [
+            (Some("no"), Some("everysec"), "appendonly no"),
+            (Some("yes"), Some("no"), "appendfsync no"),
+            (None, None, "CONFIG refused"),
+        ] {
+            let warning = durability_warning(appendonly, appendfsync).expect("a warning");
+            assert!(warning.contains(says), "{warning}");
+        }
+    }
+
+    #[test]
+    fn numbering_goes_on_from_the_stream_when_the_counter_is_lost() {
+        let redis = Redis::start();
+        let store = store(&redis, 10);
+        store.create_channel("General", 1).unwrap();
+        let send = |i: i64| NewMessage {
+            channel_key: "general".into(),
+            author: "ada".into(),
+            text: format!("m{i}"),
+            sent_at: i,
+            client_id: format!("c{i}"),
+        };
+        store.append((1..=3).map(send).collect()).unwrap();
+        store
+            .with_connection(|c| redis::cmd("DEL").arg("hearth:seq:general").query::<i64>(c))
+            .unwrap();
+        let outcomes = store.append(vec![send(4), send(5)]).unwrap();
+        let seqs: Vec<Seq> = outcomes
+            .iter()
+            .map(|o| match o {
+                Appended::New { message, .. } => message.seq,
+                other => panic!("stored anew, not {other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, [4, 5]);
+        let window = store.load().unwrap().remove(0);
+        assert_eq!(window.last_seq, 5);
+        assert_eq!(
+            window.recent.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn a_node_behind_by_more_than_a_window_still_reads_every_message() {
+        let redis = Redis::start();
+        let store = store(&redis, 10);
+        let mut reader = store.connect(Duration::from_secs(5)).unwrap();
+        store.create_channel("General", 1).unwrap();
+        let send = |i: i64| NewMessage {
+            channel_key: "general".into(),
+            author: "ada".into(),
+            text: format!("m{i}"),
+            sent_at: i,
+            client_id: format!("c{i}"),
+        };
+        store.append((1..=35).map(send).collect()).unwrap();
+        let watched = [("general".to_owned(), "General".to_owned(), 0)];
+        let changes = store
+            .read_changes(&mut reader, None, &watched, Duration::from_millis(10))
+            .unwrap();
+        let seqs: Vec<Seq> = changes.messages.iter().map(|(_, m)| m.seq).collect();
+        assert_eq!(seqs, (1..=35).collect::<Vec<_>>());
+        // Joining still shows one window.
+        assert_eq!(store.load().unwrap()[0].recent.len(), 10);
     }
 
     #[test]
