@@ -360,6 +360,32 @@ async fn presence_and_capacity_count_every_node_and_a_dead_node_drops_out() {
     ada_sees.wait_for(&mut ada, &["Ada", "Bob"], within).await;
 }
 
+/// A node cut off from Redis cannot hear of people leaving other nodes: it stops
+/// showing them once they would have expired in Redis, and shows them again when
+/// Redis is back.
+#[tokio::test]
+async fn without_redis_a_node_forgets_the_other_nodes_people_and_relearns_them() {
+    let mut redis = Redis::start();
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+    let mut ada = a.client("Ada").await;
+    let mut ada_sees = Online::from(&ada.join("General", None).await.online);
+    let mut bob = b.client("Bob").await;
+    bob.join("General", None).await;
+    let within = Duration::from_secs(5);
+    ada_sees.wait_for(&mut ada, &["Ada", "Bob"], within).await;
+
+    redis.kill();
+    ada_sees
+        .wait_for(&mut ada, &["Ada"], Duration::from_secs(10))
+        .await;
+    redis.restart();
+    ada_sees
+        .wait_for(&mut ada, &["Ada", "Bob"], Duration::from_secs(10))
+        .await;
+    bob.keep_reading(Duration::from_millis(10)).await;
+}
+
 /// What a sending tab ends with: each client id's acknowledged number.
 type Acks = HashMap<String, Seq>;
 

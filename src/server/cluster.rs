@@ -8,9 +8,9 @@
 use super::hub::Hub;
 use super::store::{PresenceReport, RedisStore, StoreError};
 use redis::Connection;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long one read waits for something new before asking again (which is when a
 /// channel created meanwhile joins the streams read).
@@ -74,6 +74,16 @@ fn share_presence(store: &RedisStore, hub: &Weak<Hub>, node: &str, ttl: Duration
     let every = PRESENCE_EVERY.min(ttl / 3);
     let mut connection = None;
     let mut written: HashSet<String> = HashSet::new();
+    let mut synced_at = Instant::now();
+    // While Redis cannot be reached, the other nodes' people are shown as last
+    // heard of, until that is older than they would be kept in Redis itself.
+    let forget_others_if_stale = |synced_at: Instant, rooms: &[String]| {
+        if synced_at.elapsed() >= ttl
+            && let Some(hub) = hub.upgrade()
+        {
+            hub.apply_remote_presence(rooms.iter().map(|r| (r.clone(), BTreeSet::new())).collect());
+        }
+    };
     loop {
         std::thread::sleep(every);
         let Some((here, rooms)) = hub
@@ -86,6 +96,7 @@ fn share_presence(store: &RedisStore, hub: &Weak<Hub>, node: &str, ttl: Duration
             Ok(link) => link,
             Err(error) => {
                 tracing::warn!(%error, "cannot reach Redis for presence; retrying");
+                forget_others_if_stale(synced_at, &rooms);
                 continue;
             }
         };
@@ -101,12 +112,14 @@ fn share_presence(store: &RedisStore, hub: &Weak<Hub>, node: &str, ttl: Duration
         match store.sync_presence(link, &report, &rooms) {
             Ok(elsewhere) => {
                 written = now;
+                synced_at = Instant::now();
                 let Some(hub) = hub.upgrade() else { return };
                 hub.apply_remote_presence(elsewhere);
             }
             Err(error) => {
                 tracing::warn!(%error, "sharing presence failed; reconnecting");
                 connection = None;
+                forget_others_if_stale(synced_at, &rooms);
             }
         }
     }
