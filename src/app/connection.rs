@@ -136,6 +136,9 @@ pub struct Chat {
     pub error: RwSignal<Option<String>>,
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     socket: StoredValue<socket::Slot, LocalStorage>,
+    /// A join of the room on screen is on its way (after a reconnect): refused, the
+    /// room is no longer this tab's.
+    resuming: StoredValue<bool>,
 }
 
 impl Chat {
@@ -148,6 +151,7 @@ impl Chat {
             pending: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
             socket: StoredValue::new_local(Default::default()),
+            resuming: StoredValue::new(false),
         }
     }
 
@@ -206,6 +210,8 @@ impl Chat {
     /// Opens a channel (the server answers with its history and who is online).
     pub fn open_channel(self, channel: &str) {
         self.error.set(None);
+        // A refusal now is of this room; the open one stays.
+        self.resuming.set_value(false);
         socket::send(
             self,
             &ClientFrame::Join {
@@ -311,6 +317,13 @@ impl Chat {
                 message,
             } => self.name_refused(message),
             ServerFrame::Error { code, message } => {
+                let join_refused = matches!(code, ErrorCode::RoomFull | ErrorCode::NoSuchChannel);
+                if join_refused && self.resuming.get_value() {
+                    // The room on screen could not be rejoined: stop showing it as
+                    // if it were still live.
+                    self.resuming.set_value(false);
+                    self.room.set(None);
+                }
                 if code == ErrorCode::NoSuchChannel && self.current_channel().is_none() {
                     // The remembered channel is gone: fall back to the first one.
                     if let Some(first) = self.channels.with_untracked(|c| c.first().cloned()) {
@@ -391,11 +404,13 @@ impl Chat {
 
     /// The join that puts this tab back where it was: the open room from after its
     /// last message, else the channel the browser remembers, else the first one.
+    /// For the caller to send.
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     fn join_frame(self) -> Option<ClientFrame> {
         let resume = self
             .room
             .with_untracked(|room| room.as_ref().map(|r| (r.channel.clone(), r.last_seq())));
+        self.resuming.set_value(resume.is_some());
         let (channel, since) = match resume {
             Some((channel, since)) => (channel, since),
             None => (
@@ -419,6 +434,7 @@ impl Chat {
     ) {
         storage::save_channel(&channel);
         self.error.set(None);
+        self.resuming.set_value(false);
         self.room.update(|room| match room {
             Some(room) if room.channel == channel && !reset => {
                 for message in history {
@@ -806,6 +822,29 @@ mod tests {
             });
             // Not marked as failed: it goes again when its room is open.
             assert_eq!(chat.pending.get_untracked(), [left_behind]);
+        });
+    }
+
+    #[test]
+    fn a_room_that_cannot_be_rejoined_after_a_reconnect_is_no_longer_shown() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![message(1)], true));
+            let room_full = || ServerFrame::Error {
+                code: ErrorCode::RoomFull,
+                message: "This room is full.".into(),
+            };
+            // Another room refused: the open one stays.
+            chat.open_channel("Crowded");
+            chat.apply(room_full());
+            assert_eq!(chat.current_channel().as_deref(), Some("General"));
+            // The open room refused on the way back from a reconnect.
+            assert!(chat.join_frame().is_some());
+            chat.apply(room_full());
+            assert_eq!(chat.current_channel(), None);
+            assert_eq!(
+                chat.error.get_untracked().as_deref(),
+                Some("This room is full.")
+            );
         });
     }
 
