@@ -132,6 +132,17 @@ pub(crate) mod contract {
         }
     }
 
+    /// Ada's `i`th message to General, sent at time `i`.
+    pub fn send(i: i64) -> NewMessage {
+        NewMessage {
+            channel_key: "general".into(),
+            author: "ada".into(),
+            text: format!("m{i}"),
+            sent_at: i,
+            client_id: format!("c{i}"),
+        }
+    }
+
     fn seqs(outcomes: &[Appended]) -> Vec<Seq> {
         outcomes
             .iter()

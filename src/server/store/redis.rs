@@ -661,7 +661,7 @@ mod redis_server;
 mod tests {
     use super::redis_server::Redis;
     use super::*;
-    use crate::server::store::contract;
+    use crate::server::store::contract::{self, send};
 
     fn store(redis: &Redis, history: usize) -> RedisStore {
         RedisStore::open(&redis.url(), history).expect("redis answers")
@@ -710,13 +710,6 @@ mod tests {
         let redis = Redis::start();
         let store = store(&redis, 10);
         store.create_channel("General", 1).unwrap();
-        let send = |i: i64| NewMessage {
-            channel_key: "general".into(),
-            author: "ada".into(),
-            text: format!("m{i}"),
-            sent_at: i,
-            client_id: format!("c{i}"),
-        };
         store.append((1..=3).map(send).collect()).unwrap();
         store
             .with_connection(|c| redis::cmd("DEL").arg("hearth:seq:general").query::<i64>(c))
@@ -744,13 +737,6 @@ mod tests {
         let store = store(&redis, 10);
         let mut reader = store.connect(Duration::from_secs(5)).unwrap();
         store.create_channel("General", 1).unwrap();
-        let send = |i: i64| NewMessage {
-            channel_key: "general".into(),
-            author: "ada".into(),
-            text: format!("m{i}"),
-            sent_at: i,
-            client_id: format!("c{i}"),
-        };
         store.append((1..=35).map(send).collect()).unwrap();
         let watched = [("general".to_owned(), "General".to_owned(), 0)];
         let changes = store

@@ -730,7 +730,7 @@ fn outcomes_time(outcomes: &[Appended]) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::contract;
+    use super::super::contract::{self, send};
     use super::*;
 
     fn store(dir: &tempfile::TempDir) -> SqliteStore {
@@ -821,13 +821,6 @@ mod tests {
     fn retries_are_recognised_wherever_their_id_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let sends = 2 * SENDS_MOVED_AT_ONCE as i64 + 5;
-        let sends_waiting = |store: &SqliteStore| -> usize {
-            store
-                .lock()
-                .db
-                .query_row("SELECT count(*) FROM recent_sends", [], |row| row.get(0))
-                .unwrap()
-        };
         {
             let store = store_with_general(&dir);
             // A retry in the same batch as the send it repeats.
@@ -837,13 +830,9 @@ mod tests {
                 next_seq(&store, i);
             }
             // The oldest ids have moved on; the newest wait in store order.
-            assert!(sends_waiting(&store) < 2 * SENDS_MOVED_AT_ONCE);
-            let moved: usize = store
-                .lock()
-                .db
-                .query_row("SELECT count(*) FROM sends", [], |row| row.get(0))
-                .unwrap();
-            assert_eq!(moved + sends_waiting(&store), sends as usize);
+            assert!(rows(&store, "recent_sends") < 2 * SENDS_MOVED_AT_ONCE);
+            let moved = rows(&store, "sends");
+            assert_eq!(moved + rows(&store, "recent_sends"), sends as usize);
             let retries = store.append(vec![send(1), send(sends)]).unwrap();
             assert!(is_repeat_of(&retries[0], 1));
             assert!(is_repeat_of(&retries[1], sends as Seq));
@@ -860,26 +849,23 @@ mod tests {
         const BATCH: i64 = 1_000;
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_general(&dir);
-        let waiting = |store: &SqliteStore| -> usize {
-            store
-                .lock()
-                .db
-                .query_row("SELECT count(*) FROM recent_sends", [], |row| row.get(0))
-                .unwrap()
-        };
         for round in 0..5 {
             let batch = (round * BATCH + 1..=(round + 1) * BATCH)
                 .map(send)
                 .collect();
             store.append(batch).unwrap();
             assert!(
-                waiting(&store) < 2 * SENDS_MOVED_AT_ONCE,
+                rows(&store, "recent_sends") < 2 * SENDS_MOVED_AT_ONCE,
                 "{} send ids wait after {} batches of {BATCH}",
-                waiting(&store),
+                rows(&store, "recent_sends"),
                 round + 1
             );
             let mirrored = store.lock().recent_sends.len();
-            assert_eq!(mirrored, waiting(&store), "the mirror matches the table");
+            assert_eq!(
+                mirrored,
+                rows(&store, "recent_sends"),
+                "the mirror matches the table"
+            );
         }
         let retries = store.append(vec![send(1), send(5 * BATCH)]).unwrap();
         assert!(is_repeat_of(&retries[0], 1));
@@ -991,14 +977,14 @@ mod tests {
         assert!(matches!(&outcomes[1], Appended::New { message, .. } if message.seq == 4));
     }
 
-    fn send(i: i64) -> NewMessage {
-        NewMessage {
-            channel_key: "general".into(),
-            author: "ada".into(),
-            text: format!("m{i}"),
-            sent_at: i,
-            client_id: format!("c{i}"),
-        }
+    /// How many rows `table` holds.
+    fn rows(store: &SqliteStore, table: &str) -> usize {
+        let count = format!("SELECT count(*) FROM {table}");
+        store
+            .lock()
+            .db
+            .query_row(&count, [], |row| row.get(0))
+            .unwrap()
     }
 
     fn next_seq(store: &SqliteStore, i: i64) -> Seq {
