@@ -25,6 +25,8 @@ pub struct Metrics {
     pub fanout_seconds: Histogram,
     /// One store write (a batch of sends).
     pub store_seconds: Histogram,
+    /// Batches of sends the store could not write.
+    pub store_failures: Counter,
     rejected: Family<Labels, Counter>,
 }
 
@@ -38,6 +40,7 @@ impl Default for Metrics {
         // 50 µs to about 13 s.
         let fanout_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 19));
         let store_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 19));
+        let store_failures = Counter::default();
         let rejected = Family::<Labels, Counter>::default();
         registry.register("connections", "Chat connections open", connections.clone());
         registry.register("rooms", "Rooms with someone in them", rooms.clone());
@@ -61,6 +64,11 @@ impl Default for Metrics {
             "One write of a batch of sends to the store",
             store_seconds.clone(),
         );
+        registry.register(
+            "store_failures",
+            "Batches of sends the store could not write (each send is answered: try again)",
+            store_failures.clone(),
+        );
         registry.register("rejected", "Inputs refused, by reason", rejected.clone());
         Self {
             registry,
@@ -70,6 +78,7 @@ impl Default for Metrics {
             messages_out,
             fanout_seconds,
             store_seconds,
+            store_failures,
             rejected,
         }
     }

@@ -120,6 +120,7 @@ pub struct Hub {
     next_conn: AtomicU64,
     state: Mutex<State>,
     commits: mpsc::Sender<Job>,
+    committer: Arc<publish::CommitterHealth>,
     closing: AtomicBool,
 }
 
@@ -219,13 +220,15 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             state: Mutex::new(state),
             commits,
+            committer: Arc::default(),
             closing: AtomicBool::new(false),
         });
         let (stored, to_publish) = mpsc::channel(PUBLISH_QUEUE);
         let weak = Arc::downgrade(&hub);
+        let health = hub.committer.clone();
         std::thread::Builder::new()
             .name("hearth-committer".into())
-            .spawn(move || run_committer(weak, jobs, stored))
+            .spawn(move || run_committer(weak, health, jobs, stored))
             .map_err(|e| StoreError::Backend(format!("cannot start the committer: {e}")))?;
         tokio::spawn(run_publisher(Arc::downgrade(&hub), to_publish));
         tokio::spawn(run_ticker(Arc::downgrade(&hub), ping_interval));
@@ -498,8 +501,10 @@ impl Hub {
         (state.conns.len(), state.rooms.len())
     }
 
-    /// Whether the store answers (for readiness checks). Blocks on the store.
+    /// Whether sends can be stored: the committer runs, its last batches did not
+    /// all fail, and the store answers (for readiness checks). Blocks on the store.
     pub fn store_ready(&self) -> Result<(), StoreError> {
+        self.committer.check()?;
         self.store.ping()
     }
 }
@@ -638,7 +643,7 @@ fn display_name(state: &State, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::store::MemoryStore;
+    use crate::server::store::{Appended, MemoryStore};
 
     pub(super) fn hub(capacity: usize) -> Arc<Hub> {
         hub_with_idle_timeout(capacity, Duration::from_secs(45))
@@ -707,6 +712,124 @@ mod tests {
             hub.join(ada.id, "General", None),
             Err(HubError::Unavailable)
         ));
+    }
+
+    /// The memory store, whose appends fail or panic when told to.
+    struct Breakable {
+        inner: MemoryStore,
+        failing: std::sync::atomic::AtomicBool,
+        panicking: std::sync::atomic::AtomicBool,
+    }
+
+    impl Store for Breakable {
+        fn load(&self) -> Result<Vec<crate::server::store::ChannelLog>, StoreError> {
+            self.inner.load()
+        }
+        fn create_channel(&self, name: &str, at: i64) -> Result<Channel, StoreError> {
+            self.inner.create_channel(name, at)
+        }
+        fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+            assert!(!self.panicking.load(Ordering::Relaxed), "the store broke");
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(StoreError::Backend("the disk is full".into()));
+            }
+            self.inner.append(batch)
+        }
+        fn claim_name(
+            &self,
+            claim: &crate::server::store::NameClaim,
+            idle_expiry_ms: i64,
+        ) -> Result<String, StoreError> {
+            self.inner.claim_name(claim, idle_expiry_ms)
+        }
+        fn holds_name(
+            &self,
+            key: &str,
+            hash: &[u8],
+            now: i64,
+        ) -> Result<Option<String>, StoreError> {
+            self.inner.holds_name(key, hash, now)
+        }
+        fn release_name(&self, key: &str, hash: &[u8]) -> Result<bool, StoreError> {
+            self.inner.release_name(key, hash)
+        }
+        fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping()
+        }
+    }
+
+    /// Sends one message as `who` and waits for its answer.
+    async fn answer_to_send(hub: &Hub, who: &Registration, client_id: &str) -> ServerFrame {
+        hub.send(who.id, "General", client_id.into(), "hello", 1)
+            .unwrap();
+        loop {
+            if let Some(frame) = decoded(who.outbound.recv().await)
+                && matches!(
+                    frame,
+                    ServerFrame::Ack { .. } | ServerFrame::SendFailed { .. }
+                )
+            {
+                return frame;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_sends_cannot_be_stored_is_not_ready() {
+        let store = Arc::new(Breakable {
+            inner: MemoryStore::new(100),
+            failing: false.into(),
+            panicking: false.into(),
+        });
+        store.create_channel("General", 0).unwrap();
+        let limits = HubLimits {
+            room_capacity: 10,
+            history: 100,
+            commit_queue: 16,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+        };
+        let hub = Hub::start(store.clone(), limits, Arc::default()).unwrap();
+        let ada = in_general(&hub, "ada");
+        assert!(hub.store_ready().is_ok());
+
+        store.failing.store(true, Ordering::Relaxed);
+        for i in 0..3 {
+            let answer = answer_to_send(&hub, &ada, &format!("f{i}")).await;
+            assert!(
+                matches!(
+                    answer,
+                    ServerFrame::SendFailed {
+                        code: ErrorCode::Unavailable,
+                        ..
+                    }
+                ),
+                "{answer:?}"
+            );
+        }
+        let not_ready = hub.store_ready().unwrap_err().to_string();
+        assert!(not_ready.contains("the last 3 attempts"), "{not_ready}");
+
+        // Storing works again: so does the node.
+        store.failing.store(false, Ordering::Relaxed);
+        let answer = answer_to_send(&hub, &ada, "f0").await;
+        assert!(matches!(answer, ServerFrame::Ack { .. }), "{answer:?}");
+        assert!(hub.store_ready().is_ok());
+
+        // The committer dies: the node says so, for good.
+        store.panicking.store(true, Ordering::Relaxed);
+        hub.send(ada.id, "General", "p1".into(), "hello", 1)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.store_ready().is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "still ready after the committer died"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let dead = hub.store_ready().unwrap_err().to_string();
+        assert!(dead.contains("not being stored"), "{dead}");
     }
 
     #[tokio::test]

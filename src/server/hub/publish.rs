@@ -6,14 +6,54 @@
 
 use super::{ConnId, Hub, HubError, State, add_channel, broadcast_room, deliver, encode};
 use crate::protocol::{ChatMessage, Seq, ServerFrame};
-use crate::server::store::{Appended, Changes, NewMessage};
+use crate::server::store::{Appended, Changes, NewMessage, StoreError};
 use bytes::Bytes;
-use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most sends stored in one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// Batches that fail in a row before this node says it is not ready: one failure
+/// may pass (a moment's lock, a blip); three mean people should go elsewhere.
+const FAILED_BATCHES_NOT_READY: u32 = 3;
+
+/// How the committer is doing, for readiness: a node that cannot store sends
+/// answers them all with "try again", and a balancer should send people elsewhere.
+#[derive(Default)]
+pub(super) struct CommitterHealth {
+    stopped: AtomicBool,
+    failed_in_a_row: AtomicU32,
+}
+
+impl CommitterHealth {
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(StoreError::Backend("messages are not being stored".into()));
+        }
+        let failed = self.failed_in_a_row.load(Ordering::Acquire);
+        if failed >= FAILED_BATCHES_NOT_READY {
+            return Err(StoreError::Backend(format!(
+                "the last {failed} attempts to store messages failed"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Marks the committer stopped however its thread ends, a panic included.
+struct StoppedOnExit(Arc<CommitterHealth>);
+
+impl Drop for StoppedOnExit {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
+        if std::thread::panicking() {
+            tracing::error!("the committer failed; this node stores no more messages");
+        }
+    }
+}
 
 /// A stored message waiting to be published after the ones before it.
 pub(super) struct Pending {
@@ -52,8 +92,15 @@ impl Hub {
             .store_seconds
             .observe(started.elapsed().as_secs_f64());
         let outcomes = match result {
-            Ok(outcomes) => outcomes,
+            Ok(outcomes) => {
+                self.committer.failed_in_a_row.store(0, Ordering::Release);
+                outcomes
+            }
             Err(error) => {
+                self.committer
+                    .failed_in_a_row
+                    .fetch_add(1, Ordering::AcqRel);
+                self.metrics.store_failures.inc();
                 // Nothing of the batch was stored; the senders keep the messages
                 // pending and send them again.
                 tracing::error!(%error, count = conns.len(), "could not store a batch");
@@ -272,9 +319,11 @@ const SLOW_COMMIT: Duration = Duration::from_micros(100);
 /// messages.
 pub(super) fn run_committer(
     hub: Weak<Hub>,
+    health: Arc<CommitterHealth>,
     mut jobs: mpsc::Receiver<Job>,
     stored: mpsc::Sender<Publish>,
 ) {
+    let _stopped_on_exit = StoppedOnExit(health);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut busy = false;
     loop {
