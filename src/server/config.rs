@@ -169,6 +169,11 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("send_rate must be a number above 0")]
     Rate,
+    #[error(
+        "idle_timeout_secs ({idle}) must be longer than ping_interval_secs ({ping}): \
+         a page that only reads answers nothing but the pings, and would be cut off"
+    )]
+    IdleBeforePing { idle: u64, ping: u64 },
 }
 
 impl Default for Config {
@@ -300,6 +305,12 @@ impl Config {
         if !(config.send_rate > 0.0 && config.send_rate.is_finite()) {
             return Err(ConfigError::Rate);
         }
+        if config.idle_timeout <= config.ping_interval {
+            return Err(ConfigError::IdleBeforePing {
+                idle: config.idle_timeout.as_secs(),
+                ping: config.ping_interval.as_secs(),
+            });
+        }
         for (value, name) in [
             (config.history, "history"),
             (config.room_capacity, "room_capacity"),
@@ -387,5 +398,11 @@ mod tests {
             Config::from_flags(flags),
             Err(ConfigError::Zero("room_capacity"))
         ));
+        let (_file, flags) = flags_with_file("ping_interval_secs = 15\nidle_timeout_secs = 10\n");
+        let err = Config::from_flags(flags).unwrap_err().to_string();
+        assert!(
+            err.contains("must be longer than ping_interval_secs (15)"),
+            "{err}"
+        );
     }
 }
