@@ -71,10 +71,10 @@ async fn limit_claims() -> Result<(), ApiError> {
     let ConnectInfo(peer) = leptos_axum::extract::<ConnectInfo<std::net::SocketAddr>>()
         .await
         .map_err(|_| ApiError::Unavailable)?;
-    if guards
-        .claims
-        .try_take(&peer.ip(), std::time::Instant::now())
-    {
+    if guards.claims.try_take(
+        &crate::server::limits::limited_address(peer.ip()),
+        std::time::Instant::now(),
+    ) {
         Ok(())
     } else {
         Err(ApiError::TooFast)

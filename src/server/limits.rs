@@ -75,6 +75,22 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
     }
 }
 
+/// The address a per-address limit counts under: an IPv6 client's /64 (one home or
+/// host gets a whole /64, so counting single addresses would let it past every
+/// limit), and an IPv4 client as itself, however its address came.
+pub fn limited_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 /// Open WebSocket connections, in total and per source address.
 pub struct ConnectionCounter {
     per_ip_limit: usize,
@@ -188,6 +204,21 @@ impl Guards {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_network_counts_as_one_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            limited_address(ip("2001:db8:1:2:aaaa::1")),
+            limited_address(ip("2001:db8:1:2:ffff:1:2:3"))
+        );
+        assert_ne!(
+            limited_address(ip("2001:db8:1:2::1")),
+            limited_address(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(limited_address(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(limited_address(ip("192.0.2.7")), ip("192.0.2.7"));
+    }
 
     use std::time::Duration;
 

@@ -57,15 +57,17 @@ impl ChannelWindow {
         match since {
             // Everything after `since` is still here, and `since` is not from the
             // future (which would mean the client saw another history).
-            Some(since) if since + 1 >= oldest_kept && since <= self.last_seq => Replay {
-                messages: self
-                    .messages
-                    .iter()
-                    .filter(|m| m.seq > since)
-                    .cloned()
-                    .collect(),
-                reset: false,
-            },
+            Some(since) if since.saturating_add(1) >= oldest_kept && since <= self.last_seq => {
+                Replay {
+                    messages: self
+                        .messages
+                        .iter()
+                        .filter(|m| m.seq > since)
+                        .cloned()
+                        .collect(),
+                    reset: false,
+                }
+            }
             _ => Replay {
                 messages: self.messages.iter().cloned().collect(),
                 reset: true,
@@ -123,6 +125,8 @@ mod tests {
         assert_eq!(replay.messages.len(), 10);
         // A number the channel never reached also resets.
         assert!(window.replay(Some(99)).reset);
+        // The largest number a client could send is from the future too.
+        assert!(window.replay(Some(Seq::MAX)).reset);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::hub::{ConnId, Hub, HubError, encode};
-use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
+use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket, limited_address};
 use super::metrics::Metrics;
 use super::outbox::{Outbox, Signal};
 use super::socket::{self, Incoming, Socket, close_code};
@@ -43,7 +43,7 @@ pub async fn upgrade(
             return refusal.into_response();
         }
     };
-    let slot = match app.guards.connections.acquire(peer.ip()) {
+    let slot = match app.guards.connections.acquire(limited_address(peer.ip())) {
         Ok(slot) => slot,
         Err(Refusal::TooManyFromAddress) => {
             app.metrics.reject("too_many_connections");
