@@ -81,8 +81,7 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         }
-        open.fetch_add(1, Ordering::Relaxed);
-        let open = open.clone();
+        let counted = Counted::new(&open);
         let router = router.clone();
         let mut stop_seen = stop_seen.clone();
         let header_timeout = limits.header_timeout;
@@ -113,13 +112,32 @@ pub async fn serve(
                     let _ = connection.await;
                 }
             }
-            open.fetch_sub(1, Ordering::Relaxed);
+            drop(counted);
         });
     }
+    // No new handshakes while draining: clients told to reconnect would wait in
+    // the backlog of a server that is going away.
+    drop(listener);
     drop(stop_seen);
     let _ = stopping.send(());
     // Every connection task holds a receiver; they are all gone once drained.
     let _ = tokio::time::timeout(limits.drain_timeout, stopping.closed()).await;
+}
+
+/// One open HTTP connection, counted until dropped, however its task ends.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Answers a connection beyond the cap with a plain 503 and closes it.

@@ -124,7 +124,16 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("hearth.db");
-        let db = Connection::open(&path).map_err(backend)?;
+        // "unable to open database file" or "readonly database" alone does not say
+        // which file, and a data directory can be given by flag, variable or file.
+        Self::open_file(&path, history, durability).map_err(|error| match error {
+            StoreError::Backend(why) => StoreError::Backend(format!("{}: {why}", path.display())),
+            other => other,
+        })
+    }
+
+    fn open_file(path: &Path, history: usize, durability: Durability) -> Result<Self, StoreError> {
+        let db = Connection::open(path).map_err(backend)?;
         db.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
         // A thread of its own copies the log into the database (below), so when
@@ -145,7 +154,7 @@ impl SqliteStore {
         let (channels, doomed) = read_channels(&db, history)?;
         let recent_sends = read_recent_sends(&db)?;
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
-        start_checkpointer(&path, durability, stop_checkpoints.clone())?;
+        start_checkpointer(path, durability, stop_checkpoints.clone())?;
         Ok(Self {
             history,
             inner: Mutex::new(Inner {
@@ -1025,6 +1034,8 @@ mod tests {
             .err()
             .unwrap();
         assert!(error.to_string().contains("newer Hearth"), "{error}");
+        let file = dir.path().join("hearth.db").display().to_string();
+        assert!(error.to_string().contains(&file), "names the file: {error}");
     }
 
     #[test]
