@@ -88,8 +88,6 @@ impl Names {
             token_hash: hash(&token),
             now,
         };
-        // Whatever was remembered for this name may no longer hold.
-        self.verified().remove(&claim.key);
         let held = self
             .store
             .claim_name(&claim, self.idle_expiry_ms)
@@ -97,6 +95,10 @@ impl Names {
                 HubError::NameTaken(_) => crate::protocol::ApiError::NameTaken(name.clone()),
                 _ => crate::protocol::ApiError::Unavailable,
             })?;
+        // The name may have changed hands: what was remembered for it no longer
+        // holds. Only now: a refused claim must not unsettle the holder, whose
+        // reconnects lean on it while the store is away.
+        self.verified().remove(&claim.key);
         Ok(NameGrant { name: held, token })
     }
 
@@ -131,8 +133,11 @@ impl Names {
     /// Frees `name` if `token` holds it. Blocks on the store.
     pub fn release(&self, name: &str, token: &str) -> Result<bool, HubError> {
         let key = name_key(name);
-        self.verified().remove(&key);
-        Ok(self.store.release_name(&key, &hash(token))?)
+        let released = self.store.release_name(&key, &hash(token))?;
+        if released {
+            self.verified().remove(&key);
+        }
+        Ok(released)
     }
 }
 
@@ -174,6 +179,13 @@ mod tests {
         assert_eq!(
             names.claim("ADA", None, 2),
             Err(ApiError::NameTaken("ADA".into()))
+        );
+        // Someone else trying the name, or releasing it without its token, does not
+        // unsettle the holder's remembered check.
+        assert!(!names.release("Ada", "guess").unwrap());
+        assert_eq!(
+            names.verify_recent("ada", &grant.token, 2).as_deref(),
+            Some("Ada")
         );
         // Presenting the token keeps it.
         let again = names.claim("Ada", Some(grant.token.clone()), 3).unwrap();
