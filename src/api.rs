@@ -68,13 +68,12 @@ pub async fn release_name(name: String, token: String) -> Result<(), ApiError> {
 async fn limit_claims() -> Result<(), ApiError> {
     use axum::extract::ConnectInfo;
     let guards = expect_context::<std::sync::Arc<crate::server::limits::Guards>>();
-    let ConnectInfo(peer) = leptos_axum::extract::<ConnectInfo<std::net::SocketAddr>>()
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
-    if guards.claims.try_take(
-        &crate::server::limits::limited_address(peer.ip()),
-        std::time::Instant::now(),
-    ) {
+    let (ConnectInfo(peer), headers) =
+        leptos_axum::extract::<(ConnectInfo<std::net::SocketAddr>, axum::http::HeaderMap)>()
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+    let address = guards.client_address(peer.ip(), &headers);
+    if guards.claims.try_take(&address, std::time::Instant::now()) {
         Ok(())
     } else {
         Err(ApiError::TooFast)

@@ -811,6 +811,44 @@ async fn connections_are_capped_per_address_and_other_addresses_still_get_in() {
     people.still_chat().await;
 }
 
+/// Behind a proxy every connection comes from the proxy's address: with the proxy
+/// trusted, each client is counted by the address it forwards; from anyone else,
+/// a forwarded address is not believed.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_address_has_its_own_cap() {
+    let server = Server::start_with(&[
+        ("HEARTH_MAX_CONNS_PER_IP", "1"),
+        ("HEARTH_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let via_proxy = |client: &str| Dial::default().header("x-forwarded-for", client);
+    let Ok((_first, _)) = upgrade(&server, &via_proxy("203.0.113.1")).await else {
+        panic!("the first client through the proxy was refused");
+    };
+    let Ok((_second, _)) = upgrade(&server, &via_proxy("203.0.113.2")).await else {
+        panic!("a second client through the proxy was refused: it has its own cap");
+    };
+    match upgrade(&server, &via_proxy("203.0.113.1")).await {
+        Err((429, _)) => {}
+        other => panic!(
+            "a second tab of 203.0.113.1 past its cap of 1: {:?}",
+            other.err()
+        ),
+    }
+    // Not the proxy: its X-Forwarded-For is its own word, and it is counted as itself.
+    let forging = |client: &str| Dial::from(SECOND_MACHINE).header("x-forwarded-for", client);
+    let Ok((_third, _)) = upgrade(&server, &forging("203.0.113.3")).await else {
+        panic!("a direct client was refused");
+    };
+    match upgrade(&server, &forging("203.0.113.4")).await {
+        Err((429, _)) => {}
+        other => panic!(
+            "a forged X-Forwarded-For got past the cap: {:?}",
+            other.err()
+        ),
+    }
+}
+
 #[tokio::test]
 async fn connections_are_capped_in_total() {
     let server = Server::start_with(&[("HEARTH_MAX_CONNS", "3")]).await;

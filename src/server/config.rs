@@ -4,7 +4,7 @@
 use super::store::Durability;
 use clap::Parser;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -79,6 +79,11 @@ pub struct Flags {
     /// (e.g. `https://chat.example.org`). The page's own origin is always allowed.
     #[arg(long, env = "HEARTH_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// Addresses of proxies in front of Hearth, comma-separated (e.g. `127.0.0.1`):
+    /// behind them, per-address limits count the address they forward in
+    /// `X-Forwarded-For` (or `X-Real-IP`) rather than the proxy's own.
+    #[arg(long, env = "HEARTH_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<IpAddr>>,
 }
 
 /// Which store keeps the data.
@@ -99,6 +104,7 @@ struct FileConfig {
     history: Option<usize>,
     room_capacity: Option<usize>,
     allowed_origins: Option<Vec<String>>,
+    trusted_proxies: Option<Vec<IpAddr>>,
     store: Option<StoreKind>,
     redis_url: Option<String>,
     presence_ttl_secs: Option<u64>,
@@ -126,6 +132,8 @@ pub struct Config {
     pub history: usize,
     pub room_capacity: usize,
     pub allowed_origins: Vec<String>,
+    /// Proxies whose forwarded client address is believed.
+    pub trusted_proxies: Vec<IpAddr>,
     pub store: StoreKind,
     /// The cluster's Redis, if this node is part of one.
     pub redis_url: Option<String>,
@@ -185,6 +193,7 @@ impl Default for Config {
             history: 100,
             room_capacity: 200,
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             store: StoreKind::Sqlite,
             redis_url: None,
             presence_ttl: Duration::from_secs(30),
@@ -243,6 +252,10 @@ impl Config {
                 .map(|origin| origin.trim().to_owned())
                 .filter(|origin| !origin.is_empty())
                 .collect(),
+            trusted_proxies: flags
+                .trusted_proxies
+                .or(file.trusted_proxies)
+                .unwrap_or(defaults.trusted_proxies),
             store: flags.store.or(file.store).unwrap_or(defaults.store),
             redis_url: flags
                 .redis_url

@@ -1,5 +1,6 @@
 //! Rate limits and connection counts that keep one client from crowding out others.
 
+use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -80,13 +81,50 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
 /// limit), and an IPv4 client as itself, however its address came.
 pub fn limited_address(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
-            }
-        },
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        other => limited_to_v4(other),
+    }
+}
+
+/// The address a request comes from, as per-address limits count it: the TCP
+/// peer's, or, when the peer is a trusted proxy, the nearest address it forwarded
+/// that is not itself a trusted proxy (`X-Forwarded-For`, else `X-Real-IP`). Behind
+/// a proxy every request would otherwise share the proxy's address and its limits.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.contains(&limited_to_v4(*ip));
+    if !is_trusted(&peer) {
+        return limited_address(peer);
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    // Entries are appended by each proxy, so the rightmost untrusted one is the
+    // client as far as trusted proxies vouch; anything left of it could be forged.
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => continue,
+            Ok(ip) => return limited_address(ip),
+            Err(_) => return limited_address(peer),
+        }
+    }
+    headers
+        .get("x-real-ip")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+        .map_or(limited_address(peer), limited_address)
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn limited_to_v4(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
 }
@@ -176,9 +214,15 @@ pub struct Guards {
     send_burst: u32,
     /// Refused sends in a row after which a connection is cut off as a flooder.
     pub strikes: u32,
+    trusted_proxies: Vec<IpAddr>,
 }
 
 impl Guards {
+    /// [`client_address`] with this server's trusted proxies.
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        client_address(peer, headers, &self.trusted_proxies)
+    }
+
     pub fn new(config: &super::config::Config) -> Arc<Self> {
         Arc::new(Self {
             connections: ConnectionCounter::new(config.max_conns_per_ip, config.max_conns),
@@ -192,6 +236,7 @@ impl Guards {
             // A client that respects "slow down" never comes close; one that keeps
             // firing into the limit is gone within a couple of bursts.
             strikes: config.send_burst.max(5) * 2,
+            trusted_proxies: config.trusted_proxies.clone(),
         })
     }
 
@@ -204,6 +249,49 @@ impl Guards {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn behind_a_trusted_proxy_the_forwarded_address_counts() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxy = [ip("127.0.0.1")];
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, value.parse().unwrap());
+            }
+            map
+        };
+        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &forwarded, &proxy),
+            ip("203.0.113.9")
+        );
+        // From anyone else the header is not believed.
+        assert_eq!(
+            client_address(ip("198.51.100.1"), &forwarded, &proxy),
+            ip("198.51.100.1")
+        );
+        // What the client wrote itself is left of what the proxy appended.
+        let forged = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.9")]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &forged, &proxy),
+            ip("203.0.113.9")
+        );
+        let real_ip = headers(&[("x-real-ip", "203.0.113.7")]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &real_ip, &proxy),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &HeaderMap::new(), &proxy),
+            ip("127.0.0.1")
+        );
+        let garbage = headers(&[("x-forwarded-for", "not an address")]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &garbage, &proxy),
+            ip("127.0.0.1")
+        );
+    }
 
     #[test]
     fn an_ipv6_network_counts_as_one_address() {

@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::hub::{ConnId, Hub, HubError, encode};
-use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket, limited_address};
+use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
 use super::metrics::Metrics;
 use super::outbox::{Outbox, Signal};
 use super::socket::{self, Incoming, Socket, close_code};
@@ -43,7 +43,11 @@ pub async fn upgrade(
             return refusal.into_response();
         }
     };
-    let slot = match app.guards.connections.acquire(limited_address(peer.ip())) {
+    let slot = match app
+        .guards
+        .connections
+        .acquire(app.guards.client_address(peer.ip(), headers))
+    {
         Ok(slot) => slot,
         Err(Refusal::TooManyFromAddress) => {
             app.metrics.reject("too_many_connections");
