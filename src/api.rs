@@ -54,8 +54,12 @@ pub async fn claim_name(name: String, token: Option<String>) -> Result<NameGrant
 #[server(endpoint = "release_name")]
 pub async fn release_name(name: String, token: String) -> Result<(), ApiError> {
     let names = expect_context::<std::sync::Arc<crate::server::names::Names>>();
+    let hub = expect_context::<std::sync::Arc<crate::server::hub::Hub>>();
     blocking(move || match names.release(&name, &token) {
-        Ok(true) => Ok(()),
+        Ok(true) => {
+            hub.let_go_of_name(&name);
+            Ok(())
+        }
         Ok(false) => Err(ApiError::NotIdentified),
         Err(_) => Err(ApiError::Unavailable),
     })

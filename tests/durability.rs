@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
+/// The close code of a connection whose name was given up elsewhere.
+const CLOSE_NAME_GIVEN_UP: u16 = 4001;
+
 /// How long a client keeps trying to reconnect while the server is down; a restart
 /// of the debug binary on a loaded machine takes well under this.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(15);
@@ -706,6 +709,8 @@ async fn a_name_belongs_to_the_browser_holding_its_token() {
         .call::<()>("release_name", &[("name", "Ada"), ("token", &ada.token)])
         .await;
     assert_eq!((status, released), (StatusCode::OK, Ok(())));
+    // Ada's other tab no longer chats as a name that is free to take.
+    assert_eq!(tab.close_code().await, Some(CLOSE_NAME_GIVEN_UP));
 
     let other = claim_with(&server, "ADA", None)
         .await

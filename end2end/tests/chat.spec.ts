@@ -33,6 +33,9 @@ test('a first visit asks for a name, which is checked, remembered and changeable
   await page.getByTestId('name-input').fill(renamed);
   await page.getByTestId('name-submit').click();
   await expect(page.getByTestId('current-name')).toHaveText(renamed);
+  // The other tab does not go on as the old name, which is now free for anyone.
+  await expect(tab.getByTestId('current-name')).toHaveText(renamed);
+  await expect(tab.getByTestId('connection-status')).toHaveAttribute('data-state', 'connected');
   await page.reload();
   await expect(page.getByTestId('current-name')).toHaveText(renamed);
 });

@@ -249,7 +249,12 @@ impl Chat {
     /// Applies one frame from the server to the state.
     fn apply(self, frame: ServerFrame) {
         match frame {
-            ServerFrame::Welcome { channels, .. } => {
+            ServerFrame::Welcome { name, channels } => {
+                // The name as the server holds it: after a rename in another tab, this
+                // tab reconnected as the new name.
+                if self.identity.with_untracked(|i| *i != Identity::Named(name.clone())) {
+                    self.identity.set(Identity::Named(name));
+                }
                 self.status.set(Status::Connected);
                 self.channels.set(channels);
                 if !socket::joined_with_hello(self) {

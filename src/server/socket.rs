@@ -25,6 +25,9 @@ pub mod close_code {
     pub const POLICY: u16 = 1008;
     pub const SIZE: u16 = 1009;
     pub const RESTART: u16 = 1012;
+    /// The name this connection chats under was given up (renamed in another tab):
+    /// the page reconnects as whoever it now is.
+    pub const NAME_GIVEN_UP: u16 = 4001;
     /// The client fell behind and should reconnect and resume.
     pub const TOO_SLOW: u16 = 4008;
 }

@@ -22,7 +22,7 @@ use super::store::{NewMessage, Store, StoreError};
 use super::window::ChannelWindow;
 use crate::protocol::{
     CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ErrorCode, MessageError, Seq, ServerFrame,
-    channel_key, validate_channel_name, validate_message,
+    channel_key, name_key, validate_channel_name, validate_message,
 };
 use bytes::Bytes;
 use presence::{
@@ -335,6 +335,25 @@ impl Hub {
         }
         state.conns.clear();
         state.rooms.clear();
+    }
+
+    /// Lets go of every connection under `name`, which its holder gave up: another
+    /// tab of the same browser would otherwise go on chatting as a name that is
+    /// someone else's once claimed. Their pages reconnect as whoever they now are.
+    pub fn let_go_of_name(&self, name: &str) {
+        let key = name_key(name);
+        let mut state = self.lock();
+        let gone: Vec<ConnId> = state
+            .conns
+            .iter()
+            .filter(|(_, conn)| name_key(&conn.name) == key)
+            .map(|(id, conn)| {
+                conn.outbox
+                    .request_close(close_code::NAME_GIVEN_UP, "this name was given up");
+                *id
+            })
+            .collect();
+        evict(&mut state, gone);
     }
 
     /// Forgets a connection, taking it out of its room.
