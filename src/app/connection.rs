@@ -252,7 +252,10 @@ impl Chat {
             ServerFrame::Welcome { name, channels } => {
                 // The name as the server holds it: after a rename in another tab, this
                 // tab reconnected as the new name.
-                if self.identity.with_untracked(|i| *i != Identity::Named(name.clone())) {
+                if self
+                    .identity
+                    .with_untracked(|i| *i != Identity::Named(name.clone()))
+                {
                     self.identity.set(Identity::Named(name));
                 }
                 self.status.set(Status::Connected);

@@ -84,6 +84,15 @@ pub struct Flags {
     /// `X-Forwarded-For` (or `X-Real-IP`) rather than the proxy's own.
     #[arg(long, env = "HEARTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<IpAddr>>,
+    /// Frames queued for one connection before it counts as too slow and is cut off.
+    #[arg(long, env = "HEARTH_OUTBOUND_QUEUE")]
+    pub outbound_queue: Option<usize>,
+    /// Sends waiting to be stored before new ones are refused as busy.
+    #[arg(long, env = "HEARTH_COMMIT_QUEUE")]
+    pub commit_queue: Option<usize>,
+    /// Plain HTTP connections open at once (WebSockets are counted apart).
+    #[arg(long, env = "HEARTH_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: Option<usize>,
 }
 
 /// Which store keeps the data.
@@ -271,8 +280,14 @@ impl Config {
                 .durability
                 .or(file.durability)
                 .unwrap_or(defaults.durability),
-            outbound_queue: file.outbound_queue.unwrap_or(defaults.outbound_queue),
-            commit_queue: file.commit_queue.unwrap_or(defaults.commit_queue),
+            outbound_queue: flags
+                .outbound_queue
+                .or(file.outbound_queue)
+                .unwrap_or(defaults.outbound_queue),
+            commit_queue: flags
+                .commit_queue
+                .or(file.commit_queue)
+                .unwrap_or(defaults.commit_queue),
             ping_interval: flags
                 .ping_interval_secs
                 .or(file.ping_interval_secs)
@@ -311,8 +326,9 @@ impl Config {
                 .header_timeout_secs
                 .or(file.header_timeout_secs)
                 .map_or(defaults.header_timeout, Duration::from_secs),
-            max_http_connections: file
+            max_http_connections: flags
                 .max_http_connections
+                .or(file.max_http_connections)
                 .unwrap_or(defaults.max_http_connections),
         };
         if !(config.send_rate > 0.0 && config.send_rate.is_finite()) {
@@ -394,11 +410,14 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let (_file, mut flags) = flags_with_file("history = 50\nroom_capacity = 3\n");
+        let (_file, mut flags) =
+            flags_with_file("history = 50\nroom_capacity = 3\noutbound_queue = 10\n");
         flags.room_capacity = Some(7);
+        flags.outbound_queue = Some(20);
         let config = Config::from_flags(flags).unwrap();
         assert_eq!(config.history, 50);
         assert_eq!(config.room_capacity, 7);
+        assert_eq!(config.outbound_queue, 20);
     }
 
     #[test]
