@@ -254,7 +254,7 @@ impl Chat {
                 // tab reconnected as the new name.
                 if self
                     .identity
-                    .with_untracked(|i| *i != Identity::Named(name.clone()))
+                    .with_untracked(|i| !matches!(i, Identity::Named(held) if *held == name))
                 {
                     self.identity.set(Identity::Named(name));
                 }

@@ -80,12 +80,12 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
 /// host gets a whole /64, so counting single addresses would let it past every
 /// limit), and an IPv4 client as itself, however its address came.
 pub fn limited_address(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+    match unmapped(ip) {
+        IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);
             IpAddr::V6(std::net::Ipv6Addr::from(prefix))
         }
-        other => limited_to_v4(other),
+        v4 => v4,
     }
 }
 
@@ -94,7 +94,7 @@ pub fn limited_address(ip: IpAddr) -> IpAddr {
 /// that is not itself a trusted proxy (`X-Forwarded-For`, else `X-Real-IP`). Behind
 /// a proxy every request would otherwise share the proxy's address and its limits.
 pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.contains(&limited_to_v4(*ip));
+    let is_trusted = |ip: &IpAddr| trusted.contains(&unmapped(*ip));
     if !is_trusted(&peer) {
         return limited_address(peer);
     }
@@ -122,7 +122,7 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> 
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
-fn limited_to_v4(ip: IpAddr) -> IpAddr {
+fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

@@ -678,6 +678,11 @@ mod tests {
     fn hub_with_idle_timeout(capacity: usize, idle_timeout: Duration) -> Arc<Hub> {
         let store = Arc::new(MemoryStore::new(100));
         store.create_channel("General", 0).unwrap();
+        hub_on(store, capacity, idle_timeout)
+    }
+
+    /// A hub on `store`, which holds General.
+    fn hub_on(store: Arc<dyn Store>, capacity: usize, idle_timeout: Duration) -> Arc<Hub> {
         Hub::start(
             store,
             HubLimits {
@@ -801,14 +806,7 @@ mod tests {
             panicking: false.into(),
         });
         store.create_channel("General", 0).unwrap();
-        let limits = HubLimits {
-            room_capacity: 10,
-            history: 100,
-            commit_queue: 16,
-            ping_interval: Duration::from_secs(15),
-            idle_timeout: Duration::from_secs(45),
-        };
-        let hub = Hub::start(store.clone(), limits, Arc::default()).unwrap();
+        let hub = hub_on(store.clone(), 10, Duration::from_secs(45));
         let ada = in_general(&hub, "ada");
         assert!(hub.store_ready().is_ok());
 

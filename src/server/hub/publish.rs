@@ -29,6 +29,15 @@ pub(super) struct CommitterHealth {
 }
 
 impl CommitterHealth {
+    /// Notes how storing a batch went.
+    fn note_batch(&self, stored: bool) {
+        if stored {
+            self.failed_in_a_row.store(0, Ordering::Release);
+        } else {
+            self.failed_in_a_row.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     pub(super) fn check(&self) -> Result<(), StoreError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(StoreError::Backend("messages are not being stored".into()));
@@ -91,15 +100,10 @@ impl Hub {
         self.metrics
             .store_seconds
             .observe(started.elapsed().as_secs_f64());
+        self.committer.note_batch(result.is_ok());
         let outcomes = match result {
-            Ok(outcomes) => {
-                self.committer.failed_in_a_row.store(0, Ordering::Release);
-                outcomes
-            }
+            Ok(outcomes) => outcomes,
             Err(error) => {
-                self.committer
-                    .failed_in_a_row
-                    .fetch_add(1, Ordering::AcqRel);
                 self.metrics.store_failures.inc();
                 // Nothing of the batch was stored; the senders keep the messages
                 // pending and send them again.

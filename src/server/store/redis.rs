@@ -1,10 +1,10 @@
 //! The cluster store: every node keeps its data in one Redis.
 //!
 //! Each channel's messages are a Redis Stream (`hearth:log:{key}`), capped at ten
-//! times the kept history, whose entry ids are the messages' sequence numbers. What must be
-//! decided in one place is decided by Lua scripts, which Redis runs atomically:
-//! channel-name conflicts, the next number of a channel, repeated sends (remembered
-//! for a week) and who holds a name. Nodes learn of each other's messages and
+//! times the kept history, whose entry ids are the messages' sequence numbers. What
+//! must be decided in one place is decided by Lua scripts, which Redis runs
+//! atomically: channel-name conflicts, the next number of a channel, repeated sends
+//! (remembered for a week) and who holds a name. Nodes learn of each other's messages and
 //! channels by reading the streams (`read_changes`): unlike pub/sub, a node that
 //! loses its connection reads on from where it was, so nothing is missed.
 //!
