@@ -19,7 +19,7 @@ const server = (port: number, extraEnv: Record<string, string>, before = '') => 
   env: {
     LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
     LEPTOS_SITE_ROOT: '../target/site',
-    HEARTH_CONFIG: '/nonexistent/Leptos.toml',
+    HEARTH_CONFIG: '/dev/null',
     HEARTH_DATA_DIR: `.data/${port}`,
     RUST_LOG: 'warn',
     // The suite claims names and creates channels far faster than a person would.

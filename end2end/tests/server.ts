@@ -23,7 +23,7 @@ export class ControlledServer {
         ...process.env,
         LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}`,
         LEPTOS_SITE_ROOT: path.resolve(__dirname, '..', '..', 'target', 'site'),
-        HEARTH_CONFIG: '/nonexistent/Leptos.toml',
+        HEARTH_CONFIG: '/dev/null',
         HEARTH_DATA_DIR: this.dataDir,
         RUST_LOG: 'warn',
         HEARTH_CLAIMS_PER_MINUTE: '10000',

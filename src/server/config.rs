@@ -13,9 +13,10 @@ use thiserror::Error;
 #[derive(Debug, Default, Parser)]
 #[command(name = "hearth", version, about = "Self-hosted real-time group chat")]
 pub struct Flags {
-    /// Configuration file (missing is fine: defaults apply).
-    #[arg(long, env = "HEARTH_CONFIG", default_value = "Leptos.toml")]
-    pub config: PathBuf,
+    /// Configuration file. Without this, `Leptos.toml` in the working directory is
+    /// read if it exists; a file named here must exist (`/dev/null` for none).
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "LEPTOS_SITE_ADDR")]
     pub site_addr: Option<SocketAddr>,
@@ -172,6 +173,8 @@ pub struct Config {
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    #[error("the configuration file {path} does not exist (use /dev/null for none)")]
+    Missing { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -225,6 +228,9 @@ impl Default for Config {
     }
 }
 
+/// The file read when none is named, if it exists.
+const DEFAULT_FILE: &str = "Leptos.toml";
+
 impl Config {
     /// Reads flags and environment, then the file they name.
     pub fn load() -> Result<Self, ConfigError> {
@@ -232,7 +238,13 @@ impl Config {
     }
 
     pub fn from_flags(flags: Flags) -> Result<Self, ConfigError> {
-        let file = read_file(&flags.config)?;
+        let file = match &flags.config {
+            Some(named) => read_file(named)?,
+            None => read_file(Path::new(DEFAULT_FILE)).or_else(|error| match error {
+                ConfigError::Missing { .. } => Ok(FileConfig::default()),
+                error => Err(error),
+            })?,
+        };
         let defaults = Config::default();
         let config = Config {
             site_addr: flags
@@ -374,7 +386,9 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             path: path.to_owned(),
             source: Box::new(source),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ConfigError::Missing {
+            path: path.to_owned(),
+        }),
         Err(source) => Err(ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -391,21 +405,36 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(contents.as_bytes()).unwrap();
         let flags = Flags {
-            config: file.path().to_owned(),
+            config: Some(file.path().to_owned()),
             ..Flags::default()
         };
         (file, flags)
     }
 
     #[test]
-    fn missing_file_means_defaults() {
+    fn no_file_means_defaults() {
         let config = Config::from_flags(Flags {
-            config: "/nonexistent/Leptos.toml".into(),
+            config: Some("/dev/null".into()),
             ..Flags::default()
         })
         .unwrap();
         assert_eq!(config.history, 100);
         assert_eq!(config.room_capacity, 200);
+    }
+
+    #[test]
+    fn a_named_file_that_is_missing_is_an_error() {
+        let error = Config::from_flags(Flags {
+            config: Some("/nonexistent/hearth.toml".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(matches!(error, ConfigError::Missing { .. }));
+        assert!(
+            error
+                .to_string()
+                .contains("/nonexistent/hearth.toml does not exist")
+        );
     }
 
     #[test]

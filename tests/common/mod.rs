@@ -87,7 +87,7 @@ impl Server {
             .env("LEPTOS_SITE_ADDR", self.addr.to_string())
             .env("HEARTH_DATA_DIR", self.data_dir.path())
             // A developer's own Leptos.toml must not change what the tests see.
-            .env("HEARTH_CONFIG", "/nonexistent/Leptos.toml")
+            .env("HEARTH_CONFIG", "/dev/null")
             .env_remove("HEARTH_HISTORY")
             .env_remove("HEARTH_ROOM_CAPACITY")
             .env_remove("HEARTH_ALLOWED_ORIGINS")
@@ -850,7 +850,10 @@ pub async fn upgrade_with_origin(server: &Server, origin: &str) -> Option<u16> {
 
 /// The token [`Server::claim`] presents for `name`, the same for every spelling of it.
 pub fn test_token(name: &str) -> String {
-    format!("test-token-{}", hearth::protocol::name_key(name.trim()))
+    format!(
+        "test-token-{}",
+        hearth::server::name_key::name_key(name.trim())
+    )
 }
 
 /// An HTTP client whose connections come from `ip`, to play another machine.
