@@ -97,6 +97,14 @@ async fn people_on_two_nodes_share_channels_messages_and_names() {
         )
         .await;
     assert_eq!(taken, Err(ApiError::NameTaken("ADA".into())));
+    let (_, look_alike) = b
+        .call::<NameGrant>("claim_name", &[("name", "\u{410}da"), ("token", "another")])
+        .await;
+    assert_eq!(
+        look_alike,
+        Err(ApiError::NameTaken("\u{410}da".into())),
+        "a Cyrillic А makes no other name"
+    );
 
     // A channel made on A appears live on B.
     let (_, created) = a.create_channel("Rust").await;

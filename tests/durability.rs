@@ -675,6 +675,23 @@ async fn a_name_belongs_to_the_browser_holding_its_token() {
         Err(ApiError::NameTaken("ada".into())),
         "another capitalisation is the same name"
     );
+    // Names a reader cannot tell from "Ada" are Ada's too: a Cyrillic А and а,
+    // fullwidth letters, a composed "Ádá" is not (its accents show).
+    for look_alike in ["\u{410}d\u{430}", "Ａｄａ", " ADA\u{a0}"] {
+        assert_eq!(
+            claim_with(&server, look_alike, None).await,
+            Err(ApiError::NameTaken(look_alike.trim().into())),
+            "{look_alike:?} looks like Ada"
+        );
+        assert_hello_refused(&server, look_alike, "a-guess").await;
+    }
+    assert_eq!(
+        claim_with(&server, "\u{410}da", Some(&ada.token)).await,
+        Ok(ada.clone()),
+        "the holder typing a look-alike keeps the name as held"
+    );
+    let accented = claim_with(&server, "Ádá", None).await;
+    assert_eq!(accented.expect("a name of its own").name, "Ádá");
     assert_eq!(
         claim_with(&server, "Ada", Some("a-guess")).await,
         Err(ApiError::NameTaken("Ada".into()))

@@ -172,7 +172,9 @@ impl Chat {
     /// it was different, and (re)connects as the new one.
     pub fn become_named(self, grant: NameGrant) {
         if let Some((previous, token)) = storage::saved_identity()
-            && crate::protocol::name_key(&previous) != crate::protocol::name_key(&grant.name)
+            // The server answers a name its holder already has with the spelling
+            // held, so any other spelling is another name.
+            && previous != grant.name
         {
             leptos::task::spawn_local(async move {
                 // Failing to release only keeps the old name reserved until it idles out.

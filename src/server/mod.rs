@@ -8,6 +8,7 @@ pub mod hub;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
+pub mod name_key;
 pub mod names;
 pub mod operations;
 pub mod outbox;

@@ -2,8 +2,9 @@
 //! later proves it. Tokens are stored only as SHA-256 hashes.
 
 use super::hub::HubError;
+use super::name_key::name_key;
 use super::store::{NameClaim, Store};
-use crate::protocol::{NameGrant, TOKEN_MAX_BYTES, name_key, validate_name};
+use crate::protocol::{NameGrant, TOKEN_MAX_BYTES, validate_name};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

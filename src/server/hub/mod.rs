@@ -16,13 +16,14 @@ mod publish;
 
 use super::frame;
 use super::metrics::Metrics;
+use super::name_key::name_key;
 use super::outbox::{Full, Outbox};
 use super::socket::close_code;
 use super::store::{NewMessage, Store, StoreError};
 use super::window::ChannelWindow;
 use crate::protocol::{
     CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ErrorCode, MessageError, Seq, ServerFrame,
-    channel_key, name_key, validate_channel_name, validate_message,
+    channel_key, validate_channel_name, validate_message,
 };
 use bytes::Bytes;
 use presence::{
@@ -64,7 +65,9 @@ pub enum HubError {
     NotInChannel(String),
     #[error("The server is busy or restarting; your message will be sent again shortly.")]
     Unavailable,
-    #[error("The name “{0}” is taken by someone else. Please pick another.")]
+    #[error(
+        "The name “{0}” is taken by someone else, or looks just like one that is. Please pick another."
+    )]
     NameTaken(String),
 }
 

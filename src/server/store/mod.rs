@@ -75,7 +75,7 @@ pub struct ChannelLog {
 /// A request to hold a display name.
 #[derive(Clone, Debug)]
 pub struct NameClaim {
-    /// [`crate::protocol::name_key`] of the name.
+    /// [`crate::server::name_key::name_key`] of the name.
     pub key: String,
     pub name: String,
     /// SHA-256 of the token; tokens themselves are never stored.
@@ -229,7 +229,7 @@ pub(crate) mod contract {
 
     pub fn names_are_held_by_their_token(store: &dyn Store) {
         let claim = |name: &str, token: &[u8], now| NameClaim {
-            key: crate::protocol::name_key(name),
+            key: crate::server::name_key::name_key(name),
             name: name.into(),
             token_hash: token.to_vec(),
             now,

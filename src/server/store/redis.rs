@@ -14,6 +14,7 @@
 
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
+use crate::server::name_key::{Held, NAME_KEY_VERSION, rekey};
 use redis::{Connection, RedisError, Script, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -135,6 +136,8 @@ return 1
 ";
 
 const NAMES: &str = "hearth:names";
+/// The [`NAME_KEY_VERSION`] that [`NAMES`] is keyed by (absent: version 1).
+const NAMES_KEYED_BY: &str = "hearth:names:key_version";
 
 pub struct RedisStore {
     client: redis::Client,
@@ -176,6 +179,7 @@ impl RedisStore {
         };
         store.ping()?;
         store.check_durability();
+        store.rekey_names()?;
         Ok(store)
     }
 
@@ -194,6 +198,33 @@ impl RedisStore {
         if let Some(warning) = durability_warning(appendonly.as_deref(), appendfsync.as_deref()) {
             tracing::warn!("{warning}");
         }
+    }
+
+    /// Re-keys held names once after [`crate::server::name_key::name_key`] changed. Runs as one transaction
+    /// that starts over if another node claims a name meanwhile, so each node may
+    /// try, and the first to finish does it.
+    fn rekey_names(&self) -> Result<(), StoreError> {
+        let freed = self.with_connection(|c| {
+            redis::transaction(c, &[NAMES, NAMES_KEYED_BY], |c, pipe| {
+                let keyed_by: Option<u32> = redis::cmd("GET").arg(NAMES_KEYED_BY).query(c)?;
+                if keyed_by.is_some_and(|version| version >= NAME_KEY_VERSION) {
+                    return Ok(Some(Vec::new()));
+                }
+                let stored: HashMap<String, String> = redis::cmd("HGETALL").arg(NAMES).query(c)?;
+                let rekeyed = rekey(stored.into_values().filter_map(held_name).collect());
+                pipe.del(NAMES).ignore();
+                for (key, held) in &rekeyed.kept {
+                    pipe.hset(NAMES, key, &held.record).ignore();
+                }
+                pipe.set(NAMES_KEYED_BY, NAME_KEY_VERSION).ignore();
+                let done: Option<()> = pipe.query(c)?;
+                Ok(done.map(|()| rekeyed.freed))
+            })
+        })?;
+        for (freed, kept) in freed {
+            tracing::warn!(%freed, %kept, "two held names look alike; the less recently used was freed");
+        }
+        Ok(())
     }
 
     /// A new connection with bounded waits.
@@ -632,6 +663,19 @@ impl Store for RedisStore {
     }
 }
 
+/// A stored name ("token hash|last use|name as held"), for re-keying; the whole
+/// value is kept as it was.
+fn held_name(value: String) -> Option<Held<String>> {
+    let mut parts = value.splitn(3, '|');
+    let (_hash, last_seen, name) = (parts.next()?, parts.next()?, parts.next()?);
+    let (name, last_seen) = (name.to_owned(), last_seen.parse().ok()?);
+    Some(Held {
+        name,
+        last_seen,
+        record: value,
+    })
+}
+
 /// What to tell the operator about Redis's `appendonly` and `appendfsync`
 /// settings (`None` when `CONFIG` is refused, as some hosted Redis do).
 fn durability_warning(appendonly: Option<&str>, appendfsync: Option<&str>) -> Option<&'static str> {
@@ -683,6 +727,55 @@ mod tests {
     fn only_the_window_is_kept() {
         let redis = Redis::start();
         contract::only_the_window_is_kept(&store(&redis, 10));
+    }
+
+    #[test]
+    fn names_kept_by_lower_case_are_keyed_by_look_once() {
+        use crate::server::name_key::name_key;
+        let redis = Redis::start();
+        let mut raw = redis::Client::open(redis.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        // As older nodes kept them: keyed by lower case, and no key version.
+        let older = [
+            ("ada", "aa|10|Ada"),
+            ("\u{430}da", "cc|20|\u{410}da"),
+            ("grace", "bb|5|Gr|ace"),
+        ];
+        for (key, value) in older {
+            redis::cmd("HSET")
+                .arg(NAMES)
+                .arg(key)
+                .arg(value)
+                .exec(&mut raw)
+                .unwrap();
+        }
+        let store = store(&redis, 10);
+        let held = |name: &str, hash: &[u8]| store.holds_name(&name_key(name), hash, 30).unwrap();
+        assert_eq!(held("Ada", &[0xcc]), Some("\u{410}da".to_owned()));
+        assert_eq!(
+            held("Ada", &[0xaa]),
+            None,
+            "the less recently used look-alike"
+        );
+        assert_eq!(held("gr|ace", &[0xbb]), Some("Gr|ace".to_owned()));
+
+        // Done once: a name claimed under an old key later is left alone.
+        redis::cmd("HSET")
+            .arg(NAMES)
+            .arg("zoe")
+            .arg("dd|40|Zoe")
+            .exec(&mut raw)
+            .unwrap();
+        drop(store);
+        let again = RedisStore::open(&redis.url(), 10).unwrap();
+        let count: usize = redis::cmd("HLEN").arg(NAMES).query(&mut raw).unwrap();
+        assert_eq!(count, 3);
+        assert_eq!(
+            again.holds_name("zoe", &[0xdd], 50).unwrap(),
+            Some("Zoe".to_owned())
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 use super::recent_sends::{RecentSends, Stored};
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
+use crate::server::name_key::{Held, rekey};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -27,7 +28,7 @@ use std::time::Duration;
 /// so a version that trusts it must not open the file.
 /// 3: messages live in `log`, and new send ids in `recent_sends`, in the order
 /// they were stored.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// How many rows that fell out of their channel's window wait before they are
 /// deleted together: enough that the deletes share pages, few enough that the file
@@ -348,6 +349,48 @@ fn migrate(db: &Connection) -> Result<(), StoreError> {
              COMMIT;",
         )
         .map_err(backend)?;
+    }
+    if version < 4 {
+        rekey_names(db)?;
+    }
+    Ok(())
+}
+
+/// Version 4 keys names by look (see [`crate::server::name_key::name_key`]), no
+/// longer by lower case alone.
+fn rekey_names(db: &Connection) -> Result<(), StoreError> {
+    let transaction = db.unchecked_transaction().map_err(backend)?;
+    let held = transaction
+        .prepare("SELECT name, token_hash, last_seen FROM names")
+        .map_err(backend)?
+        .query_map([], |row| {
+            Ok(Held {
+                name: row.get(0)?,
+                record: row.get::<_, Vec<u8>>(1)?,
+                last_seen: row.get(2)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let rekeyed = rekey(held);
+    transaction
+        .execute("DELETE FROM names", [])
+        .map_err(backend)?;
+    for (key, held) in &rekeyed.kept {
+        transaction
+            .execute(
+                "INSERT INTO names (key, name, token_hash, last_seen) VALUES (?1, ?2, ?3, ?4)",
+                params![key, held.name, held.record, held.last_seen],
+            )
+            .map_err(backend)?;
+    }
+    transaction
+        .pragma_update(None, "user_version", 4)
+        .map_err(backend)?;
+    transaction.commit().map_err(backend)?;
+    for (freed, kept) in &rekeyed.freed {
+        tracing::warn!(%freed, %kept, "two held names look alike; the less recently used was freed");
     }
     Ok(())
 }
@@ -741,6 +784,7 @@ fn outcomes_time(outcomes: &[Appended]) -> i64 {
 mod tests {
     use super::super::contract::{self, send};
     use super::*;
+    use crate::server::name_key::name_key;
 
     fn store(dir: &tempfile::TempDir) -> SqliteStore {
         SqliteStore::open(dir.path(), 10, Durability::Full).unwrap()
@@ -1075,5 +1119,44 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn names_kept_by_lower_case_are_keyed_by_look_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = store(&dir);
+            let db = &store.lock().db;
+            // As version 3 kept them: keyed by lower case, so a Cyrillic "А" made
+            // another name.
+            for (key, name, token, last_seen) in [
+                ("ada", "Ada", b"t-ada", 10),
+                ("\u{430}da", "\u{410}da", b"t-cyr", 20),
+                ("grace", "Grace", b"t-grc", 5),
+            ] {
+                db.execute(
+                    "INSERT INTO names (key, name, token_hash, last_seen) VALUES (?1, ?2, ?3, ?4)",
+                    params![key, name, token.to_vec(), last_seen],
+                )
+                .unwrap();
+            }
+            db.pragma_update(None, "user_version", 3).unwrap();
+        }
+        let store = store(&dir);
+        // The more recently used of the look-alikes keeps the name; the other holder
+        // is asked for a name again.
+        assert_eq!(
+            store.holds_name(&name_key("Ada"), b"t-cyr", 30).unwrap(),
+            Some("\u{410}da".to_owned())
+        );
+        assert_eq!(
+            store.holds_name(&name_key("Ada"), b"t-ada", 30).unwrap(),
+            None
+        );
+        assert_eq!(
+            store.holds_name(&name_key("GRACE"), b"t-grc", 30).unwrap(),
+            Some("Grace".to_owned())
+        );
+        assert_eq!(rows(&store, "names"), 2);
     }
 }

@@ -1,0 +1,151 @@
+//! The identity of a display name: two names with the same key are the same person.
+//!
+//! Names are shown as typed, so the key must catch what a reader cannot tell apart:
+//! other capitals ("ada"), other encodings of the same letters (a precomposed "é"
+//! against "e" and a combining accent), compatibility forms (fullwidth "Ａｄａ",
+//! a no-break space), runs of spaces, and letters of other scripts drawn the same
+//! (Cyrillic "А" for Latin "A"). The last is Unicode's confusable skeleton (UTS #39).
+//!
+//! Only the server computes keys: the tables would not fit the browser's size budget,
+//! and the browser never needs them.
+
+use std::collections::HashMap;
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::confusable_detection::skeleton;
+
+/// The generation of [`name_key`]: stores written under an older one re-key their
+/// names once (version 1 keyed by lower case only).
+pub const NAME_KEY_VERSION: u32 = 2;
+
+/// The key under which `name` (already validated) is held.
+pub fn name_key(name: &str) -> String {
+    let folded: String = name.nfkc().flat_map(char::to_lowercase).collect();
+    let spaced = folded.split_whitespace().collect::<Vec<_>>().join(" ");
+    // The skeleton maps to prototypes of either case ("0" becomes "O"), so it is
+    // folded once more.
+    skeleton(&spaced).flat_map(char::to_lowercase).collect()
+}
+
+/// A held name as a store keeps it, with whatever else the store keeps beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held<T> {
+    pub name: String,
+    pub last_seen: i64,
+    pub record: T,
+}
+
+/// Held names under today's keys.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rekeyed<T> {
+    pub kept: Vec<(String, Held<T>)>,
+    /// Names that look like another one held: (the name freed, the name that keeps
+    /// the key). Their holders are asked for a name on their next visit.
+    pub freed: Vec<(String, String)>,
+}
+
+/// Files held names under [`name_key`]. Names once told apart that now share a key
+/// look alike, so only one can stay: the one used most recently.
+pub fn rekey<T>(held: Vec<Held<T>>) -> Rekeyed<T> {
+    let mut by_key: HashMap<String, Held<T>> = HashMap::with_capacity(held.len());
+    let mut freed = Vec::new();
+    for entry in held {
+        let key = name_key(&entry.name);
+        match by_key.remove(&key) {
+            Some(other) if other.last_seen >= entry.last_seen => {
+                freed.push((entry.name, other.name.clone()));
+                by_key.insert(key, other);
+            }
+            Some(other) => {
+                freed.push((other.name, entry.name.clone()));
+                by_key.insert(key, entry);
+            }
+            None => {
+                by_key.insert(key, entry);
+            }
+        }
+    }
+    let mut kept: Vec<_> = by_key.into_iter().collect();
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    Rekeyed { kept, freed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same(a: &str, b: &str) {
+        assert_eq!(
+            name_key(a),
+            name_key(b),
+            "{a:?} and {b:?} should be one person"
+        );
+    }
+
+    #[test]
+    fn capitals_do_not_make_another_person() {
+        same("Ada", "aDA");
+        same("ÉMILE", "émile");
+    }
+
+    #[test]
+    fn encodings_of_the_same_letters_are_one_name() {
+        same("Jos\u{e9}", "Jose\u{301}");
+        same("Ａｄａ", "Ada");
+        same("Ada\u{a0}Lovelace", "Ada Lovelace");
+        same("Ada   Lovelace", "Ada Lovelace");
+    }
+
+    #[test]
+    fn letters_drawn_alike_are_one_name() {
+        // Cyrillic А and а, Greek ο.
+        same("\u{410}d\u{430}", "Ada");
+        same("B\u{3bf}b", "Bob");
+        same("b0b", "bob");
+        same("Paypal", "PayPa1");
+    }
+
+    #[test]
+    fn different_names_stay_different() {
+        for (a, b) in [
+            ("Ada", "Adam"),
+            ("José", "Jose"),
+            ("Zoë", "Zoe"),
+            ("Ada Lovelace", "AdaLovelace"),
+            ("Ли", "Ян"),
+            ("🔥", "🌊"),
+        ] {
+            assert_ne!(name_key(a), name_key(b), "{a:?} and {b:?} are two people");
+        }
+    }
+
+    #[test]
+    fn rekeying_keeps_the_most_recently_used_of_look_alikes() {
+        let held = |name: &str, last_seen| Held {
+            name: name.into(),
+            last_seen,
+            record: format!("token of {name}"),
+        };
+        let rekeyed = rekey(vec![
+            held("Ada", 10),
+            held("\u{410}da", 30),
+            held("Bob", 5),
+            held("B\u{3bf}b", 1),
+        ]);
+        let kept: Vec<(&str, &str)> = rekeyed
+            .kept
+            .iter()
+            .map(|(key, held)| (key.as_str(), held.record.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [("ada", "token of \u{410}da"), ("bob", "token of Bob")]
+        );
+        assert_eq!(
+            rekeyed.freed,
+            [
+                ("Ada".to_owned(), "\u{410}da".to_owned()),
+                ("B\u{3bf}b".to_owned(), "Bob".to_owned())
+            ]
+        );
+    }
+}
