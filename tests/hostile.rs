@@ -1174,10 +1174,13 @@ async fn a_client_that_stops_reading_is_cut_off_and_the_room_goes_on() {
 
 /// Answers are queued for the client that asked, so one that asks without reading
 /// could make the server hold any number of them: the server stops reading its
-/// requests while answers wait, and answers every one once it reads again.
+/// requests while answers wait, and answers every one once it reads again. Joins
+/// are limited per connection, so the asking is spread over tabs, each within its
+/// limit.
 #[tokio::test]
 async fn a_client_that_asks_without_reading_the_answers_cannot_pile_them_up() {
-    const ASKS: usize = 300;
+    const TABS: usize = 15;
+    const ASKS_PER_TAB: usize = 20;
     const ALLOWED_GROWTH: u64 = 32 * MIB;
     let server = Server::start_with(&[("HEARTH_STORE", "memory")]).await;
     let mut people = Bystanders::arrive(&server).await;
@@ -1203,8 +1206,10 @@ async fn a_client_that_asks_without_reading_the_answers_cannot_pile_them_up() {
         recv_buffer: Some(4096),
         ..Dial::default()
     };
-    let mut mallory = server.client_dialed("Mallory", &slow).await;
-    assert_eq!(mallory.join("General", None).await.history.len(), HISTORY);
+    let mut tabs = Vec::with_capacity(TABS);
+    for _ in 0..TABS {
+        tabs.push(server.client_dialed("Mallory", &slow).await);
+    }
     let before = server.rss_bytes();
 
     let asks = vec![
@@ -1212,24 +1217,27 @@ async fn a_client_that_asks_without_reading_the_answers_cannot_pile_them_up() {
             channel: "General".into(),
             since: None,
         };
-        ASKS
+        ASKS_PER_TAB
     ];
-    mallory.send_batch(&asks).await;
+    for tab in &mut tabs {
+        tab.send_batch(&asks).await;
+    }
     // Time enough to answer them all, were the server to go on reading.
     people.still_chat().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = server.rss_bytes();
     assert!(
         after < before + ALLOWED_GROWTH,
-        "resident memory grew from {:.1} MiB to {:.1} MiB while {ASKS} unread answers \
+        "resident memory grew from {:.1} MiB to {:.1} MiB while {} unread answers \
          of 200 KB each were due",
         mib(before),
-        mib(after)
+        mib(after),
+        TABS * ASKS_PER_TAB
     );
 
-    for ask in 0..ASKS {
-        let history =
-            mallory
+    for tab in &mut tabs {
+        for ask in 0..ASKS_PER_TAB {
+            let history = tab
                 .recv_until_within("the answer to a join", Duration::from_secs(10), |frame| {
                     match frame {
                         ServerFrame::Joined { history, .. } => Some(history.len()),
@@ -1237,8 +1245,63 @@ async fn a_client_that_asks_without_reading_the_answers_cannot_pile_them_up() {
                     }
                 })
                 .await;
-        assert_eq!(history, HISTORY, "answer {ask} carries the whole window");
+            assert_eq!(history, HISTORY, "answer {ask} carries the whole window");
+        }
     }
+    people.still_chat().await;
+}
+
+/// A join is answered with a window of history, encoded while the hub waits, so a
+/// tab may switch rooms as fast as a person clicks, but not in a loop.
+#[tokio::test]
+async fn joins_in_a_loop_are_refused_and_then_cut_off() {
+    let server = Server::start_with(&[("HEARTH_SEND_BURST", "5")]).await;
+    let mut people = Bystanders::arrive(&server).await;
+    let mut looper = server.client("Lou").await;
+    let asks = vec![
+        ClientFrame::Join {
+            channel: "General".into(),
+            since: None,
+        };
+        20
+    ];
+    looper.send_batch(&asks).await;
+    for _ in 0..20 {
+        looper
+            .recv_until("a join within the limit", |frame| match frame {
+                ServerFrame::Joined { .. } => Some(()),
+                _ => None,
+            })
+            .await;
+    }
+    looper.send_batch(&asks[..1]).await;
+    let refused = looper
+        .recv_until("the refusal", |frame| match frame {
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message,
+            } => Some(message.clone()),
+            ServerFrame::Joined { .. } => panic!("the 21st join at once was answered"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        refused,
+        "You are switching rooms too fast. Please wait a moment."
+    );
+    // A person waits and clicks again: five joins a second come back.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    looper.send_batch(&asks[..1]).await;
+    looper
+        .recv_until("a join after a pause", |frame| match frame {
+            ServerFrame::Joined { .. } => Some(()),
+            ServerFrame::Error { code, .. } => panic!("refused after a pause: {code:?}"),
+            _ => None,
+        })
+        .await;
+    // A loop that ignores the refusals is cut off; everyone else chats on.
+    looper.send_batch(&vec![asks[0].clone(); 200]).await;
+    assert_eq!(looper.close_code().await, Some(CLOSE_POLICY));
     people.still_chat().await;
 }
 

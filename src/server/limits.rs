@@ -203,6 +203,10 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Joins one connection may make at once, and per second after that.
+const JOIN_BURST: u32 = 20;
+const JOIN_RATE: f64 = 5.0;
+
 /// Every limit the server enforces on clients, built once from the configuration.
 pub struct Guards {
     pub connections: Arc<ConnectionCounter>,
@@ -238,6 +242,12 @@ impl Guards {
             strikes: config.send_burst.max(5) * 2,
             trusted_proxies: config.trusted_proxies.clone(),
         })
+    }
+
+    /// A fresh per-connection join bucket: clicking through a sidebar of rooms is
+    /// fine, a loop of joins is not.
+    pub fn join_bucket(&self, now: Instant) -> TokenBucket {
+        TokenBucket::new(JOIN_RATE, JOIN_BURST, now)
     }
 
     /// A fresh per-connection send bucket.

@@ -144,7 +144,7 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
         hub,
         metrics: &app.metrics,
         id,
-        sends: SendLimit::new(&app, person),
+        limits: FrameLimits::new(&app, person),
     };
     let end = connection.serve(&mut socket).await;
     // Out of the hub before closing, so nothing more is queued for a closing socket.
@@ -160,7 +160,7 @@ struct Connection<'a> {
     hub: &'a Hub,
     metrics: &'a Metrics,
     id: ConnId,
-    sends: SendLimit,
+    limits: FrameLimits,
 }
 
 impl Connection<'_> {
@@ -215,7 +215,7 @@ impl Connection<'_> {
 
     fn on_incoming(&mut self, incoming: Incoming, outbox: &Outbox) -> Option<End> {
         match incoming {
-            Incoming::Text(text) => match handle(self.hub, self.id, &text, &mut self.sends) {
+            Incoming::Text(text) => match handle(self.hub, self.id, &text, &mut self.limits) {
                 Handled::Reply(reply) => {
                     if let Some(reply) = reply {
                         if let ServerFrame::Error { code, .. }
@@ -333,20 +333,25 @@ enum Handled {
     Flooding,
 }
 
-/// Sends allowed to one connection: its own bucket, and its person's, shared by all
-/// their tabs so more tabs do not mean more messages.
-struct SendLimit {
-    connection: TokenBucket,
+/// What one connection may ask for how fast. Sends: its own bucket, and its
+/// person's, shared by all their tabs so more tabs do not mean more messages.
+/// Joins: each is answered with up to a window of history, encoded under the hub's
+/// lock, so a client switching rooms in a loop would hold everyone else up.
+struct FrameLimits {
+    sends: TokenBucket,
+    joins: TokenBucket,
     person: Arc<str>,
     guards: Arc<Guards>,
     refused_in_a_row: u32,
 }
 
-impl SendLimit {
+impl FrameLimits {
     fn new(app: &AppState, person: Arc<str>) -> Self {
         let guards = app.guards.clone();
+        let now = Instant::now();
         Self {
-            connection: guards.send_bucket(Instant::now()),
+            sends: guards.send_bucket(now),
+            joins: guards.join_bucket(now),
             person,
             guards,
             refused_in_a_row: 0,
@@ -354,10 +359,20 @@ impl SendLimit {
     }
 
     /// Whether this send may go ahead now.
-    fn allow(&mut self) -> bool {
+    fn allow_send(&mut self) -> bool {
         let now = Instant::now();
         let allowed =
-            self.connection.try_take(now) && self.guards.person_sends.try_take(&self.person, now);
+            self.sends.try_take(now) && self.guards.person_sends.try_take(&self.person, now);
+        self.note(allowed)
+    }
+
+    /// Whether this join may go ahead now.
+    fn allow_join(&mut self) -> bool {
+        let allowed = self.joins.try_take(Instant::now());
+        self.note(allowed)
+    }
+
+    fn note(&mut self, allowed: bool) -> bool {
         if allowed {
             self.refused_in_a_row = 0;
         } else {
@@ -373,7 +388,7 @@ impl SendLimit {
 
 /// Answers one frame from an identified connection. Sends are answered later, once
 /// stored, through the connection's queue.
-fn handle(hub: &Hub, id: ConnId, text: &str, sends: &mut SendLimit) -> Handled {
+fn handle(hub: &Hub, id: ConnId, text: &str, limits: &mut FrameLimits) -> Handled {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => frame,
         Err(e) => {
@@ -383,19 +398,27 @@ fn handle(hub: &Hub, id: ConnId, text: &str, sends: &mut SendLimit) -> Handled {
             }));
         }
     };
-    if let ClientFrame::Send { client_id, .. } = &frame
-        && !sends.allow()
-    {
-        if sends.is_flooding() {
-            return Handled::Flooding;
-        }
-        return Handled::Reply(Some(ServerFrame::SendFailed {
+    let refusal = match &frame {
+        ClientFrame::Send { client_id, .. } if !limits.allow_send() => ServerFrame::SendFailed {
             client_id: client_id.clone(),
             code: ErrorCode::RateLimited,
             message: "You are sending messages too fast. Please slow down.".into(),
-        }));
+        },
+        ClientFrame::Join { .. } if !limits.allow_join() => ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            message: "You are switching rooms too fast. Please wait a moment.".into(),
+        },
+        _ => return Handled::Reply(answer(hub, id, frame)),
+    };
+    if limits.is_flooding() {
+        return Handled::Flooding;
     }
-    Handled::Reply(match frame {
+    Handled::Reply(Some(refusal))
+}
+
+/// Answers a frame within its limits.
+fn answer(hub: &Hub, id: ConnId, frame: ClientFrame) -> Option<ServerFrame> {
+    match frame {
         ClientFrame::Hello { .. } => Some(ServerFrame::Error {
             code: ErrorCode::BadFrame,
             message: "This connection already said hello.".into(),
@@ -425,5 +448,5 @@ fn handle(hub: &Hub, id: ConnId, text: &str, sends: &mut SendLimit) -> Handled {
                 code: e.code(),
                 message: e.to_string(),
             }),
-    })
+    }
 }
