@@ -296,6 +296,13 @@ pub fn validate_message(raw: &str) -> Result<String, MessageError> {
     Ok(text)
 }
 
+/// Why `name` was refused: another browser holds it, or a name drawn the same.
+pub fn name_taken(name: &str) -> String {
+    format!(
+        "The name “{name}” is taken by someone else, or looks just like one that is. Please pick another."
+    )
+}
+
 /// Errors of the server functions, as the browser receives them.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ApiError {
@@ -305,9 +312,7 @@ pub enum ApiError {
     ChannelName(#[from] ChannelNameError),
     #[error("A channel named “{0}” already exists.")]
     ChannelExists(String),
-    #[error(
-        "The name “{0}” is taken by someone else, or looks just like one that is. Please pick another."
-    )]
+    #[error("{}", name_taken(.0))]
     NameTaken(String),
     #[error("Please choose your display name again.")]
     NotIdentified,

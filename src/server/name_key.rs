@@ -69,6 +69,13 @@ pub fn rekey<T>(held: Vec<Held<T>>) -> Rekeyed<T> {
     Rekeyed { kept, freed }
 }
 
+/// Tells the operator which held names a re-keying freed, once it is stored.
+pub fn report_freed(freed: &[(String, String)]) {
+    for (freed, kept) in freed {
+        tracing::warn!(%freed, %kept, "two held names look alike; the less recently used was freed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,9 +65,7 @@ pub enum HubError {
     NotInChannel(String),
     #[error("The server is busy or restarting; your message will be sent again shortly.")]
     Unavailable,
-    #[error(
-        "The name “{0}” is taken by someone else, or looks just like one that is. Please pick another."
-    )]
+    #[error("{}", crate::protocol::name_taken(.0))]
     NameTaken(String),
 }
 
@@ -345,17 +343,28 @@ impl Hub {
     /// someone else's once claimed. Their pages reconnect as whoever they now are.
     pub fn let_go_of_name(&self, name: &str) {
         let key = name_key(name);
-        let mut state = self.lock();
-        let gone: Vec<ConnId> = state
+        // A key is a Unicode skeleton, too dear to work out for every connection
+        // while everyone else waits on the lock; so they are worked out between two
+        // holds. The released name's token no longer says hello, so no tab of it
+        // arrives in between.
+        let held: Vec<(ConnId, Arc<str>)> = self
+            .lock()
             .conns
             .iter()
-            .filter(|(_, conn)| name_key(&conn.name) == key)
-            .map(|(id, conn)| {
+            .map(|(id, conn)| (*id, conn.name.clone()))
+            .collect();
+        let gone: Vec<ConnId> = held
+            .into_iter()
+            .filter(|(_, name)| name_key(name) == key)
+            .map(|(id, _)| id)
+            .collect();
+        let mut state = self.lock();
+        for id in &gone {
+            if let Some(conn) = state.conns.get(id) {
                 conn.outbox
                     .request_close(close_code::NAME_GIVEN_UP, "this name was given up");
-                *id
-            })
-            .collect();
+            }
+        }
         evict(&mut state, gone);
     }
 

@@ -14,7 +14,7 @@
 
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
-use crate::server::name_key::{Held, NAME_KEY_VERSION, rekey};
+use crate::server::name_key::{Held, NAME_KEY_VERSION, rekey, report_freed};
 use redis::{Connection, RedisError, Script, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -200,9 +200,9 @@ impl RedisStore {
         }
     }
 
-    /// Re-keys held names once after [`crate::server::name_key::name_key`] changed. Runs as one transaction
-    /// that starts over if another node claims a name meanwhile, so each node may
-    /// try, and the first to finish does it.
+    /// Re-keys held names once after [`crate::server::name_key::name_key`] changed.
+    /// Runs as one transaction that starts over if another node claims a name
+    /// meanwhile, so each node may try, and the first to finish does it.
     fn rekey_names(&self) -> Result<(), StoreError> {
         let freed = self.with_connection(|c| {
             redis::transaction(c, &[NAMES, NAMES_KEYED_BY], |c, pipe| {
@@ -221,9 +221,7 @@ impl RedisStore {
                 Ok(done.map(|()| rekeyed.freed))
             })
         })?;
-        for (freed, kept) in freed {
-            tracing::warn!(%freed, %kept, "two held names look alike; the less recently used was freed");
-        }
+        report_freed(&freed);
         Ok(())
     }
 

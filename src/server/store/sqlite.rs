@@ -16,7 +16,7 @@
 use super::recent_sends::{RecentSends, Stored};
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
-use crate::server::name_key::{Held, rekey};
+use crate::server::name_key::{Held, rekey, report_freed};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -389,9 +389,7 @@ fn rekey_names(db: &Connection) -> Result<(), StoreError> {
         .pragma_update(None, "user_version", 4)
         .map_err(backend)?;
     transaction.commit().map_err(backend)?;
-    for (freed, kept) in &rekeyed.freed {
-        tracing::warn!(%freed, %kept, "two held names look alike; the less recently used was freed");
-    }
+    report_freed(&rekeyed.freed);
     Ok(())
 }
 
