@@ -36,6 +36,12 @@ pub mod close_code {
 const READ_CHUNK: usize = 4 * 1024;
 /// How long a closing connection waits for the client to close its side.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Bytes the kernel may hold for a client before it has sent them. Without a cap
+/// it takes megabytes from a socket whose client reads nothing (the send buffer
+/// grows to `tcp_wmem`'s 4 MiB), so the socket never looks full, the connection
+/// goes on reading requests, and the hub encodes answers nobody reads. Bytes in
+/// flight do not count, so a client that reads keeps its full throughput.
+const UNSENT_LIMIT: u32 = 128 * 1024;
 
 /// Why an upgrade request is refused.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +158,9 @@ impl Socket {
     /// upgrade request; the hub may queue `queue_limit` frames before the client
     /// counts as too slow.
     pub fn new(stream: TcpStream, early: &[u8], max_message: usize, queue_limit: usize) -> Self {
+        if let Err(error) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_LIMIT) {
+            tracing::warn!(%error, "TCP_NOTSENT_LOWAT refused: unread answers may pile up in the kernel");
+        }
         let stream = Arc::new(stream);
         Self {
             outbox: Outbox::new(stream.clone(), queue_limit),
