@@ -267,7 +267,9 @@ pub fn validate_channel_name(raw: &str) -> Result<String, ChannelNameError> {
 }
 
 /// The identity of a channel name: two names with the same key are the same channel.
-/// Callers pass a name that [`validate_channel_name`] accepted.
+/// Callers pass a name that [`validate_channel_name`] accepted. (The server also
+/// refuses to create a channel that only looks like one that exists; that check
+/// needs Unicode's tables, which stay out of the browser.)
 pub fn channel_key(name: &str) -> String {
     name.split_whitespace()
         .collect::<Vec<_>>()

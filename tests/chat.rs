@@ -54,7 +54,14 @@ async fn channels_are_created_over_http_and_appear_live() {
 
     // Leptos answers every server-function error with 500 and the JSON-encoded
     // `ApiError`; the page tells refusals apart by the decoded variant, not the status.
-    for (attempt, existing) in [("  gENERAL ", "General"), ("rust talk", "Rust Talk")] {
+    // Other capitals and spacing make no new channel, nor do letters drawn the same
+    // (a Cyrillic "е", fullwidth letters): the refusal names the channel that exists.
+    for (attempt, existing) in [
+        ("  gENERAL ", "General"),
+        ("rust talk", "Rust Talk"),
+        ("G\u{435}neral", "General"),
+        ("ＲＵＳＴ talk", "Rust Talk"),
+    ] {
         let (status, refused) = server.create_channel(attempt).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{attempt:?}");
         let err = refused.expect_err(attempt);

@@ -116,6 +116,13 @@ async fn people_on_two_nodes_share_channels_messages_and_names() {
         })
         .await;
     assert_eq!(announced, created);
+    // And a channel that would pass for it cannot be made on B.
+    let (_, look_alike) = b.create_channel("R\u{3c5}st").await;
+    assert_eq!(
+        look_alike,
+        Err(ApiError::ChannelExists("Rust".into())),
+        "a Greek υ makes no other channel"
+    );
 
     // Messages cross in both directions, numbered once for everyone.
     let first = ada.say("General", "a1", "hello from A").await;

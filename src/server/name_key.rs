@@ -1,4 +1,6 @@
-//! The identity of a display name: two names with the same key are the same person.
+//! The identity of a name as readers see it: two display names with the same key are
+//! the same person, and two channel names with the same key would pass for one
+//! channel.
 //!
 //! Names are shown as typed, so the key must catch what a reader cannot tell apart:
 //! other capitals ("ada"), other encodings of the same letters (a precomposed "é"
@@ -69,6 +71,39 @@ pub fn rekey<T>(held: Vec<Held<T>>) -> Rekeyed<T> {
     Rekeyed { kept, freed }
 }
 
+/// The channels there are, by how their names look, so that a new channel cannot pass
+/// for one that exists ("G\u{435}neral" in Cyrillic for "General"). Channels keep
+/// their stored keys ([`crate::protocol::channel_key`]); this only refuses creations.
+#[derive(Debug, Default)]
+pub struct LookAlikes {
+    /// Name key to the channel's name, as first created.
+    by_look: HashMap<String, String>,
+}
+
+impl LookAlikes {
+    /// Indexes channels oldest first: of two that already look alike (created
+    /// before this check), the older answers for both.
+    pub fn of<'a>(names_oldest_first: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut looks = Self::default();
+        for name in names_oldest_first {
+            looks.add(name);
+        }
+        looks
+    }
+
+    /// The existing channel `name` would pass for, if any.
+    pub fn twin_of(&self, name: &str) -> Option<&str> {
+        self.by_look.get(&name_key(name)).map(String::as_str)
+    }
+
+    /// Notes a channel just created.
+    pub fn add(&mut self, name: &str) {
+        self.by_look
+            .entry(name_key(name))
+            .or_insert_with(|| name.to_owned());
+    }
+}
+
 /// Tells the operator which held names a re-keying freed, once it is stored.
 pub fn report_freed(freed: &[(String, String)]) {
     for (freed, kept) in freed {
@@ -123,6 +158,19 @@ mod tests {
         ] {
             assert_ne!(name_key(a), name_key(b), "{a:?} and {b:?} are two people");
         }
+    }
+
+    #[test]
+    fn a_channel_is_found_by_any_name_that_looks_like_it() {
+        let mut looks = LookAlikes::of(["General", "Rust", "r\u{3bf}st"]);
+        looks.add("Off topic");
+        assert_eq!(looks.twin_of("G\u{435}neral"), Some("General"));
+        assert_eq!(looks.twin_of("ＧＥＮＥＲＡＬ"), Some("General"));
+        assert_eq!(looks.twin_of("Off  t\u{43e}pic"), Some("Off topic"));
+        // Two that looked alike before the check: the older answers.
+        assert_eq!(looks.twin_of("RUST"), Some("Rust"));
+        assert_eq!(looks.twin_of("Général"), None);
+        assert_eq!(looks.twin_of("Rusty"), None);
     }
 
     #[test]

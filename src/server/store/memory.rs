@@ -3,6 +3,7 @@
 
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
+use crate::server::name_key::LookAlikes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
@@ -16,6 +17,7 @@ struct State {
     /// Channel keys in creation order.
     order: Vec<String>,
     logs: HashMap<String, Log>,
+    looks: LookAlikes,
     /// (author, client id) of every message in a window, to its channel and number.
     sends: HashMap<(String, String), (String, Seq)>,
     /// Name key to (name as held, token hash, last used).
@@ -66,10 +68,14 @@ impl Store for MemoryStore {
         if let Some(existing) = state.logs.get(&key) {
             return Err(StoreError::ChannelExists(existing.channel.name.clone()));
         }
+        if let Some(twin) = state.looks.twin_of(name) {
+            return Err(StoreError::ChannelExists(twin.to_owned()));
+        }
         let channel = Channel {
             name: name.to_owned(),
             created_at,
         };
+        state.looks.add(name);
         state.order.push(key.clone());
         state.logs.insert(
             key,
@@ -184,8 +190,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channels_conflict_case_insensitively() {
-        contract::channels_conflict_case_insensitively(&MemoryStore::new(10));
+    fn channels_that_look_alike_conflict() {
+        contract::channels_that_look_alike_conflict(&MemoryStore::new(10));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
-use crate::server::name_key::{Held, NAME_KEY_VERSION, rekey, report_freed};
+use crate::server::name_key::{Held, NAME_KEY_VERSION, name_key, rekey, report_freed};
 use redis::{Connection, RedisError, Script, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -46,10 +46,23 @@ pub fn log_key(channel_key: &str) -> String {
     format!("hearth:log:{channel_key}")
 }
 
+/// Channel keys by the look of their names ([`name_key`]), so that a new channel
+/// cannot pass for one that exists.
+const CHANNEL_LOOKS: &str = "hearth:channels:looks";
+/// The [`NAME_KEY_VERSION`] that [`CHANNEL_LOOKS`] is keyed by (absent: not built).
+const CHANNEL_LOOKS_KEYED_BY: &str = "hearth:channels:looks:key_version";
+
+/// KEYS: channels, creation order, events, looks. ARGV: channel key, channel JSON,
+/// look key. Returns 1 and the JSON, or 0 and the JSON of the channel that has the
+/// key or the look.
 const CREATE_CHANNEL: &str = r"
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then return {0, existing} end
+local twin = redis.call('HGET', KEYS[4], ARGV[3])
+local twin_channel = twin and redis.call('HGET', KEYS[1], twin)
+if twin_channel then return {0, twin_channel} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'channel', ARGV[1])
 return {1, ARGV[2]}
@@ -180,6 +193,7 @@ impl RedisStore {
         store.ping()?;
         store.check_durability();
         store.rekey_names()?;
+        store.index_channel_looks()?;
         Ok(store)
     }
 
@@ -223,6 +237,50 @@ impl RedisStore {
         })?;
         report_freed(&freed);
         Ok(())
+    }
+
+    /// Builds [`CHANNEL_LOOKS`] once for the channels created before it existed, or
+    /// after [`name_key`] changed. Of two channels that already look alike, the older
+    /// answers for both. One transaction, retried if a channel is created meanwhile.
+    fn index_channel_looks(&self) -> Result<(), StoreError> {
+        self.with_connection(|c| {
+            let watched = [
+                CHANNELS,
+                CHANNEL_ORDER,
+                CHANNEL_LOOKS,
+                CHANNEL_LOOKS_KEYED_BY,
+            ];
+            redis::transaction(c, &watched, |c, pipe| {
+                let keyed_by: Option<u32> =
+                    redis::cmd("GET").arg(CHANNEL_LOOKS_KEYED_BY).query(c)?;
+                if keyed_by.is_some_and(|version| version >= NAME_KEY_VERSION) {
+                    return Ok(Some(()));
+                }
+                let order: Vec<String> = redis::cmd("LRANGE")
+                    .arg(CHANNEL_ORDER)
+                    .arg(0)
+                    .arg(-1)
+                    .query(c)?;
+                let stored: HashMap<String, String> =
+                    redis::cmd("HGETALL").arg(CHANNELS).query(c)?;
+                let mut looks: HashMap<String, &str> = HashMap::with_capacity(order.len());
+                for key in &order {
+                    let Some(channel) = stored
+                        .get(key)
+                        .and_then(|json| serde_json::from_str::<Channel>(json).ok())
+                    else {
+                        continue;
+                    };
+                    looks.entry(name_key(&channel.name)).or_insert(key);
+                }
+                pipe.del(CHANNEL_LOOKS).ignore();
+                for (look, key) in &looks {
+                    pipe.hset(CHANNEL_LOOKS, look, key).ignore();
+                }
+                pipe.set(CHANNEL_LOOKS_KEYED_BY, NAME_KEY_VERSION).ignore();
+                pipe.query(c)
+            })
+        })
     }
 
     /// A new connection with bounded waits.
@@ -548,8 +606,10 @@ impl Store for RedisStore {
                 .key(CHANNELS)
                 .key(CHANNEL_ORDER)
                 .key(EVENTS)
+                .key(CHANNEL_LOOKS)
                 .arg(channel_key(name))
                 .arg(&json)
+                .arg(name_key(name))
                 .invoke(c)
         })?;
         if created == 1 {
@@ -710,9 +770,9 @@ mod tests {
     }
 
     #[test]
-    fn channels_conflict_case_insensitively() {
+    fn channels_that_look_alike_conflict() {
         let redis = Redis::start();
-        contract::channels_conflict_case_insensitively(&store(&redis, 10));
+        contract::channels_that_look_alike_conflict(&store(&redis, 10));
     }
 
     #[test]
@@ -725,6 +785,51 @@ mod tests {
     fn only_the_window_is_kept() {
         let redis = Redis::start();
         contract::only_the_window_is_kept(&store(&redis, 10));
+    }
+
+    #[test]
+    fn channels_from_before_the_look_index_are_indexed_once() {
+        let redis = Redis::start();
+        let older = store(&redis, 10);
+        older.create_channel("General", 1).unwrap();
+        older.create_channel("Rust", 2).unwrap();
+        // As older nodes left them: no index of looks, and a look-alike of Rust
+        // created after it.
+        let mut raw = redis::Client::open(redis.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let twin = Channel {
+            name: "R\u{3c5}st".into(),
+            created_at: 3,
+        };
+        assert_eq!(name_key(&twin.name), name_key("Rust"), "a look-alike");
+        redis::pipe()
+            .del(CHANNEL_LOOKS)
+            .del(CHANNEL_LOOKS_KEYED_BY)
+            .hset(
+                CHANNELS,
+                channel_key(&twin.name),
+                serde_json::to_string(&twin).unwrap(),
+            )
+            .rpush(CHANNEL_ORDER, channel_key(&twin.name))
+            .exec(&mut raw)
+            .unwrap();
+
+        let store = store(&redis, 10);
+        let exists = |name: &str| Err(StoreError::ChannelExists(name.into()));
+        assert_eq!(store.create_channel("G\u{435}neral", 4), exists("General"));
+        // Of the two that look alike, the older answers.
+        assert_eq!(store.create_channel("Ｒust", 5), exists("Rust"));
+        let keyed_by: u32 = redis::cmd("GET")
+            .arg(CHANNEL_LOOKS_KEYED_BY)
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(keyed_by, NAME_KEY_VERSION);
+        assert_eq!(
+            contract::channel_names(&store),
+            ["General", "Rust", "R\u{3c5}st"]
+        );
     }
 
     #[test]

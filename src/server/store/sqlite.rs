@@ -16,7 +16,7 @@
 use super::recent_sends::{RecentSends, Stored};
 use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
-use crate::server::name_key::{Held, rekey, report_freed};
+use crate::server::name_key::{Held, LookAlikes, rekey, report_freed};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -88,6 +88,7 @@ struct Inner {
     /// Each channel's name, last number and kept rows by key, mirrored from the
     /// database so a send needs no read to be numbered or pruned.
     channels: HashMap<String, ChannelMeta>,
+    looks: LookAlikes,
     /// Rows that fell out of their channel's window, to be deleted.
     doomed: Vec<i64>,
     /// `recent_sends`, mirrored.
@@ -153,6 +154,7 @@ impl SqliteStore {
         migrate(&db)?;
         let history = history.max(1);
         let (channels, doomed) = read_channels(&db, history)?;
+        let looks = read_looks(&db)?;
         let recent_sends = read_recent_sends(&db)?;
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
         start_checkpointer(path, durability, stop_checkpoints.clone())?;
@@ -161,6 +163,7 @@ impl SqliteStore {
             inner: Mutex::new(Inner {
                 db,
                 channels,
+                looks,
                 doomed,
                 recent_sends,
             }),
@@ -175,6 +178,18 @@ impl SqliteStore {
         // appends, and a panic there ends it, so no later commit trusts that mirror.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The channels' names, by how they look, oldest first.
+fn read_looks(db: &Connection) -> Result<LookAlikes, StoreError> {
+    let names = db
+        .prepare("SELECT name FROM channels ORDER BY rowid")
+        .map_err(backend)?
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    Ok(LookAlikes::of(names.iter().map(String::as_str)))
 }
 
 /// Each channel with its last number and kept rows, and the rows beyond the windows
@@ -465,6 +480,9 @@ impl Store for SqliteStore {
         if let Some(existing) = inner.channels.get(&key) {
             return Err(StoreError::ChannelExists(existing.name.clone()));
         }
+        if let Some(twin) = inner.looks.twin_of(name) {
+            return Err(StoreError::ChannelExists(twin.to_owned()));
+        }
         inner
             .db
             .execute(
@@ -472,6 +490,7 @@ impl Store for SqliteStore {
                 params![key, name, created_at],
             )
             .map_err(backend)?;
+        inner.looks.add(name);
         inner.channels.insert(
             key,
             ChannelMeta {
@@ -796,9 +815,9 @@ mod tests {
     }
 
     #[test]
-    fn channels_conflict_case_insensitively() {
+    fn channels_that_look_alike_conflict() {
         let dir = tempfile::tempdir().unwrap();
-        contract::channels_conflict_case_insensitively(&store(&dir));
+        contract::channels_that_look_alike_conflict(&store(&dir));
     }
 
     #[test]
@@ -992,6 +1011,16 @@ mod tests {
     fn names_are_held_by_their_token() {
         let dir = tempfile::tempdir().unwrap();
         contract::names_are_held_by_their_token(&store(&dir));
+    }
+
+    #[test]
+    fn look_alikes_of_channels_from_before_a_restart_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        store(&dir).create_channel("General", 1).unwrap();
+        assert_eq!(
+            store(&dir).create_channel("G\u{435}neral", 2),
+            Err(StoreError::ChannelExists("General".into()))
+        );
     }
 
     #[test]
