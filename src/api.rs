@@ -57,7 +57,8 @@ pub async fn release_name(name: String, token: String) -> Result<(), ApiError> {
     let hub = expect_context::<std::sync::Arc<crate::server::hub::Hub>>();
     blocking(move || match names.release(&name, &token) {
         Ok(true) => {
-            hub.let_go_of_name(&name);
+            use crate::server::{name_key::name_key, names::Holder};
+            hub.let_go_of(&name_key(&name), Holder::of_token(&token));
             Ok(())
         }
         Ok(false) => Err(ApiError::NotIdentified),

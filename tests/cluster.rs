@@ -4,7 +4,7 @@
 mod common;
 
 use common::redis_server::Redis;
-use common::{Client, Server, test_token};
+use common::{CLOSE_NAME_GIVEN_UP, Client, Server, assert_hello_refused, test_token};
 use hearth::protocol::{ApiError, Channel, ClientFrame, ErrorCode, NameGrant, Seq, ServerFrame};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -151,6 +151,53 @@ async fn people_on_two_nodes_share_channels_messages_and_names() {
         let (_, listed) = server.call::<Vec<Channel>>("channels", &[]).await;
         assert_eq!(names(&listed.unwrap()), ["General", "Rust"]);
     }
+}
+
+#[tokio::test]
+async fn a_name_given_up_through_one_node_is_let_go_of_on_every_node() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let ada = a.claim("Ada").await;
+    // Ada's tabs through B: one as Ada, and one as the name she takes next, from
+    // the same browser (the page claims the new name, then gives up the old one).
+    let mut old_tab = Client::connect(&b).await;
+    old_tab.hello(&ada.name, &ada.token).await;
+    old_tab.join("General", None).await;
+    let (_, renamed) = a
+        .call::<NameGrant>(
+            "claim_name",
+            &[("name", "Ada L"), ("token", ada.token.as_str())],
+        )
+        .await;
+    let renamed = renamed.expect("a free name");
+    let mut new_tab = Client::connect(&b).await;
+    new_tab.hello(&renamed.name, &renamed.token).await;
+    new_tab.join("General", None).await;
+
+    let (_, released) = a
+        .call::<()>("release_name", &[("name", "Ada"), ("token", &ada.token)])
+        .await;
+    assert_eq!(released, Ok(()));
+    assert_eq!(
+        old_tab.close_code().await,
+        Some(CLOSE_NAME_GIVEN_UP),
+        "B lets go of the tab under the name given up on A"
+    );
+    // B had checked Ada's token a moment ago; it checks afresh now.
+    assert_hello_refused(&b, "Ada", &ada.token).await;
+    new_tab.say("General", "l1", "still here as Ada L").await;
+
+    // Whoever takes the name next chats through B undisturbed.
+    let (_, taken) = b
+        .call::<NameGrant>("claim_name", &[("name", "Ada"), ("token", "another")])
+        .await;
+    let next = taken.expect("a name given up is free");
+    let mut next_tab = Client::connect(&b).await;
+    next_tab.hello(&next.name, &next.token).await;
+    next_tab.join("General", None).await;
+    next_tab
+        .say("General", "n1", "hello, I am the new Ada")
+        .await;
 }
 
 #[tokio::test]

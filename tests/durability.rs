@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{Client, Joined, RECV_TIMEOUT, Server, now_ms};
-use hearth::protocol::{
-    ApiError, Channel, ChatMessage, ClientFrame, ErrorCode, NameGrant, Seq, ServerFrame,
+use common::{
+    CLOSE_NAME_GIVEN_UP, Client, Joined, RECV_TIMEOUT, Server, assert_hello_refused, now_ms,
 };
+use hearth::protocol::{ApiError, Channel, ChatMessage, ClientFrame, NameGrant, Seq, ServerFrame};
 use reqwest::StatusCode;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,34 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
-/// The close code of a connection whose name was given up elsewhere.
-const CLOSE_NAME_GIVEN_UP: u16 = 4001;
-
 /// How long a client keeps trying to reconnect while the server is down; a restart
 /// of the debug binary on a loaded machine takes well under this.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(15);
-
-/// Says hello with a token that does not hold `name` and expects to be refused and
-/// disconnected, as a second browser trying to pass for the holder would be.
-async fn assert_hello_refused(server: &Server, name: &str, token: &str) {
-    let mut client = Client::connect(server).await;
-    client
-        .send(&ClientFrame::Hello {
-            name: name.into(),
-            token: token.into(),
-        })
-        .await;
-    client
-        .recv_until("NameTaken", |frame| match frame {
-            ServerFrame::Error {
-                code: ErrorCode::NameTaken,
-                ..
-            } => Some(()),
-            other => panic!("hello as {name:?} with token {token:?} answered {other:?}"),
-        })
-        .await;
-    client.expect_closed().await;
-}
 
 async fn list_channels(server: &Server) -> Vec<Channel> {
     let (status, channels) = server.call::<Vec<Channel>>("channels", &[]).await;

@@ -6,6 +6,7 @@
 //! through the others.
 
 use super::hub::Hub;
+use super::names::{Holder, Names};
 use super::store::{PresenceReport, RedisStore, StoreError};
 use redis::Connection;
 use std::collections::{BTreeSet, HashSet};
@@ -35,6 +36,7 @@ impl Membership {
     pub fn join(
         store: Arc<RedisStore>,
         hub: Weak<Hub>,
+        names: Arc<Names>,
         presence_ttl: Duration,
     ) -> std::io::Result<Self> {
         let node = node_id();
@@ -42,7 +44,7 @@ impl Membership {
         let (reader, reader_hub) = (store.clone(), hub.clone());
         std::thread::Builder::new()
             .name("hearth-cluster".into())
-            .spawn(move || follow(&reader, &reader_hub))?;
+            .spawn(move || follow(&reader, &reader_hub, &names))?;
         let (sharer, sharer_hub, sharer_node) = (store.clone(), hub.clone(), node.clone());
         std::thread::Builder::new()
             .name("hearth-presence".into())
@@ -138,7 +140,7 @@ fn connected<'a>(
 }
 
 /// Reads what the cluster stores into the hub.
-fn follow(store: &RedisStore, hub: &Weak<Hub>) {
+fn follow(store: &RedisStore, hub: &Weak<Hub>, names: &Names) {
     let mut connection = None;
     let mut events_cursor: Option<String> = None;
     let mut retry = RETRY_FIRST;
@@ -156,12 +158,24 @@ fn follow(store: &RedisStore, hub: &Weak<Hub>) {
             }
         };
         match store.read_changes(reader, events_cursor.as_deref(), &cursors, BLOCK) {
-            Ok(changes) => {
+            Ok(mut changes) => {
                 retry = RETRY_FIRST;
+                // The first read goes through the whole stream, for the channels;
+                // names given up before this node started concern no tab here.
+                if events_cursor.is_none() {
+                    changes.released.clear();
+                }
                 if let Some(cursor) = &changes.events_cursor {
                     events_cursor = Some(cursor.clone());
                 }
                 let Some(hub) = hub.upgrade() else { return };
+                // A name given up through any node: its token is checked afresh,
+                // then its tabs here are let go of, and reconnect as whoever they
+                // now are.
+                for (key, token_hash) in std::mem::take(&mut changes.released) {
+                    names.forget(&key, &token_hash);
+                    hub.let_go_of(&key, Holder::of_hash(&token_hash));
+                }
                 hub.apply_changes(changes);
             }
             Err(error) => {

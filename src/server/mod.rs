@@ -128,11 +128,14 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
         },
         metrics.clone(),
     )?;
+    let names = Arc::new(Names::new(store, config.name_idle));
     let membership = cluster
-        .map(|redis| cluster::Membership::join(redis, Arc::downgrade(&hub), config.presence_ttl))
+        .map(|redis| {
+            let hub = Arc::downgrade(&hub);
+            cluster::Membership::join(redis, hub, names.clone(), config.presence_ttl)
+        })
         .transpose()
         .map_err(|e| StoreError::Backend(format!("cannot join the cluster: {e}")))?;
-    let names = Arc::new(Names::new(store, config.name_idle));
     let guards = Guards::new(&config);
     let state = AppState {
         hub: hub.clone(),

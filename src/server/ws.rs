@@ -6,6 +6,7 @@ use super::AppState;
 use super::hub::{ConnId, Hub, HubError, encode};
 use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
 use super::metrics::Metrics;
+use super::names::Holder;
 use super::outbox::{Outbox, Signal};
 use super::socket::{self, Incoming, Socket, close_code};
 use crate::protocol::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, validate_name};
@@ -118,8 +119,8 @@ enum End {
 async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
     // The hello and the closing handshake are boxed: their state then lives only
     // while they run, and each idle connection's task stays small.
-    let name = match Box::pin(await_hello(&mut socket, &app)).await {
-        Ok(name) => name,
+    let (name, holder) = match Box::pin(await_hello(&mut socket, &app)).await {
+        Ok(identified) => identified,
         Err(End::Close(code, reason)) => {
             app.metrics.reject_close(code);
             return Box::pin(socket.close(code, reason)).await;
@@ -128,7 +129,7 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
     };
     let hub = &app.hub;
     // The hub queues the welcome and writes it, ahead of anything else it sends.
-    let Some(id) = hub.connect(&name, socket.outbox.clone()) else {
+    let Some(id) = hub.connect(&name, holder, socket.outbox.clone()) else {
         return Box::pin(socket.close(close_code::RESTART, "server restarting; reconnect")).await;
     };
     let person: Arc<str> = Arc::from(name.as_str());
@@ -252,8 +253,8 @@ impl Drop for Membership<'_> {
 }
 
 /// Waits for the first frame, which must be a hello with a valid name and the token
-/// that holds it.
-async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<String, End> {
+/// that holds it; returns the name as held and its holder.
+async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(String, Holder), End> {
     // One deadline for the whole wait (the header timeout: a hello is the socket's
     // headers), so pings cannot hold an anonymous connection open.
     let deadline = tokio::time::Instant::now() + app.config.header_timeout;
@@ -287,8 +288,8 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<String, End>
     };
     let refusal = match serde_json::from_str::<ClientFrame>(&text) {
         Ok(ClientFrame::Hello { name, token }) => match validate_name(&name) {
-            Ok(name) => match verify_name(app, &name, token).await {
-                Ok(held) => return Ok(held),
+            Ok(name) => match verify_name(app, &name, &token).await {
+                Ok(held) => return Ok((held, Holder::of_token(&token))),
                 Err(e) => ServerFrame::Error {
                     code: e.code(),
                     message: e.to_string(),
@@ -314,12 +315,12 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<String, End>
 /// Checks that `token` holds `name` (from memory when it was checked a moment ago,
 /// otherwise off the async runtime, in the store); returns the name as
 /// held, so one person is one name whatever capitals a tab typed.
-async fn verify_name(app: &AppState, name: &str, token: String) -> Result<String, HubError> {
-    if let Some(held) = app.names.verify_recent(name, &token, super::now_ms()) {
+async fn verify_name(app: &AppState, name: &str, token: &str) -> Result<String, HubError> {
+    if let Some(held) = app.names.verify_recent(name, token, super::now_ms()) {
         return Ok(held);
     }
     let names = app.names.clone();
-    let owned = name.to_owned();
+    let (owned, token) = (name.to_owned(), token.to_owned());
     tokio::task::spawn_blocking(move || names.verify(&owned, &token, super::now_ms()))
         .await
         .map_err(|_| HubError::Unavailable)??

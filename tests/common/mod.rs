@@ -7,7 +7,9 @@ pub mod redis_server;
 use redis_server::restartable_port;
 
 use futures_util::{SinkExt, StreamExt};
-use hearth::protocol::{ApiError, Channel, ChatMessage, ClientFrame, NameGrant, Seq, ServerFrame};
+use hearth::protocol::{
+    ApiError, Channel, ChatMessage, ClientFrame, ErrorCode, NameGrant, Seq, ServerFrame,
+};
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +28,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Long enough for a loaded CI machine, short enough that a missing frame fails the
 /// test quickly instead of hanging it.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+/// The close code of a tab whose name was given up (in another tab, or through
+/// another node).
+pub const CLOSE_NAME_GIVEN_UP: u16 = 4001;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 const READY_PREFIX: &str = "hearth listening on http://";
 
@@ -846,6 +851,28 @@ pub async fn upgrade_with_origin(server: &Server, origin: &str) -> Option<u16> {
         .await
         .err()
         .map(|(status, _)| status)
+}
+
+/// Says hello with a token that does not hold `name` and expects to be refused and
+/// disconnected, as a second browser trying to pass for the holder would be.
+pub async fn assert_hello_refused(server: &Server, name: &str, token: &str) {
+    let mut client = Client::connect(server).await;
+    client
+        .send(&ClientFrame::Hello {
+            name: name.into(),
+            token: token.into(),
+        })
+        .await;
+    client
+        .recv_until("NameTaken", |frame| match frame {
+            ServerFrame::Error {
+                code: ErrorCode::NameTaken,
+                ..
+            } => Some(()),
+            other => panic!("hello as {name:?} with token {token:?} answered {other:?}"),
+        })
+        .await;
+    client.expect_closed().await;
 }
 
 /// The token [`Server::claim`] presents for `name`, the same for every spelling of it.

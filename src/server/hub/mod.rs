@@ -17,6 +17,7 @@ mod publish;
 use super::frame;
 use super::metrics::Metrics;
 use super::name_key::name_key;
+use super::names::Holder;
 use super::outbox::{Full, Outbox};
 use super::socket::close_code;
 use super::store::{NewMessage, Store, StoreError};
@@ -180,6 +181,7 @@ impl Drop for Locked<'_> {
 
 struct Conn {
     name: Arc<str>,
+    holder: Holder,
     outbox: Arc<Outbox>,
     /// Key of the room this connection is in.
     room: Option<String>,
@@ -252,7 +254,7 @@ impl Hub {
     /// Registers a connection for a person who said hello and queues its welcome
     /// (their name and every channel) ahead of anything else, for the caller to
     /// write; `None` once the server is stopping.
-    pub fn connect(&self, name: &str, outbox: Arc<Outbox>) -> Option<ConnId> {
+    pub fn connect(&self, name: &str, holder: Holder, outbox: Arc<Outbox>) -> Option<ConnId> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         // Checked under the lock, so `close_all` cannot miss a connection.
@@ -266,6 +268,7 @@ impl Hub {
             id,
             Conn {
                 name: name.into(),
+                holder,
                 outbox,
                 room: None,
                 slot: 0,
@@ -277,8 +280,14 @@ impl Hub {
     /// `connect` with no socket behind it: tests read the queue.
     #[cfg(test)]
     pub fn connect_detached(&self, name: &str) -> Option<Registration> {
+        self.connect_detached_holding(name, name)
+    }
+
+    /// `connect_detached` for the holder of `token`.
+    #[cfg(test)]
+    pub fn connect_detached_holding(&self, name: &str, token: &str) -> Option<Registration> {
         let outbound = Outbox::detached(16);
-        let id = self.connect(name, outbound.clone())?;
+        let id = self.connect(name, Holder::of_token(token), outbound.clone())?;
         // Tests read the welcome through `welcome`, and the rest here.
         let _welcome = outbound.try_recv();
         Some(Registration { id, outbound })
@@ -338,32 +347,24 @@ impl Hub {
         state.rooms.clear();
     }
 
-    /// Lets go of every connection under `name`, which its holder gave up: another
-    /// tab of the same browser would otherwise go on chatting as a name that is
-    /// someone else's once claimed. Their pages reconnect as whoever they now are.
-    pub fn let_go_of_name(&self, name: &str) {
-        let key = name_key(name);
-        // A key is a Unicode skeleton, too dear to work out for every connection
-        // while everyone else waits on the lock; so they are worked out between two
-        // holds. The released name's token no longer says hello, so no tab of it
-        // arrives in between.
-        let held: Vec<(ConnId, Arc<str>)> = self
-            .lock()
+    /// Lets go of every connection of `holder` under the name keyed `key`, which they
+    /// gave up (here, or through another node): those tabs would otherwise go on
+    /// chatting as a name that is someone else's once claimed. Their pages reconnect
+    /// as whoever they now are. Connections of whoever holds the name next stay.
+    pub fn let_go_of(&self, key: &str, holder: Holder) {
+        let mut state = self.lock();
+        // Only the holder's own few tabs get their key worked out (a Unicode
+        // skeleton); everyone else is passed over by a number.
+        let gone: Vec<ConnId> = state
             .conns
             .iter()
-            .map(|(id, conn)| (*id, conn.name.clone()))
+            .filter(|(_, conn)| conn.holder == holder && name_key(&conn.name) == key)
+            .map(|(id, _)| *id)
             .collect();
-        let gone: Vec<ConnId> = held
-            .into_iter()
-            .filter(|(_, name)| name_key(name) == key)
-            .map(|(id, _)| id)
-            .collect();
-        let mut state = self.lock();
         for id in &gone {
-            if let Some(conn) = state.conns.get(id) {
-                conn.outbox
-                    .request_close(close_code::NAME_GIVEN_UP, "this name was given up");
-            }
+            state.conns[id]
+                .outbox
+                .request_close(close_code::NAME_GIVEN_UP, "this name was given up");
         }
         evict(&mut state, gone);
     }
@@ -914,6 +915,35 @@ mod tests {
             ))
         );
         assert_eq!(hub.census(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn giving_up_a_name_lets_go_of_that_holders_tabs_under_it_only() {
+        use crate::server::outbox::Signal;
+        let hub = hub(10);
+        let ada = hub.connect_detached_holding("Ada", "browser-1").unwrap();
+        let ada_again = hub.connect_detached_holding("Ada", "browser-1").unwrap();
+        // The same browser under its new name, and whoever holds "Ada" next (a
+        // cluster hears of the release a moment after the name is free).
+        let renamed = hub.connect_detached_holding("Ada L", "browser-1").unwrap();
+        let next_holder = hub.connect_detached_holding("Ada", "browser-2").unwrap();
+        for reg in [&ada, &ada_again, &renamed, &next_holder] {
+            hub.join(reg.id, "General", None).unwrap();
+        }
+        hub.let_go_of(&name_key("Ada"), Holder::of_token("browser-1"));
+        for gone in [&ada, &ada_again] {
+            assert_eq!(
+                gone.outbound.take_signal(),
+                Some(Signal::Close(
+                    close_code::NAME_GIVEN_UP,
+                    "this name was given up"
+                ))
+            );
+        }
+        for stays in [&renamed, &next_holder] {
+            assert_eq!(stays.outbound.take_signal(), None);
+        }
+        assert_eq!(hub.census(), (2, 1));
     }
 
     #[tokio::test]

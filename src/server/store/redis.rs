@@ -141,10 +141,13 @@ end
 return held
 ";
 
+/// KEYS: names, events. ARGV: name key, token hash. Every node hears of the release
+/// (`read_changes`), to let go of the holder's tabs connected to it.
 const RELEASE_NAME: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current or string.sub(current, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'released', ARGV[1], 'holder', ARGV[2])
 return 1
 ";
 
@@ -172,6 +175,8 @@ pub struct Changes {
     pub channels: Vec<(String, Channel)>,
     /// Messages stored, by channel key, in order within each channel.
     pub messages: Vec<(String, ChatMessage)>,
+    /// Names given up: the name key, and the hash of the token that held it.
+    pub released: Vec<(String, Vec<u8>)>,
     /// The last event read, to read on from.
     pub events_cursor: Option<String>,
 }
@@ -352,6 +357,12 @@ impl RedisStore {
                     changes.events_cursor = Some(id);
                     if let Some(key) = field(&fields, "channel") {
                         created.push(key);
+                    }
+                    if let (Some(key), Some(holder)) =
+                        (field(&fields, "released"), field(&fields, "holder"))
+                        && let Some(token_hash) = unhex(&holder)
+                    {
+                        changes.released.push((key, token_hash));
                     }
                 }
                 for key in created {
@@ -552,6 +563,16 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 impl Store for RedisStore {
     fn load(&self) -> Result<Vec<ChannelLog>, StoreError> {
         self.with_connection(|c| {
@@ -709,6 +730,7 @@ impl Store for RedisStore {
         let released: i64 = self.with_connection(|c| {
             self.release_name
                 .key(NAMES)
+                .key(EVENTS)
                 .arg(key)
                 .arg(hex(token_hash))
                 .invoke(c)
@@ -785,6 +807,14 @@ mod tests {
     fn only_the_window_is_kept() {
         let redis = Redis::start();
         contract::only_the_window_is_kept(&store(&redis, 10));
+    }
+
+    #[test]
+    fn token_hashes_come_back_from_their_hex() {
+        let hash = [0x00, 0x9f, 0xff, 0x10];
+        assert_eq!(unhex(&hex(&hash)), Some(hash.to_vec()));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
     }
 
     #[test]
