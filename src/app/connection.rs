@@ -111,6 +111,14 @@ impl Room {
             self.messages.push(message);
         }
     }
+
+    /// Whether `message` comes after one this room has not shown: numbers have no
+    /// holes, so one was missed (in a cluster, a node can skip messages it read too
+    /// late to find).
+    fn misses_one_before(&self, message: &ChatMessage) -> bool {
+        self.last_seq()
+            .is_some_and(|last| message.seq > last.saturating_add(1))
+    }
 }
 
 /// A message this browser sent that the server has not acknowledged yet. Kept in
@@ -281,11 +289,18 @@ impl Chat {
             ServerFrame::Message { message } => {
                 self.pending
                     .update(|all| all.retain(|p| p.client_id != message.client_id));
+                let mut missed = false;
                 self.room.update(|room| {
                     if let Some(room) = room.as_mut().filter(|r| r.channel == message.channel) {
-                        room.push(message);
+                        missed = room.misses_one_before(&message);
+                        if !missed {
+                            room.push(message);
+                        }
                     }
                 });
+                if missed {
+                    self.catch_up();
+                }
             }
             ServerFrame::Presence {
                 channel,
@@ -402,6 +417,16 @@ impl Chat {
                 change(room);
             }
         });
+    }
+
+    /// Asks for what the open room missed, once: the answer to the join carries it
+    /// and every message after it (or, when the gap is beyond the kept window, the
+    /// window, which replaces what is shown). Messages that come before the answer
+    /// are in it too, so until then they need no asking again.
+    fn catch_up(self) {
+        if !self.resuming.get_value() {
+            self.rejoin();
+        }
     }
 
     /// After (re)connecting: resume the open room from the last message shown, or
@@ -776,6 +801,37 @@ mod tests {
             // The gap was too old: the window replaces what was shown.
             chat.apply(joined(vec![message(10), message(11)], true));
             assert_eq!(seqs(chat), [10, 11]);
+        });
+    }
+
+    #[test]
+    fn a_missed_message_is_asked_for_and_never_skipped_silently() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![message(1), message(2)], true));
+            // 3 never came: 4 is not shown after 2; the room asks from 2 on.
+            chat.apply(ServerFrame::Message {
+                message: message(4),
+            });
+            assert_eq!(seqs(chat), [1, 2]);
+            assert!(chat.resuming.get_value(), "a catch-up join is on its way");
+            assert_eq!(
+                chat.join_frame(),
+                Some(ClientFrame::Join {
+                    channel: "General".into(),
+                    since: Some(2)
+                })
+            );
+            // What comes before the answer is in the answer.
+            chat.apply(ServerFrame::Message {
+                message: message(5),
+            });
+            chat.apply(joined(vec![message(3), message(4), message(5)], false));
+            assert_eq!(seqs(chat), [1, 2, 3, 4, 5]);
+            assert!(!chat.resuming.get_value());
+            chat.apply(ServerFrame::Message {
+                message: message(6),
+            });
+            assert_eq!(seqs(chat), [1, 2, 3, 4, 5, 6]);
         });
     }
 
