@@ -144,9 +144,20 @@ pub struct Chat {
     pub error: RwSignal<Option<String>>,
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     socket: StoredValue<socket::Slot, LocalStorage>,
-    /// A join of the room on screen is on its way (after a reconnect): refused, the
-    /// room is no longer this tab's.
-    resuming: StoredValue<bool>,
+    /// The join on its way, if any, and what its answer or refusal means.
+    joining: StoredValue<Joining>,
+}
+
+/// Why this tab asked to join a room, while the answer is on its way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Joining {
+    Nothing,
+    /// The person picked a room (or the page opened its remembered one).
+    Opening,
+    /// The room on screen, after a reconnect: refused, it is no longer this tab's.
+    Resuming,
+    /// The room on screen missed a message: refused, it is; ask again shortly.
+    CatchingUp,
 }
 
 impl Chat {
@@ -159,7 +170,7 @@ impl Chat {
             pending: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
             socket: StoredValue::new_local(Default::default()),
-            resuming: StoredValue::new(false),
+            joining: StoredValue::new(Joining::Nothing),
         }
     }
 
@@ -221,7 +232,7 @@ impl Chat {
     pub fn open_channel(self, channel: &str) {
         self.error.set(None);
         // A refusal now is of this room; the open one stays.
-        self.resuming.set_value(false);
+        self.joining.set_value(Joining::Opening);
         socket::send(
             self,
             &ClientFrame::Join {
@@ -342,12 +353,30 @@ impl Chat {
                 message,
             } => self.name_refused(message),
             ServerFrame::Error { code, message } => {
-                let join_refused = matches!(code, ErrorCode::RoomFull | ErrorCode::NoSuchChannel);
-                if join_refused && self.resuming.get_value() {
+                let join_refused = matches!(
+                    code,
+                    ErrorCode::RoomFull | ErrorCode::NoSuchChannel | ErrorCode::RateLimited
+                );
+                let joining = self.joining.get_value();
+                if join_refused {
+                    self.joining.set_value(Joining::Nothing);
+                }
+                match (code, joining) {
+                    // Asking for what was missed came too soon after other joins:
+                    // the room waits a moment, and the person need not know.
+                    (ErrorCode::RateLimited, Joining::CatchingUp) => {
+                        after(RETRY_AFTER, move || self.catch_up());
+                        return;
+                    }
                     // The room on screen could not be rejoined: stop showing it as
                     // if it were still live.
-                    self.resuming.set_value(false);
-                    self.room.set(None);
+                    (
+                        ErrorCode::RoomFull | ErrorCode::NoSuchChannel,
+                        Joining::Resuming | Joining::CatchingUp,
+                    ) => {
+                        self.room.set(None);
+                    }
+                    _ => {}
                 }
                 if code == ErrorCode::NoSuchChannel && self.current_channel().is_none() {
                     // The remembered channel is gone: fall back to the first one.
@@ -376,20 +405,17 @@ impl Chat {
 
     /// Sends a pending message again after a pause (the server could not store it).
     fn retry_later(self, client_id: String) {
-        set_timeout(
-            move || {
-                let pending = self
-                    .pending
-                    .with_untracked(|all| all.iter().find(|p| p.client_id == client_id).cloned());
-                // Only into the open room; one left meanwhile resends it on return.
-                if let Some(pending) = pending
-                    && self.current_channel().as_ref() == Some(&pending.channel)
-                {
-                    socket::send(self, &send_frame(&pending));
-                }
-            },
-            RETRY_AFTER,
-        );
+        after(RETRY_AFTER, move || {
+            let pending = self
+                .pending
+                .with_untracked(|all| all.iter().find(|p| p.client_id == client_id).cloned());
+            // Only into the open room; one left meanwhile resends it on return.
+            if let Some(pending) = pending
+                && self.current_channel().as_ref() == Some(&pending.channel)
+            {
+                socket::send(self, &send_frame(&pending));
+            }
+        });
     }
 
     /// The server does not accept this browser's token for its name: claim it again
@@ -419,13 +445,21 @@ impl Chat {
         });
     }
 
-    /// Asks for what the open room missed, once: the answer to the join carries it
-    /// and every message after it (or, when the gap is beyond the kept window, the
-    /// window, which replaces what is shown). Messages that come before the answer
-    /// are in it too, so until then they need no asking again.
+    /// Asks for what the open room missed: the answer to the join carries it and
+    /// every message after it (or, when the gap is beyond the kept window, the
+    /// window, which replaces what is shown). Not while another join is on its way:
+    /// a resume's answer carries the same, and another room's replaces this one.
+    /// Messages that come before the answer are in it too.
     fn catch_up(self) {
-        if !self.resuming.get_value() {
-            self.rejoin();
+        if self.joining.get_value() != Joining::Nothing {
+            return;
+        }
+        let since = self
+            .room
+            .with_untracked(|room| room.as_ref().map(|r| (r.channel.clone(), r.last_seq())));
+        if let Some((channel, since)) = since {
+            self.joining.set_value(Joining::CatchingUp);
+            socket::send(self, &ClientFrame::Join { channel, since });
         }
     }
 
@@ -445,17 +479,18 @@ impl Chat {
         let resume = self
             .room
             .with_untracked(|room| room.as_ref().map(|r| (r.channel.clone(), r.last_seq())));
-        self.resuming.set_value(resume.is_some());
-        let (channel, since) = match resume {
-            Some((channel, since)) => (channel, since),
+        let (channel, since, joining) = match resume {
+            Some((channel, since)) => (channel, since, Joining::Resuming),
             None => (
                 storage::saved_channel().or_else(|| {
                     self.channels
                         .with_untracked(|c| c.first().map(|c| c.name.clone()))
                 })?,
                 None,
+                Joining::Opening,
             ),
         };
+        self.joining.set_value(joining);
         Some(ClientFrame::Join { channel, since })
     }
 
@@ -469,7 +504,8 @@ impl Chat {
     ) {
         storage::save_channel(&channel);
         self.error.set(None);
-        self.resuming.set_value(false);
+        let caught_up = self.joining.get_value() == Joining::CatchingUp;
+        self.joining.set_value(Joining::Nothing);
         self.room.update(|room| match room {
             Some(room) if room.channel == channel && !reset => {
                 for message in history {
@@ -487,7 +523,11 @@ impl Chat {
                 })
             }
         });
-        self.resend_pending(&channel);
+        // A catch-up changes nothing this tab sent: what is still pending is on its
+        // way, and sending it again would only spend its send allowance.
+        if !caught_up {
+            self.resend_pending(&channel);
+        }
     }
 
     /// Sends again what this tab still has pending for the room it just joined,
@@ -516,6 +556,15 @@ impl Default for Chat {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Runs `later` after `delay` in the browser; the server only renders the page, and
+/// unit tests run no timers.
+fn after(delay: Duration, later: impl FnOnce() + 'static) {
+    #[cfg(feature = "hydrate")]
+    set_timeout(later, delay);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (delay, later);
 }
 
 fn send_frame(pending: &Pending) -> ClientFrame {
@@ -804,34 +853,65 @@ mod tests {
         });
     }
 
+    fn general_message(seq: Seq) -> ServerFrame {
+        ServerFrame::Message {
+            message: message(seq),
+        }
+    }
+
     #[test]
     fn a_missed_message_is_asked_for_and_never_skipped_silently() {
         with_chat(|chat| {
             chat.apply(joined(vec![message(1), message(2)], true));
             // 3 never came: 4 is not shown after 2; the room asks from 2 on.
-            chat.apply(ServerFrame::Message {
-                message: message(4),
-            });
+            chat.apply(general_message(4));
             assert_eq!(seqs(chat), [1, 2]);
-            assert!(chat.resuming.get_value(), "a catch-up join is on its way");
-            assert_eq!(
-                chat.join_frame(),
-                Some(ClientFrame::Join {
-                    channel: "General".into(),
-                    since: Some(2)
-                })
-            );
+            assert_eq!(chat.joining.get_value(), Joining::CatchingUp);
             // What comes before the answer is in the answer.
-            chat.apply(ServerFrame::Message {
-                message: message(5),
-            });
+            chat.apply(general_message(5));
             chat.apply(joined(vec![message(3), message(4), message(5)], false));
             assert_eq!(seqs(chat), [1, 2, 3, 4, 5]);
-            assert!(!chat.resuming.get_value());
-            chat.apply(ServerFrame::Message {
-                message: message(6),
-            });
+            assert_eq!(chat.joining.get_value(), Joining::Nothing);
+            chat.apply(general_message(6));
             assert_eq!(seqs(chat), [1, 2, 3, 4, 5, 6]);
+        });
+    }
+
+    #[test]
+    fn a_catch_up_refused_for_joining_too_often_waits_quietly() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![message(1)], true));
+            chat.apply(general_message(3));
+            chat.apply(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: "You are switching rooms too fast.".into(),
+            });
+            // The room stays, nobody is told off, and the next gap may ask again.
+            assert_eq!(seqs(chat), [1]);
+            assert_eq!(chat.error.get_untracked(), None);
+            assert_eq!(chat.joining.get_value(), Joining::Nothing);
+            chat.apply(general_message(4));
+            assert_eq!(chat.joining.get_value(), Joining::CatchingUp);
+        });
+    }
+
+    #[test]
+    fn a_gap_in_the_room_being_left_does_not_pull_the_tab_back() {
+        with_chat(|chat| {
+            chat.apply(joined(vec![message(1)], true));
+            chat.open_channel("Rust");
+            chat.apply(general_message(3));
+            // No catch-up of General: the join of Rust is on its way.
+            assert_eq!(chat.joining.get_value(), Joining::Opening);
+            chat.apply(ServerFrame::Joined {
+                channel: "Rust".into(),
+                history: vec![],
+                reset: true,
+                online: vec!["ada".into()],
+                online_count: 1,
+            });
+            assert_eq!(chat.current_channel().as_deref(), Some("Rust"));
+            assert_eq!(chat.joining.get_value(), Joining::Nothing);
         });
     }
 
