@@ -25,9 +25,10 @@ pub mod close_code {
     pub const POLICY: u16 = 1008;
     pub const SIZE: u16 = 1009;
     pub const RESTART: u16 = 1012;
-    /// The name this connection chats under was given up (renamed in another tab):
-    /// the page reconnects as whoever it now is.
+    /// The name this connection chats under was given up (renamed in another tab,
+    /// through this node or another): the page reconnects as whoever it now is.
     pub const NAME_GIVEN_UP: u16 = 4001;
+    pub const NAME_GIVEN_UP_REASON: &str = "this name was given up";
     /// The client fell behind and should reconnect and resume.
     pub const TOO_SLOW: u16 = 4008;
 }
@@ -107,6 +108,17 @@ pub fn accept(headers: &HeaderMap) -> Result<Response, HandshakeError> {
         .map_err(|_| HandshakeError::Key)
 }
 
+/// Sets [`UNSENT_LIMIT`] where the system has it (Linux); elsewhere the kernel's own
+/// send buffer limit stands.
+fn cap_unsent(stream: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(UNSENT_LIMIT) {
+        tracing::warn!(%error, "TCP_NOTSENT_LOWAT refused: unread answers may pile up in the kernel");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (stream, UNSENT_LIMIT);
+}
+
 /// A whole message, or a sign of life, from the client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming {
@@ -158,9 +170,7 @@ impl Socket {
     /// upgrade request; the hub may queue `queue_limit` frames before the client
     /// counts as too slow.
     pub fn new(stream: TcpStream, early: &[u8], max_message: usize, queue_limit: usize) -> Self {
-        if let Err(error) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_LIMIT) {
-            tracing::warn!(%error, "TCP_NOTSENT_LOWAT refused: unread answers may pile up in the kernel");
-        }
+        cap_unsent(&stream);
         let stream = Arc::new(stream);
         Self {
             outbox: Outbox::new(stream.clone(), queue_limit),
@@ -431,6 +441,18 @@ pub(super) mod tests {
         let mut pong = [0u8; 3];
         client.read_exact(&mut pong).await.unwrap();
         assert_eq!(pong, [0x80 | OP_PONG, 1, b'p']);
+    }
+
+    #[tokio::test]
+    async fn the_kernel_holds_little_unsent_for_a_client() {
+        let (server, _client) = pair().await;
+        let socket = Socket::new(server, &[], 1024, 16);
+        assert_eq!(
+            socket2::SockRef::from(&*socket.stream)
+                .tcp_notsent_lowat()
+                .unwrap(),
+            UNSENT_LIMIT
+        );
     }
 
     #[tokio::test]
