@@ -1,13 +1,14 @@
 //! Membership of a cluster. One thread reads what every node stores in Redis (new
-//! channels, new messages) and hands it to this node's hub, which publishes what it
-//! has not published yet to its own connections. Another keeps the cluster's
+//! channels, new messages, names given up) and hands it to this node's hub, which
+//! publishes what it has not published yet to its own connections and lets go of
+//! tabs under names given up. Another keeps the cluster's
 //! presence: every second it writes who is in each room through this node (with a
 //! time to live, so a node that dies drops out by itself) and reads who is there
 //! through the others.
 
 use super::hub::Hub;
 use super::names::{Holder, Names};
-use super::store::{PresenceReport, RedisStore, StoreError};
+use super::store::{PresenceReport, ReadFrom, RedisStore, StoreError};
 use redis::Connection;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Weak};
@@ -143,39 +144,39 @@ fn connected<'a>(
 fn follow(store: &RedisStore, hub: &Weak<Hub>, names: &Names) {
     let mut connection = None;
     let mut events_cursor: Option<String> = None;
+    let mut releases_cursor: Option<String> = None;
     let mut retry = RETRY_FIRST;
     loop {
         let Some(cursors) = hub.upgrade().map(|hub| hub.cursors()) else {
             return;
         };
-        let reader = match connected(&mut connection, store, BLOCK + Duration::from_secs(2)) {
-            Ok(reader) => reader,
-            Err(error) => {
-                tracing::warn!(%error, "cannot reach Redis; retrying");
-                std::thread::sleep(retry);
-                retry = (retry * 2).min(RETRY_MAX);
-                continue;
-            }
-        };
-        match store.read_changes(reader, events_cursor.as_deref(), &cursors, BLOCK) {
-            Ok(mut changes) => {
+        let read =
+            connected(&mut connection, store, BLOCK + Duration::from_secs(2)).and_then(|reader| {
+                let releases = match &releases_cursor {
+                    Some(cursor) => cursor.clone(),
+                    None => releases_cursor
+                        .insert(store.latest_release(reader)?)
+                        .clone(),
+                };
+                let from = ReadFrom {
+                    events: events_cursor.as_deref(),
+                    releases: &releases,
+                    channels: &cursors,
+                };
+                Ok((store.read_changes(reader, &from, BLOCK)?, reader))
+            });
+        match read {
+            Ok((mut changes, reader)) => {
                 retry = RETRY_FIRST;
-                // The first read goes through the whole stream, for the channels;
-                // names given up before this node started concern no tab here.
-                if events_cursor.is_none() {
-                    changes.released.clear();
+                if let Some(cursor) = changes.events_cursor.take() {
+                    events_cursor = Some(cursor);
                 }
-                if let Some(cursor) = &changes.events_cursor {
-                    events_cursor = Some(cursor.clone());
+                if let Some(cursor) = changes.releases_cursor.take() {
+                    releases_cursor = Some(cursor);
                 }
                 let Some(hub) = hub.upgrade() else { return };
-                // A name given up through any node: its token is checked afresh,
-                // then its tabs here are let go of, and reconnect as whoever they
-                // now are.
-                for (key, token_hash) in std::mem::take(&mut changes.released) {
-                    names.forget(&key, &token_hash);
-                    hub.let_go_of(&key, Holder::of_hash(&token_hash));
-                }
+                let released = std::mem::take(&mut changes.released);
+                let_go_of_released(store, reader, &hub, names, released);
                 hub.apply_changes(changes);
             }
             Err(error) => {
@@ -185,5 +186,25 @@ fn follow(store: &RedisStore, hub: &Weak<Hub>, names: &Names) {
                 retry = (retry * 2).min(RETRY_MAX);
             }
         }
+    }
+}
+
+/// Names given up through any node: each token is checked afresh, and its tabs
+/// here under that name are let go of, to reconnect as whoever they now are;
+/// unless the browser has taken the name back since.
+fn let_go_of_released(
+    store: &RedisStore,
+    reader: &mut Connection,
+    hub: &Hub,
+    names: &Names,
+    released: Vec<(String, Vec<u8>)>,
+) {
+    for (key, token_hash) in released {
+        // Unknown when Redis does not answer: letting go costs a reconnect at most.
+        if store.holds_now(reader, &key, &token_hash).unwrap_or(false) {
+            continue;
+        }
+        names.forget(&key, &token_hash);
+        hub.let_go_of(&key, Holder::of_hash(&token_hash));
     }
 }

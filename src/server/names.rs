@@ -7,6 +7,7 @@ use super::store::{NameClaim, Store};
 use crate::protocol::{NameGrant, TOKEN_MAX_BYTES, validate_name};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How long a checked token is trusted without asking the store again: a tab that
@@ -21,6 +22,10 @@ pub struct Names {
     idle_expiry_ms: i64,
     /// Recent successful checks, by name key.
     verified: Mutex<HashMap<String, Verified>>,
+    /// Counts the checks taken back (a name claimed anew, or given up here or
+    /// through another node), so a connection can tell cheaply whether its check
+    /// may have been taken back before the hub knew of it.
+    taken_back: AtomicU64,
 }
 
 /// Who holds a name, as each of their connections remembers it: the first 8 bytes of
@@ -55,7 +60,36 @@ impl Names {
             store,
             idle_expiry_ms: i64::try_from(idle_expiry.as_millis()).unwrap_or(i64::MAX),
             verified: Mutex::default(),
+            taken_back: AtomicU64::new(0),
         }
+    }
+
+    /// Takes back what was remembered of `key`, if anything.
+    fn take_back(&self, key: &str, only_for: Option<&[u8]>) {
+        let mut verified = self.verified();
+        if verified
+            .get(key)
+            .is_some_and(|entry| only_for.is_none_or(|hash| entry.token_hash == hash))
+        {
+            verified.remove(key);
+            self.taken_back.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// A mark to pass to [`Names::still_trusts`]: take it before checking a token.
+    pub fn mark(&self) -> u64 {
+        self.taken_back.load(Ordering::Acquire)
+    }
+
+    /// Whether `token` still holds `name` as checked since `mark`: a check taken
+    /// back meanwhile (the name given up as the connection said hello) makes the
+    /// connection reconnect and be checked afresh. Costs nothing unless one was.
+    pub fn still_trusts(&self, mark: u64, name: &str, token: &str) -> bool {
+        self.mark() == mark
+            || self
+                .verified()
+                .get(&name_key(name))
+                .is_some_and(|entry| entry.token_hash == hash(token))
     }
 
     fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
@@ -119,7 +153,7 @@ impl Names {
         // The name may have changed hands: what was remembered for it no longer
         // holds. Only now: a refused claim must not unsettle the holder, whose
         // reconnects lean on it while the store is away.
-        self.verified().remove(&claim.key);
+        self.take_back(&claim.key, None);
         Ok(NameGrant { name: held, token })
     }
 
@@ -156,7 +190,7 @@ impl Names {
         let key = name_key(name);
         let released = self.store.release_name(&key, &hash(token))?;
         if released {
-            self.verified().remove(&key);
+            self.take_back(&key, None);
         }
         Ok(released)
     }
@@ -165,13 +199,7 @@ impl Names {
     /// through another node: the token must not say hello here on the strength of
     /// an earlier check.
     pub fn forget(&self, key: &str, token_hash: &[u8]) {
-        let mut verified = self.verified();
-        if verified
-            .get(key)
-            .is_some_and(|entry| entry.token_hash == token_hash)
-        {
-            verified.remove(key);
-        }
+        self.take_back(key, Some(token_hash));
     }
 }
 
@@ -192,6 +220,23 @@ mod tests {
     use crate::protocol::ApiError;
     use crate::server::store::MemoryStore;
     use std::time::Duration;
+
+    #[test]
+    fn a_check_taken_back_while_a_tab_says_hello_is_noticed() {
+        let names = Names::new(Arc::new(MemoryStore::new(10)), Duration::from_secs(3600));
+        let ada = names.claim("Ada", None, 0).unwrap();
+        let mark = names.mark();
+        assert!(names.verify("Ada", &ada.token, 1).unwrap().is_some());
+        assert!(names.still_trusts(mark, "Ada", &ada.token));
+        // Someone else's name given up takes nothing of Ada's back.
+        let bob = names.claim("Bob", None, 2).unwrap();
+        assert!(names.verify("Bob", &bob.token, 2).unwrap().is_some());
+        assert!(names.release("Bob", &bob.token).unwrap());
+        assert_ne!(names.mark(), mark);
+        assert!(names.still_trusts(mark, "Ada", &ada.token));
+        assert!(names.release("Ada", &ada.token).unwrap());
+        assert!(!names.still_trusts(mark, "Ada", &ada.token));
+    }
 
     #[test]
     fn a_name_given_up_elsewhere_is_checked_afresh() {

@@ -119,7 +119,8 @@ enum End {
 async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
     // The hello and the closing handshake are boxed: their state then lives only
     // while they run, and each idle connection's task stays small.
-    let (name, holder) = match Box::pin(await_hello(&mut socket, &app)).await {
+    let mark = app.names.mark();
+    let (name, token) = match Box::pin(await_hello(&mut socket, &app)).await {
         Ok(identified) => identified,
         Err(End::Close(code, reason)) => {
             app.metrics.reject_close(code);
@@ -129,12 +130,22 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
     };
     let hub = &app.hub;
     // The hub queues the welcome and writes it, ahead of anything else it sends.
+    let holder = Holder::of_token(&token);
     let Some(id) = hub.connect(&name, holder, socket.outbox.clone()) else {
         return Box::pin(socket.close(close_code::RESTART, "server restarting; reconnect")).await;
     };
-    let person: Arc<str> = Arc::from(name.as_str());
     // Leaves the hub however this function ends, panics included.
     let member = Membership { hub, id };
+    // A name given up between the check of this token and `connect` let go of the
+    // tabs the hub had then, which did not include this one.
+    if !app.names.still_trusts(mark, &name, &token) {
+        drop(member);
+        let (code, reason) = (close_code::NAME_GIVEN_UP, close_code::NAME_GIVEN_UP_REASON);
+        app.metrics.reject_close(code);
+        return Box::pin(socket.close(code, reason)).await;
+    }
+    drop(token);
+    let person: Arc<str> = Arc::from(name.as_str());
     // Clients say hello and join in one packet: the welcome then waits for the
     // answer to the join, which `serve` takes first, and both leave in one write.
     // Otherwise it goes now.
@@ -253,8 +264,8 @@ impl Drop for Membership<'_> {
 }
 
 /// Waits for the first frame, which must be a hello with a valid name and the token
-/// that holds it; returns the name as held and its holder.
-async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(String, Holder), End> {
+/// that holds it; returns the name as held, and the token.
+async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(String, String), End> {
     // One deadline for the whole wait (the header timeout: a hello is the socket's
     // headers), so pings cannot hold an anonymous connection open.
     let deadline = tokio::time::Instant::now() + app.config.header_timeout;
@@ -289,7 +300,7 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(String, Hol
     let refusal = match serde_json::from_str::<ClientFrame>(&text) {
         Ok(ClientFrame::Hello { name, token }) => match validate_name(&name) {
             Ok(name) => match verify_name(app, &name, &token).await {
-                Ok(held) => return Ok((held, Holder::of_token(&token))),
+                Ok(held) => return Ok((held, token)),
                 Err(e) => ServerFrame::Error {
                     code: e.code(),
                     message: e.to_string(),

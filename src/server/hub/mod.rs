@@ -364,7 +364,7 @@ impl Hub {
         for id in &gone {
             state.conns[id]
                 .outbox
-                .request_close(close_code::NAME_GIVEN_UP, "this name was given up");
+                .request_close(close_code::NAME_GIVEN_UP, close_code::NAME_GIVEN_UP_REASON);
         }
         evict(&mut state, gone);
     }
@@ -936,7 +936,7 @@ mod tests {
                 gone.outbound.take_signal(),
                 Some(Signal::Close(
                     close_code::NAME_GIVEN_UP,
-                    "this name was given up"
+                    close_code::NAME_GIVEN_UP_REASON
                 ))
             );
         }

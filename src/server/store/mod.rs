@@ -13,7 +13,7 @@ mod redis;
 mod sqlite;
 
 pub use memory::MemoryStore;
-pub use redis::{Changes, PresenceReport, RedisStore};
+pub use redis::{Changes, PresenceReport, ReadFrom, RedisStore};
 pub use sqlite::{Durability, SqliteStore};
 
 use crate::protocol::{Channel, ChatMessage, Seq};

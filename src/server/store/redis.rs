@@ -4,9 +4,10 @@
 //! times the kept history, whose entry ids are the messages' sequence numbers. What
 //! must be decided in one place is decided by Lua scripts, which Redis runs
 //! atomically: channel-name conflicts, the next number of a channel, repeated sends
-//! (remembered for a week) and who holds a name. Nodes learn of each other's messages and
-//! channels by reading the streams (`read_changes`): unlike pub/sub, a node that
-//! loses its connection reads on from where it was, so nothing is missed.
+//! (remembered for a week) and who holds a name. Nodes learn of each other's messages,
+//! channels and names given up by reading the streams (`read_changes`): unlike
+//! pub/sub, a node that loses its connection reads on from where it was, so nothing
+//! is missed.
 //!
 //! "Nothing acknowledged is lost" holds as far as Redis keeps what it acknowledged:
 //! run it with `appendonly yes` and `appendfsync always` (or `everysec`, accepting
@@ -24,6 +25,10 @@ const CHANNELS: &str = "hearth:channels";
 const CHANNEL_ORDER: &str = "hearth:channel_order";
 /// A stream of channel creations, so other nodes learn of new channels.
 pub const EVENTS: &str = "hearth:events";
+/// A stream of names given up, so every node lets go of the holder's tabs. Apart
+/// from [`EVENTS`], so that renames never push channel creations out of the stream
+/// before a node that was away has read them.
+const RELEASES: &str = "hearth:releases";
 /// How long a send's client id is remembered, to store a retried send once.
 const SENT_REMEMBERED_SECS: u64 = 7 * 24 * 3600;
 /// A name's last use is written at most this often.
@@ -49,8 +54,6 @@ pub fn log_key(channel_key: &str) -> String {
 /// Channel keys by the look of their names ([`name_key`]), so that a new channel
 /// cannot pass for one that exists.
 const CHANNEL_LOOKS: &str = "hearth:channels:looks";
-/// The [`NAME_KEY_VERSION`] that [`CHANNEL_LOOKS`] is keyed by (absent: not built).
-const CHANNEL_LOOKS_KEYED_BY: &str = "hearth:channels:looks:key_version";
 
 /// KEYS: channels, creation order, events, looks. ARGV: channel key, channel JSON,
 /// look key. Returns 1 and the JSON, or 0 and the JSON of the channel that has the
@@ -141,8 +144,8 @@ end
 return held
 ";
 
-/// KEYS: names, events. ARGV: name key, token hash. Every node hears of the release
-/// (`read_changes`), to let go of the holder's tabs connected to it.
+/// KEYS: names, releases. ARGV: name key, token hash. Every node hears of the
+/// release (`read_changes`), to let go of the holder's tabs connected to it.
 const RELEASE_NAME: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current or string.sub(current, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' then return 0 end
@@ -177,6 +180,8 @@ pub struct Changes {
     pub messages: Vec<(String, ChatMessage)>,
     /// Names given up: the name key, and the hash of the token that held it.
     pub released: Vec<(String, Vec<u8>)>,
+    /// The last release read, to read on from.
+    pub releases_cursor: Option<String>,
     /// The last event read, to read on from.
     pub events_cursor: Option<String>,
 }
@@ -244,23 +249,15 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Builds [`CHANNEL_LOOKS`] once for the channels created before it existed, or
-    /// after [`name_key`] changed. Of two channels that already look alike, the older
-    /// answers for both. One transaction, retried if a channel is created meanwhile.
+    /// Builds [`CHANNEL_LOOKS`] afresh: channels from before it existed, or made by
+    /// nodes of an older version during a rolling upgrade, or keyed by an older
+    /// [`name_key`], are all indexed once a node of this version starts. Of two
+    /// channels that already look alike, the older answers for both. One entry per
+    /// channel, in one transaction, retried if a channel is created meanwhile.
     fn index_channel_looks(&self) -> Result<(), StoreError> {
         self.with_connection(|c| {
-            let watched = [
-                CHANNELS,
-                CHANNEL_ORDER,
-                CHANNEL_LOOKS,
-                CHANNEL_LOOKS_KEYED_BY,
-            ];
+            let watched = [CHANNELS, CHANNEL_ORDER, CHANNEL_LOOKS];
             redis::transaction(c, &watched, |c, pipe| {
-                let keyed_by: Option<u32> =
-                    redis::cmd("GET").arg(CHANNEL_LOOKS_KEYED_BY).query(c)?;
-                if keyed_by.is_some_and(|version| version >= NAME_KEY_VERSION) {
-                    return Ok(Some(()));
-                }
                 let order: Vec<String> = redis::cmd("LRANGE")
                     .arg(CHANNEL_ORDER)
                     .arg(0)
@@ -282,7 +279,6 @@ impl RedisStore {
                 for (look, key) in &looks {
                     pipe.hset(CHANNEL_LOOKS, look, key).ignore();
                 }
-                pipe.set(CHANNEL_LOOKS_KEYED_BY, NAME_KEY_VERSION).ignore();
                 pipe.query(c)
             })
         })
@@ -324,14 +320,12 @@ impl RedisStore {
         })
     }
 
-    /// Waits up to `block` for anything new after the cursors: channel creations
-    /// after `events_cursor` (from the start when `None`), and each channel's
-    /// messages after its sequence number.
+    /// Waits up to `block` for anything new after the cursors: channel creations,
+    /// names given up, and each channel's messages.
     pub fn read_changes(
         &self,
         connection: &mut Connection,
-        events_cursor: Option<&str>,
-        channels: &[(String, String, Seq)],
+        from: &ReadFrom<'_>,
         block: Duration,
     ) -> Result<Changes, StoreError> {
         let mut read = redis::cmd("XREAD");
@@ -340,12 +334,13 @@ impl RedisStore {
             .arg("BLOCK")
             .arg(block.as_millis() as u64)
             .arg("STREAMS")
-            .arg(EVENTS);
-        for (key, _, _) in channels {
+            .arg(EVENTS)
+            .arg(RELEASES);
+        for (key, _, _) in from.channels {
             read.arg(log_key(key));
         }
-        read.arg(events_cursor.unwrap_or("0-0"));
-        for (_, _, after) in channels {
+        read.arg(from.events.unwrap_or("0-0")).arg(from.releases);
+        for (_, _, after) in from.channels {
             read.arg(format!("{after}-1"));
         }
         let reply: Value = read.query(connection).map_err(backend)?;
@@ -357,12 +352,6 @@ impl RedisStore {
                     changes.events_cursor = Some(id);
                     if let Some(key) = field(&fields, "channel") {
                         created.push(key);
-                    }
-                    if let (Some(key), Some(holder)) =
-                        (field(&fields, "released"), field(&fields, "holder"))
-                        && let Some(token_hash) = unhex(&holder)
-                    {
-                        changes.released.push((key, token_hash));
                     }
                 }
                 for key in created {
@@ -377,10 +366,22 @@ impl RedisStore {
                 }
                 continue;
             }
+            if stream == RELEASES {
+                for (id, fields) in entries {
+                    changes.releases_cursor = Some(id);
+                    if let (Some(key), Some(holder)) =
+                        (field(&fields, "released"), field(&fields, "holder"))
+                        && let Some(token_hash) = unhex(&holder)
+                    {
+                        changes.released.push((key, token_hash));
+                    }
+                }
+                continue;
+            }
             let Some(key) = stream.strip_prefix("hearth:log:") else {
                 continue;
             };
-            let Some((_, name, _)) = channels.iter().find(|(k, _, _)| k == key) else {
+            let Some((_, name, _)) = from.channels.iter().find(|(k, _, _)| k == key) else {
                 continue;
             };
             for (id, fields) in entries {
@@ -391,6 +392,49 @@ impl RedisStore {
         }
         Ok(changes)
     }
+
+    /// Where a node that starts now reads releases on from: the names given up
+    /// before it started concern no tab of it.
+    pub fn latest_release(&self, connection: &mut Connection) -> Result<String, StoreError> {
+        let newest: Vec<Value> = redis::cmd("XREVRANGE")
+            .arg(RELEASES)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(connection)
+            .map_err(backend)?;
+        Ok(newest
+            .first()
+            .and_then(entry)
+            .map_or_else(|| "0-0".to_owned(), |(id, _)| id))
+    }
+
+    /// Whether `token_hash` holds the name keyed `key` now: a browser may take a
+    /// name back before every node has read that it gave it up.
+    pub fn holds_now(
+        &self,
+        connection: &mut Connection,
+        key: &str,
+        token_hash: &[u8],
+    ) -> Result<bool, StoreError> {
+        let current: Option<String> = redis::cmd("HGET")
+            .arg(NAMES)
+            .arg(key)
+            .query(connection)
+            .map_err(backend)?;
+        Ok(current.is_some_and(|held| held.starts_with(&format!("{}|", hex(token_hash)))))
+    }
+}
+
+/// Where reading the cluster's streams goes on from.
+pub struct ReadFrom<'a> {
+    /// The last channel creation read; `None` reads them all.
+    pub events: Option<&'a str>,
+    /// The last name release read ([`RedisStore::latest_release`] at first).
+    pub releases: &'a str,
+    /// Each channel's key, name and last number published.
+    pub channels: &'a [(String, String, Seq)],
 }
 
 /// What one node says about its presence.
@@ -730,7 +774,7 @@ impl Store for RedisStore {
         let released: i64 = self.with_connection(|c| {
             self.release_name
                 .key(NAMES)
-                .key(EVENTS)
+                .key(RELEASES)
                 .arg(key)
                 .arg(hex(token_hash))
                 .invoke(c)
@@ -791,6 +835,75 @@ mod tests {
         RedisStore::open(&redis.url(), history).expect("redis answers")
     }
 
+    /// Reading from the channel creations after `events` (no releases).
+    fn from<'a>(events: Option<&'a str>, channels: &'a [(String, String, Seq)]) -> ReadFrom<'a> {
+        ReadFrom {
+            events,
+            releases: "$",
+            channels,
+        }
+    }
+
+    #[test]
+    fn a_name_given_up_is_told_to_the_nodes_that_started_before() {
+        use crate::server::name_key::name_key;
+        let redis = Redis::start();
+        let store = store(&redis, 10);
+        let mut reader = store.connect(Duration::from_secs(5)).unwrap();
+        let claim = |token_hash: &[u8]| NameClaim {
+            key: name_key("Ada"),
+            name: "Ada".into(),
+            token_hash: token_hash.to_vec(),
+            now: 1,
+        };
+        store.claim_name(&claim(b"ada's browser"), 1_000).unwrap();
+        // A node starting now reads on from here: earlier releases are not its.
+        let started = store.latest_release(&mut reader).unwrap();
+        assert_eq!(started, "0-0");
+        assert!(
+            !store
+                .release_name(&name_key("Ada"), b"someone else")
+                .unwrap()
+        );
+        assert!(
+            store
+                .release_name(&name_key("Ada"), b"ada's browser")
+                .unwrap()
+        );
+        let releases = ReadFrom {
+            events: Some("$"),
+            releases: &started,
+            channels: &[],
+        };
+        let changes = store
+            .read_changes(&mut reader, &releases, Duration::from_millis(10))
+            .unwrap();
+        assert_eq!(
+            changes.released,
+            [(name_key("Ada"), b"ada's browser".to_vec())]
+        );
+        let cursor = changes.releases_cursor.unwrap();
+        assert_eq!(store.latest_release(&mut reader).unwrap(), cursor);
+        // Taken back by the same browser before a node read the release: it holds
+        // the name again, and its tabs are rightly there.
+        assert!(
+            !store
+                .holds_now(&mut reader, &name_key("Ada"), b"ada's browser")
+                .unwrap()
+        );
+        store.claim_name(&claim(b"ada's browser"), 1_000).unwrap();
+        assert!(
+            store
+                .holds_now(&mut reader, &name_key("Ada"), b"ada's browser")
+                .unwrap()
+        );
+        assert!(
+            !store
+                .holds_now(&mut reader, &name_key("Ada"), b"another")
+                .unwrap()
+        );
+    }
+
     #[test]
     fn channels_that_look_alike_conflict() {
         let redis = Redis::start();
@@ -818,7 +931,7 @@ mod tests {
     }
 
     #[test]
-    fn channels_from_before_the_look_index_are_indexed_once() {
+    fn channels_from_before_the_look_index_are_indexed_at_start() {
         let redis = Redis::start();
         let older = store(&redis, 10);
         older.create_channel("General", 1).unwrap();
@@ -836,7 +949,6 @@ mod tests {
         assert_eq!(name_key(&twin.name), name_key("Rust"), "a look-alike");
         redis::pipe()
             .del(CHANNEL_LOOKS)
-            .del(CHANNEL_LOOKS_KEYED_BY)
             .hset(
                 CHANNELS,
                 channel_key(&twin.name),
@@ -851,11 +963,6 @@ mod tests {
         assert_eq!(store.create_channel("G\u{435}neral", 4), exists("General"));
         // Of the two that look alike, the older answers.
         assert_eq!(store.create_channel("Ｒust", 5), exists("Rust"));
-        let keyed_by: u32 = redis::cmd("GET")
-            .arg(CHANNEL_LOOKS_KEYED_BY)
-            .query(&mut raw)
-            .unwrap();
-        assert_eq!(keyed_by, NAME_KEY_VERSION);
         assert_eq!(
             contract::channel_names(&store),
             ["General", "Rust", "R\u{3c5}st"]
@@ -966,7 +1073,11 @@ mod tests {
         store.append((1..=35).map(send).collect()).unwrap();
         let watched = [("general".to_owned(), "General".to_owned(), 0)];
         let changes = store
-            .read_changes(&mut reader, None, &watched, Duration::from_millis(10))
+            .read_changes(
+                &mut reader,
+                &from(None, &watched),
+                Duration::from_millis(10),
+            )
             .unwrap();
         let seqs: Vec<Seq> = changes.messages.iter().map(|(_, m)| m.seq).collect();
         assert_eq!(seqs, (1..=35).collect::<Vec<_>>());
@@ -981,7 +1092,7 @@ mod tests {
         let mut reader = store.connect(Duration::from_secs(5)).unwrap();
         let general = store.create_channel("General", 1).unwrap();
         let changes = store
-            .read_changes(&mut reader, None, &[], Duration::from_millis(10))
+            .read_changes(&mut reader, &from(None, &[]), Duration::from_millis(10))
             .unwrap();
         assert_eq!(changes.channels, vec![("general".into(), general.clone())]);
         let cursor = changes.events_cursor.unwrap();
@@ -997,8 +1108,7 @@ mod tests {
         let changes = store
             .read_changes(
                 &mut reader,
-                Some(&cursor),
-                &watched,
+                &from(Some(&cursor), &watched),
                 Duration::from_millis(10),
             )
             .unwrap();
