@@ -61,6 +61,20 @@ test('channels are created, refused when they clash, and appear live for everyon
   await bob.page.getByTestId('new-room-submit').click();
   await expect(bob.page.getByTestId('error-banner')).toContainText('letters, digits');
 
+  // A name that only looks the same (fullwidth letters and digits) is refused too,
+  // naming the channel it would pass for.
+  const fullwidth = room.replace(/[A-Za-z0-9]/g, (c) =>
+    String.fromCharCode(c.charCodeAt(0) + 0xfee0),
+  );
+  await bob.page.getByTestId('new-room-input').fill(fullwidth);
+  await bob.page.getByTestId('new-room-submit').click();
+  await expect(bob.page.getByTestId('error-banner')).toContainText(
+    `A channel named “${room}” already exists.`,
+  );
+  await expect(bob.page.locator(`[data-testid="room-item"]`)).toHaveCount(
+    await ada.page.locator('[data-testid="room-item"]').count(),
+  );
+
   await openRoom(bob.page, room);
   await expect(bob.page.getByTestId('room-title')).toContainText(room);
   await ada.context.close();
