@@ -1,20 +1,43 @@
 //! One channel's kept messages in memory: the hot path serves joins and resumes from
 //! here without touching the store.
+//!
+//! Messages are kept as the JSON every recipient was sent, so a join's answer is
+//! these bytes copied, not the window encoded again while the hub waits.
 
 use crate::protocol::{Channel, ChatMessage, Seq};
+use bytes::Bytes;
 use std::collections::VecDeque;
 
 pub struct ChannelWindow {
     pub channel: Channel,
     last_seq: Seq,
     limit: usize,
-    messages: VecDeque<ChatMessage>,
+    messages: VecDeque<Kept>,
+}
+
+/// A kept message: its number, and its JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub seq: Seq,
+    pub json: Bytes,
+}
+
+impl Kept {
+    /// Encodes a message read from the store (published messages keep the bytes
+    /// they were sent as).
+    pub fn encode(message: &ChatMessage) -> Self {
+        let json = serde_json::to_vec(message).expect("messages always serialize");
+        Self {
+            seq: message.seq,
+            json: json.into(),
+        }
+    }
 }
 
 /// What a join is answered with.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Replay {
-    pub messages: Vec<ChatMessage>,
+pub struct Replay<'a> {
+    pub messages: Vec<&'a Kept>,
     /// True when `messages` is the whole window, to replace what the client shows
     /// (no `since`, or `since` is not in the window: too old, or never reached).
     pub reset: bool,
@@ -28,7 +51,7 @@ impl ChannelWindow {
             channel,
             last_seq,
             limit,
-            messages: recent.into_iter().skip(skip).collect(),
+            messages: recent.iter().skip(skip).map(Kept::encode).collect(),
         }
     }
 
@@ -40,7 +63,7 @@ impl ChannelWindow {
     /// Adds a stored message, dropping the oldest beyond the limit. After a gap
     /// (messages that will never come, trimmed before this node read them) the
     /// window starts again, so a resume never skips the gap silently.
-    pub fn push(&mut self, message: ChatMessage) {
+    pub fn push(&mut self, message: Kept) {
         if message.seq != self.last_seq + 1 {
             self.messages.clear();
         }
@@ -52,24 +75,19 @@ impl ChannelWindow {
     }
 
     /// The messages after `since`, or the whole window when that is not possible.
-    pub fn replay(&self, since: Option<Seq>) -> Replay {
+    pub fn replay(&self, since: Option<Seq>) -> Replay<'_> {
         let oldest_kept = self.messages.front().map_or(self.last_seq + 1, |m| m.seq);
         match since {
             // Everything after `since` is still here, and `since` is not from the
             // future (which would mean the client saw another history).
             Some(since) if since.saturating_add(1) >= oldest_kept && since <= self.last_seq => {
                 Replay {
-                    messages: self
-                        .messages
-                        .iter()
-                        .filter(|m| m.seq > since)
-                        .cloned()
-                        .collect(),
+                    messages: self.messages.iter().filter(|m| m.seq > since).collect(),
                     reset: false,
                 }
             }
             _ => Replay {
-                messages: self.messages.iter().cloned().collect(),
+                messages: self.messages.iter().collect(),
                 reset: true,
             },
         }
@@ -87,7 +105,7 @@ mod tests {
         };
         let mut window = ChannelWindow::new(channel, 0, Vec::new(), limit);
         for seq in 1..=count {
-            window.push(crate::protocol::sample_message(seq));
+            window.push(Kept::encode(&crate::protocol::sample_message(seq)));
         }
         window
     }
@@ -98,10 +116,12 @@ mod tests {
 
     #[test]
     fn keeps_only_the_most_recent() {
-        let replay = window_with(100, 150).replay(None);
+        let window = window_with(100, 150);
+        let replay = window.replay(None);
         assert!(replay.reset);
         assert_eq!(seqs(&replay), (51..=150).collect::<Vec<_>>());
-        assert_eq!(replay.messages[0].text, "m51");
+        let first: ChatMessage = serde_json::from_slice(&replay.messages[0].json).unwrap();
+        assert_eq!(first.text, "m51");
     }
 
     #[test]
@@ -138,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_loaded_window_larger_than_the_limit_is_trimmed() {
-        let full = window_with(10, 10).replay(None).messages;
+        let full: Vec<ChatMessage> = (1..=10).map(crate::protocol::sample_message).collect();
         let channel = Channel {
             name: "General".into(),
             created_at: 0,

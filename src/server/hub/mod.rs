@@ -21,10 +21,10 @@ use super::names::Holder;
 use super::outbox::{Full, Outbox};
 use super::socket::close_code;
 use super::store::{NewMessage, Store, StoreError};
-use super::window::ChannelWindow;
+use super::window::{ChannelWindow, Kept, Replay};
 use crate::protocol::{
-    CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ErrorCode, MessageError, Seq, ServerFrame,
-    channel_key, validate_channel_name, validate_message,
+    CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ChatMessage, ErrorCode, MessageError, Seq,
+    ServerFrame, channel_key, validate_channel_name, validate_message,
 };
 use bytes::Bytes;
 use presence::{
@@ -396,7 +396,8 @@ impl Hub {
         raw_channel: &str,
         since: Option<Seq>,
     ) -> Result<ServerFrame, HubError> {
-        self.join_locked(&mut self.lock(), id, raw_channel, since)
+        let answer = self.join_locked(&mut self.lock(), id, raw_channel, since)?;
+        Ok(serde_json::from_slice(frame::server_payload(&answer)).expect("a joined frame"))
     }
 
     /// Like `join`, and queues the answer for the connection behind what was queued
@@ -410,7 +411,7 @@ impl Hub {
     ) -> Result<(), HubError> {
         let mut state = self.lock();
         let answer = self.join_locked(&mut state, id, raw_channel, since)?;
-        deliver(&mut state, &[id], &encode(&answer));
+        deliver(&mut state, &[id], &answer);
         Ok(())
     }
 
@@ -420,7 +421,7 @@ impl Hub {
         id: ConnId,
         raw_channel: &str,
         since: Option<Seq>,
-    ) -> Result<ServerFrame, HubError> {
+    ) -> Result<Bytes, HubError> {
         let key = channel_key(&validate_channel_name(raw_channel)?);
         let Some(window) = state.windows.get(&key) else {
             return Err(HubError::NoSuchChannel(raw_channel.trim().to_owned()));
@@ -448,16 +449,10 @@ impl Hub {
             leave_room(state, id);
             enter_room(state, id, &key);
         }
-        let replay = state.windows[&key].replay(since);
         let online = online_in(state, &key);
         note_list_told(state, id, &key, &online);
-        Ok(ServerFrame::Joined {
-            channel: display,
-            history: replay.messages,
-            reset: replay.reset,
-            online: online.names(),
-            online_count: online.count,
-        })
+        let replay = state.windows[&key].replay(since);
+        Ok(encode_joined(display, replay, online.names(), online.count))
     }
 
     /// Takes a connection out of its room, if it is in one.
@@ -591,6 +586,67 @@ pub fn encode(frame: &ServerFrame) -> Bytes {
     frame::text(&json)
 }
 
+/// How a `Message` frame's JSON starts; the message's own JSON follows, and then
+/// the frame's closing brace.
+const MESSAGE_PREFIX: &[u8] = br#"{"type":"message","message":"#;
+
+/// Frames a message for its room, and returns with it the message as its channel's
+/// window keeps it: its JSON within that frame, so it is encoded once, shared with
+/// the frame, and copied into the answers to joins.
+fn encode_message(message: ChatMessage) -> (Bytes, Kept) {
+    let seq = message.seq;
+    let json = serde_json::to_vec(&ServerFrame::Message { message })
+        .expect("server frames always serialize");
+    debug_assert!(json.starts_with(MESSAGE_PREFIX) && json.ends_with(b"}"));
+    let framed = frame::text(&json);
+    let start = framed.len() - json.len() + MESSAGE_PREFIX.len();
+    let kept = Kept {
+        seq,
+        json: framed.slice(start..framed.len() - 1),
+    };
+    (framed, kept)
+}
+
+/// Where serde writes a join answer's history when it is empty.
+const EMPTY_HISTORY: &[u8] = br#""history":[]"#;
+
+/// The answer to a join: everything but the history is serialized, and the kept
+/// messages' bytes are copied in where serde wrote an empty history (inside a JSON
+/// string quotes are escaped, so the field is the only match). The hub waits while
+/// this runs: copying a window costs a small part of encoding it again.
+fn encode_joined(
+    channel: String,
+    replay: Replay<'_>,
+    online: Vec<String>,
+    online_count: usize,
+) -> Bytes {
+    let rest = serde_json::to_vec(&ServerFrame::Joined {
+        channel,
+        history: Vec::new(),
+        reset: replay.reset,
+        online,
+        online_count,
+    })
+    .expect("server frames always serialize");
+    let inside = rest
+        .windows(EMPTY_HISTORY.len())
+        .position(|w| w == EMPTY_HISTORY)
+        .expect("a join's answer has a history")
+        + EMPTY_HISTORY.len()
+        - 1;
+    let history: usize = replay.messages.iter().map(|m| m.json.len() + 1).sum();
+    let mut json = Vec::with_capacity(rest.len() + history);
+    json.extend_from_slice(&rest[..inside]);
+    for (i, message) in replay.messages.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(&message.json);
+    }
+    json.extend_from_slice(&rest[inside..]);
+    frame::text(&json)
+}
+
 /// Queues `frame` for each target and cuts off any connection whose queue is full
 /// (its task closes the socket, and the client resumes from its last sequence
 /// number when it reconnects), so a slow reader never holds back the others and
@@ -713,6 +769,59 @@ mod tests {
     /// The server frame in a queued frame, if it is one (not a ping).
     pub(super) fn decoded(queued: Bytes) -> Option<ServerFrame> {
         serde_json::from_slice(frame::server_payload(&queued)).ok()
+    }
+
+    #[test]
+    fn a_join_answer_is_what_serde_writes_with_the_kept_bytes_copied_in() {
+        // Quotes, backslashes, other scripts and the history field's own name in the
+        // texts and in a name on the list that follows it.
+        let messages: Vec<ChatMessage> = (1..=3)
+            .map(|seq| ChatMessage {
+                text: format!("\"history\":[] {seq} ünï \\ \n ok"),
+                ..crate::protocol::sample_message(seq)
+            })
+            .collect();
+        let kept: Vec<Kept> = messages
+            .iter()
+            .map(|message| encode_message(message.clone()).1)
+            .collect();
+        for (message, kept) in messages.iter().zip(&kept) {
+            let decoded: ChatMessage = serde_json::from_slice(&kept.json).unwrap();
+            assert_eq!(&decoded, message);
+        }
+        let online = vec!["\"history\":[]".to_owned(), "Ada".to_owned()];
+        for (since, history) in [(None, &messages[..]), (Some(1), &messages[1..])] {
+            let replay = Replay {
+                messages: kept
+                    .iter()
+                    .filter(|k| since.is_none_or(|s| k.seq > s))
+                    .collect(),
+                reset: since.is_none(),
+            };
+            let answer = encode_joined("General".into(), replay, online.clone(), 7);
+            let serde = encode(&ServerFrame::Joined {
+                channel: "General".into(),
+                history: history.to_vec(),
+                reset: since.is_none(),
+                online: online.clone(),
+                online_count: 7,
+            });
+            assert_eq!(answer, serde);
+        }
+        let empty = Replay {
+            messages: Vec::new(),
+            reset: false,
+        };
+        assert_eq!(
+            encode_joined("General".into(), empty, vec![], 0),
+            encode(&ServerFrame::Joined {
+                channel: "General".into(),
+                history: vec![],
+                reset: false,
+                online: vec![],
+                online_count: 0,
+            })
+        );
     }
 
     #[tokio::test]

@@ -4,7 +4,9 @@
 //! committer goes on to store the next batch. In a cluster, messages other nodes
 //! stored come in the same way.
 
-use super::{ConnId, Hub, HubError, State, add_channel, broadcast_room, deliver, encode};
+use super::{
+    ConnId, Hub, HubError, State, add_channel, broadcast_room, deliver, encode, encode_message,
+};
 use crate::protocol::{ChatMessage, Seq, ServerFrame};
 use crate::server::store::{Appended, Changes, NewMessage, StoreError};
 use bytes::Bytes;
@@ -283,10 +285,10 @@ fn publish_now(
     message: ChatMessage,
     acks: impl IntoIterator<Item = (ConnId, Bytes)>,
 ) -> u64 {
+    let (frame, kept) = encode_message(message);
     if let Some(window) = state.windows.get_mut(key) {
-        window.push(message.clone());
+        window.push(kept);
     }
-    let frame = encode(&ServerFrame::Message { message });
     let sent = broadcast_room(state, key, &frame);
     for (conn, ack) in acks {
         deliver(state, &[conn], &ack);
