@@ -1251,7 +1251,7 @@ async fn a_client_that_asks_without_reading_the_answers_cannot_pile_them_up() {
     people.still_chat().await;
 }
 
-/// A join is answered with a window of history, encoded while the hub waits, so a
+/// A join is answered with a window of history, copied while the hub waits, so a
 /// tab may switch rooms as fast as a person clicks, but not in a loop.
 #[tokio::test]
 async fn joins_in_a_loop_are_refused_and_then_cut_off() {

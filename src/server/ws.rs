@@ -347,8 +347,8 @@ enum Handled {
 
 /// What one connection may ask for how fast. Sends: its own bucket, and its
 /// person's, shared by all their tabs so more tabs do not mean more messages.
-/// Joins: each is answered with up to a window of history, encoded under the hub's
-/// lock, so a client switching rooms in a loop would hold everyone else up.
+/// Joins: each is answered with up to a window of history, copied while the hub
+/// waits, so a client switching rooms in a loop would hold everyone else up.
 struct FrameLimits {
     sends: TokenBucket,
     joins: TokenBucket,
