@@ -56,12 +56,11 @@ pub async fn release_name(name: String, token: String) -> Result<(), ApiError> {
     let names = expect_context::<std::sync::Arc<crate::server::names::Names>>();
     let hub = expect_context::<std::sync::Arc<crate::server::hub::Hub>>();
     blocking(move || match names.release(&name, &token) {
-        Ok(true) => {
-            use crate::server::{name_key::name_key, names::Holder};
-            hub.let_go_of(&name_key(&name), Holder::of_token(&token));
+        Ok(Some((key, holder))) => {
+            hub.let_go_of(&key, holder);
             Ok(())
         }
-        Ok(false) => Err(ApiError::NotIdentified),
+        Ok(None) => Err(ApiError::NotIdentified),
         Err(_) => Err(ApiError::Unavailable),
     })
     .await

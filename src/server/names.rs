@@ -185,14 +185,16 @@ impl Names {
         }
     }
 
-    /// Frees `name` if `token` holds it. Blocks on the store.
-    pub fn release(&self, name: &str, token: &str) -> Result<bool, HubError> {
-        let key = name_key(name);
-        let released = self.store.release_name(&key, &hash(token))?;
-        if released {
-            self.take_back(&key, None);
+    /// Frees `name` if `token` holds it, and returns its key and the holder whose
+    /// tabs must now let go of it; `None` if `token` did not hold it. Blocks on the
+    /// store.
+    pub fn release(&self, name: &str, token: &str) -> Result<Option<(String, Holder)>, HubError> {
+        let (key, token_hash) = (name_key(name), hash(token));
+        if !self.store.release_name(&key, &token_hash)? {
+            return Ok(None);
         }
-        Ok(released)
+        self.take_back(&key, None);
+        Ok(Some((key, Holder::of_hash(&token_hash))))
     }
 
     /// Forgets that `token_hash` held the name keyed `key`, which its holder gave up
@@ -231,10 +233,10 @@ mod tests {
         // Someone else's name given up takes nothing of Ada's back.
         let bob = names.claim("Bob", None, 2).unwrap();
         assert!(names.verify("Bob", &bob.token, 2).unwrap().is_some());
-        assert!(names.release("Bob", &bob.token).unwrap());
+        assert!(names.release("Bob", &bob.token).unwrap().is_some());
         assert_ne!(names.mark(), mark);
         assert!(names.still_trusts(mark, "Ada", &ada.token));
-        assert!(names.release("Ada", &ada.token).unwrap());
+        assert!(names.release("Ada", &ada.token).unwrap().is_some());
         assert!(!names.still_trusts(mark, "Ada", &ada.token));
     }
 
@@ -281,7 +283,7 @@ mod tests {
         );
         // Someone else trying the name, or releasing it without its token, does not
         // unsettle the holder's remembered check.
-        assert!(!names.release("Ada", "guess").unwrap());
+        assert!(names.release("Ada", "guess").unwrap().is_none());
         assert_eq!(
             names.verify_recent("ada", &grant.token, 2).as_deref(),
             Some("Ada")
@@ -289,7 +291,7 @@ mod tests {
         // Presenting the token keeps it.
         let again = names.claim("Ada", Some(grant.token.clone()), 3).unwrap();
         assert_eq!(again.token, grant.token);
-        assert!(names.release("Ada", &grant.token).unwrap());
+        assert!(names.release("Ada", &grant.token).unwrap().is_some());
         assert_eq!(names.verify_recent("ada", &grant.token, 4), None);
         assert!(names.claim("ADA", None, 4).is_ok());
     }
