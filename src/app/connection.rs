@@ -454,13 +454,16 @@ impl Chat {
         if self.joining.get_value() != Joining::Nothing {
             return;
         }
-        let since = self
-            .room
-            .with_untracked(|room| room.as_ref().map(|r| (r.channel.clone(), r.last_seq())));
-        if let Some((channel, since)) = since {
+        if let Some((channel, since)) = self.resume_point() {
             self.joining.set_value(Joining::CatchingUp);
             socket::send(self, &ClientFrame::Join { channel, since });
         }
+    }
+
+    /// The open room, and the last message it shows: where a resume goes on from.
+    fn resume_point(self) -> Option<(String, Option<Seq>)> {
+        self.room
+            .with_untracked(|room| room.as_ref().map(|r| (r.channel.clone(), r.last_seq())))
     }
 
     /// After (re)connecting: resume the open room from the last message shown, or
@@ -476,10 +479,7 @@ impl Chat {
     /// For the caller to send.
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     fn join_frame(self) -> Option<ClientFrame> {
-        let resume = self
-            .room
-            .with_untracked(|room| room.as_ref().map(|r| (r.channel.clone(), r.last_seq())));
-        let (channel, since, joining) = match resume {
+        let (channel, since, joining) = match self.resume_point() {
             Some((channel, since)) => (channel, since, Joining::Resuming),
             None => (
                 storage::saved_channel().or_else(|| {
