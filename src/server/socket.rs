@@ -1,15 +1,15 @@
 //! A WebSocket over a TCP stream, kept lean for tens of thousands of idle
 //! connections: nothing is buffered while a connection is quiet (reads go through a
-//! buffer on the stack and only a partial frame is kept), and outgoing frames go
-//! through the connection's `Outbox`, which the hub writes to directly.
+//! buffer on the stack and only a partial frame is kept, see `reader`), and outgoing
+//! frames go through the connection's `Outbox`, which the hub writes to directly.
 
-use super::frame::{self, FrameError, Head, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING};
-use super::frame::{OP_PONG, OP_TEXT};
+use super::frame;
 use super::outbox::Outbox;
+use super::reader::READ_CHUNK;
+pub use super::reader::{Incoming, ReadError, Reader, Received};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use bytes::Bytes;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +33,6 @@ pub mod close_code {
     pub const TOO_SLOW: u16 = 4008;
 }
 
-/// The bytes read per system call; a stack buffer, so idle connections hold none.
-const READ_CHUNK: usize = 4 * 1024;
 /// How long a closing connection waits for the client to close its side.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Bytes the kernel may hold for a client before it has sent them. Without a cap
@@ -119,45 +117,6 @@ fn cap_unsent(stream: &TcpStream) {
     let _ = (stream, UNSENT_LIMIT);
 }
 
-/// A whole message, or a sign of life, from the client.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Incoming {
-    Text(String),
-    Binary,
-    /// The client answered a ping, or pinged (the pong is already queued).
-    Alive,
-    /// The client closed the connection, with this code if it gave one.
-    Close(Option<u16>),
-}
-
-/// Why reading stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("{0}")]
-    Frame(#[from] FrameError),
-    #[error("text must be UTF-8")]
-    NotUtf8,
-    #[error("the connection ended")]
-    Ended,
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
-
-impl ReadError {
-    /// The close frame that explains the error, when the client is still there to
-    /// read one: too big (1009), not UTF-8 (1007), broken framing (1002).
-    pub fn close_code(&self) -> Option<(u16, &'static str)> {
-        match self {
-            ReadError::Frame(FrameError::TooBig) => Some((close_code::SIZE, "message too big")),
-            ReadError::Frame(FrameError::Protocol(_)) => {
-                Some((close_code::PROTOCOL, "protocol error"))
-            }
-            ReadError::NotUtf8 => Some((close_code::INVALID, "text must be UTF-8")),
-            ReadError::Ended | ReadError::Io(_) => None,
-        }
-    }
-}
-
 pub struct Socket {
     /// Shared with the outbox, which the hub writes through.
     pub stream: Arc<TcpStream>,
@@ -175,11 +134,7 @@ impl Socket {
         Self {
             outbox: Outbox::new(stream.clone(), queue_limit),
             stream,
-            reader: Reader {
-                partial: early.to_vec(),
-                fragments: None,
-                max_message,
-            },
+            reader: Reader::new(early, max_message),
         }
     }
 
@@ -223,180 +178,10 @@ fn discard_available(stream: &TcpStream) -> bool {
     }
 }
 
-/// Whether a peer may close with `code` (RFC 6455 section 7.4): the protocol's
-/// codes in use, and those of libraries and applications (3000-4999). 1005, 1006
-/// and 1015 stand for "no code" and "no close frame" and are never sent.
-fn may_close_with(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-}
-
-/// What arrived in a form the caller acts on, with a pong to queue if it was a ping.
-pub struct Received {
-    incoming: Incoming,
-    pong: Option<Bytes>,
-}
-
-impl Received {
-    /// Queues the pong a ping asked for and returns what arrived.
-    pub fn answer_pings(self, outbox: &Outbox) -> Incoming {
-        if let Some(pong) = self.pong {
-            outbox.push_pong(pong);
-        }
-        self.incoming
-    }
-}
-
-/// The read side: a partial frame, if one is half-received, and the fragments of a
-/// message sent in pieces.
-pub struct Reader {
-    partial: Vec<u8>,
-    fragments: Option<Fragments>,
-    max_message: usize,
-}
-
-struct Fragments {
-    binary: bool,
-    data: Vec<u8>,
-}
-
-impl Reader {
-    /// Waits for the next whole message. Cancel-safe: everything read so far is
-    /// kept in `self`, so this can race other work in a `select!`.
-    pub async fn next(&mut self, stream: &TcpStream) -> Result<Received, ReadError> {
-        loop {
-            if let Some(received) = self.take_buffered()? {
-                return Ok(received);
-            }
-            stream.readable().await?;
-            self.read_available(stream)?;
-        }
-    }
-
-    /// Whether a whole frame has arrived and waits to be taken.
-    pub fn holds_whole_frame(&self) -> bool {
-        matches!(frame::parse_head(&self.partial, self.max_message),
-            Ok(Some(head)) if self.partial.len() >= head.frame_len())
-    }
-
-    /// Reads what the socket has, through a stack buffer.
-    fn read_available(&mut self, stream: &TcpStream) -> Result<(), ReadError> {
-        let mut chunk = [0u8; READ_CHUNK];
-        match stream.try_read(&mut chunk) {
-            Ok(0) => Err(ReadError::Ended),
-            Ok(n) => {
-                self.partial.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Takes whole frames off the front of what has arrived until one completes a
-    /// message (or is a control frame).
-    fn take_buffered(&mut self) -> Result<Option<Received>, ReadError> {
-        let mut consumed = 0;
-        let result = loop {
-            let Some(head) = frame::parse_head(&self.partial[consumed..], self.max_message)? else {
-                break Ok(None);
-            };
-            if self.partial.len() - consumed < head.frame_len() {
-                break Ok(None);
-            }
-            let payload_at = consumed + head.header_len;
-            let payload = &mut self.partial[payload_at..payload_at + head.payload_len];
-            head.unmask(payload);
-            consumed += head.frame_len();
-            match self.take_frame(&head, payload_at) {
-                Ok(Some(received)) => break Ok(Some(received)),
-                Ok(None) => continue,
-                Err(e) => break Err(e),
-            }
-        };
-        self.partial.drain(..consumed);
-        if self.partial.is_empty() {
-            // Give the memory back between messages: idle connections hold nothing.
-            self.partial = Vec::new();
-        }
-        result
-    }
-
-    /// Handles one whole, unmasked frame whose payload starts at `at` in `partial`.
-    fn take_frame(&mut self, head: &Head, at: usize) -> Result<Option<Received>, ReadError> {
-        let payload = &self.partial[at..at + head.payload_len];
-        let plain = |incoming| {
-            Ok(Some(Received {
-                incoming,
-                pong: None,
-            }))
-        };
-        match head.opcode {
-            OP_PING => Ok(Some(Received {
-                incoming: Incoming::Alive,
-                pong: Some(frame::pong(payload)),
-            })),
-            OP_PONG => plain(Incoming::Alive),
-            OP_CLOSE => {
-                let code = match payload {
-                    [] => None,
-                    [_] => return Err(FrameError::Protocol("truncated close code").into()),
-                    [high, low, reason @ ..] => {
-                        let code = u16::from_be_bytes([*high, *low]);
-                        if !may_close_with(code) {
-                            return Err(FrameError::Protocol("invalid close code").into());
-                        }
-                        if std::str::from_utf8(reason).is_err() {
-                            return Err(ReadError::NotUtf8);
-                        }
-                        Some(code)
-                    }
-                };
-                plain(Incoming::Close(code))
-            }
-            OP_TEXT | OP_BINARY if self.fragments.is_some() => {
-                Err(FrameError::Protocol("a new message began before the last ended").into())
-            }
-            OP_TEXT | OP_BINARY if !head.fin => {
-                self.fragments = Some(Fragments {
-                    binary: head.opcode == OP_BINARY,
-                    data: payload.to_vec(),
-                });
-                Ok(None)
-            }
-            OP_TEXT => plain(text(payload.to_vec())?),
-            OP_BINARY => plain(Incoming::Binary),
-            OP_CONTINUATION => {
-                let Some(fragments) = self.fragments.as_mut() else {
-                    return Err(FrameError::Protocol("continuation of nothing").into());
-                };
-                if fragments.data.len() + payload.len() > self.max_message {
-                    return Err(FrameError::TooBig.into());
-                }
-                fragments.data.extend_from_slice(payload);
-                if !head.fin {
-                    return Ok(None);
-                }
-                let whole = self.fragments.take().expect("checked above");
-                if whole.binary {
-                    plain(Incoming::Binary)
-                } else {
-                    plain(text(whole.data)?)
-                }
-            }
-            _ => Err(FrameError::Protocol("unknown opcode").into()),
-        }
-    }
-}
-
-fn text(bytes: Vec<u8>) -> Result<Incoming, ReadError> {
-    String::from_utf8(bytes)
-        .map(Incoming::Text)
-        .map_err(|_| ReadError::NotUtf8)
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::server::frame::{OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
