@@ -1,6 +1,8 @@
 //! Server functions: request/response work the page does over HTTP. Each acts
 //! through the hub or the name registry, which block on the store, so they run on
-//! the blocking pool.
+//! the blocking pool. Every call has passed the gate (`server::gate`): this site
+//! only, a small body in time, a per-address budget of calls; each function adds the
+//! limits of what it does, and checks what it is given before any work.
 
 use crate::protocol::{ApiError, Channel, NameGrant};
 use leptos::prelude::*;
@@ -20,23 +22,32 @@ pub async fn create_channel(
     as_name: String,
     token: String,
 ) -> Result<Channel, ApiError> {
-    use crate::server::hub::{Hub, HubError};
+    use crate::server::hub::Hub;
     use crate::server::names::Names;
-    let hub = expect_context::<std::sync::Arc<Hub>>();
-    let names = expect_context::<std::sync::Arc<Names>>();
-    counted(limit_claims().await)?;
     counted(
-        blocking(move || {
-            let now = crate::server::now_ms();
-            if names.verify(&as_name, &token, now).ok().flatten().is_none() {
-                return Err(ApiError::NotIdentified);
-            }
-            hub.create_channel(&name, now).map_err(|e| match e {
-                HubError::ChannelName(e) => ApiError::ChannelName(e),
-                HubError::ChannelExists(name) => ApiError::ChannelExists(name),
-                _ => ApiError::Unavailable,
+        async move {
+            let address = client_address().await?;
+            let names = expect_context::<std::sync::Arc<Names>>();
+            // Names and tokens of lengths no one holds are refused without a look
+            // at the store (`Names::verify`).
+            let person = blocking(move || {
+                let now = crate::server::now_ms();
+                match names.verify(&as_name, &token, now) {
+                    Ok(Some(held)) => Ok(held),
+                    _ => Err(ApiError::NotIdentified),
+                }
             })
-        })
+            .await?;
+            // A name that could never be created costs no creation.
+            let name = crate::protocol::validate_channel_name(&name)?;
+            limit_channel_creations(person, address)?;
+            let hub = expect_context::<std::sync::Arc<Hub>>();
+            blocking(move || {
+                hub.create_channel(&name, crate::server::now_ms())
+                    .map_err(ApiError::from)
+            })
+            .await
+        }
         .await,
     )
 }
@@ -46,8 +57,23 @@ pub async fn create_channel(
 #[server(endpoint = "claim_name")]
 pub async fn claim_name(name: String, token: Option<String>) -> Result<NameGrant, ApiError> {
     let names = expect_context::<std::sync::Arc<crate::server::names::Names>>();
-    counted(limit_claims().await)?;
-    counted(blocking(move || names.claim(&name, token, crate::server::now_ms())).await)
+    let hub = expect_context::<std::sync::Arc<crate::server::hub::Hub>>();
+    counted(
+        async move {
+            crate::protocol::validate_name(&name)?;
+            limit_claims().await?;
+            blocking(move || {
+                let (grant, displaced) = names.claim(&name, token, crate::server::now_ms())?;
+                // Taken over after going unused: the holder's open tabs let go of it.
+                if let Some(displaced) = displaced {
+                    hub.let_go_of(&displaced.key, displaced.holder);
+                }
+                Ok(grant)
+            })
+            .await
+        }
+        .await,
+    )
 }
 
 /// Gives up a display name so someone else may take it.
@@ -55,32 +81,61 @@ pub async fn claim_name(name: String, token: Option<String>) -> Result<NameGrant
 pub async fn release_name(name: String, token: String) -> Result<(), ApiError> {
     let names = expect_context::<std::sync::Arc<crate::server::names::Names>>();
     let hub = expect_context::<std::sync::Arc<crate::server::hub::Hub>>();
-    blocking(move || match names.release(&name, &token) {
-        Ok(Some((key, holder))) => {
-            hub.let_go_of(&key, holder);
-            Ok(())
+    counted(
+        async move {
+            crate::protocol::validate_name(&name)?;
+            limit_claims().await?;
+            blocking(move || match names.release(&name, &token) {
+                Ok(Some(released)) => {
+                    hub.let_go_of(&released.key, released.holder);
+                    Ok(())
+                }
+                Ok(None) => Err(ApiError::NotIdentified),
+                Err(_) => Err(ApiError::Unavailable),
+            })
+            .await
         }
-        Ok(None) => Err(ApiError::NotIdentified),
-        Err(_) => Err(ApiError::Unavailable),
-    })
-    .await
+        .await,
+    )
 }
 
-/// Name claims and channel creations are limited per source address, so one
-/// client cannot reserve every name or flood the channel list.
+/// The address per-address limits count this request under.
 #[cfg(feature = "ssr")]
-async fn limit_claims() -> Result<(), ApiError> {
+async fn client_address() -> Result<std::net::IpAddr, ApiError> {
     use axum::extract::ConnectInfo;
     let guards = expect_context::<std::sync::Arc<crate::server::limits::Guards>>();
     let (ConnectInfo(peer), headers) =
         leptos_axum::extract::<(ConnectInfo<std::net::SocketAddr>, axum::http::HeaderMap)>()
             .await
             .map_err(|_| ApiError::Unavailable)?;
-    let address = guards.client_address(peer.ip(), &headers);
+    Ok(guards.client_address(peer.ip(), &headers))
+}
+
+/// Name claims and releases are limited per source address, so one client cannot
+/// reserve every name.
+#[cfg(feature = "ssr")]
+async fn limit_claims() -> Result<(), ApiError> {
+    let guards = expect_context::<std::sync::Arc<crate::server::limits::Guards>>();
+    let address = client_address().await?;
     if guards.claims.try_take(&address, std::time::Instant::now()) {
         Ok(())
     } else {
         Err(ApiError::TooFast)
+    }
+}
+
+/// Channel creations are limited per person and per address: each channel is
+/// listed to everyone and kept for good.
+#[cfg(feature = "ssr")]
+fn limit_channel_creations(person: String, address: std::net::IpAddr) -> Result<(), ApiError> {
+    let guards = expect_context::<std::sync::Arc<crate::server::limits::Guards>>();
+    let now = std::time::Instant::now();
+    if guards.channels_by_address.try_take(&address, now)
+        && guards.channels_by_person.try_take(&person, now)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::ChannelsTooFast(guards.channels_per_hour()))
     }
 }
 

@@ -159,6 +159,10 @@ pub enum ErrorCode {
     RateLimited,
     BadFrame,
     Internal,
+    /// The person holds as many connections (tabs) as one may.
+    TooManyTabs,
+    /// There are as many channels as there may be.
+    TooManyChannels,
 }
 
 impl ErrorCode {
@@ -178,6 +182,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::BadFrame => "bad_frame",
             ErrorCode::Internal => "internal",
+            ErrorCode::TooManyTabs => "too_many_tabs",
+            ErrorCode::TooManyChannels => "too_many_channels",
         }
     }
 
@@ -220,17 +226,17 @@ pub enum MessageError {
     ControlCharacter,
 }
 
-/// Characters that draw nothing yet change how text around them looks: zero-width
-/// joiners and spaces, bidirectional overrides and isolates, the byte-order mark.
-/// Allowed in names they let one person pass for another.
+/// Characters that draw nothing, or break the line, in a name: controls, Unicode's
+/// Default_Ignorable_Code_Point (zero-width joiners and spaces, bidirectional
+/// overrides, variation selectors, Hangul fillers, musical and shorthand format
+/// controls, and whatever Unicode adds to it), and the line and paragraph
+/// separators (Zl and Zp, one character each). Allowed in names they let one person
+/// pass for another. (Blank look-alikes that Unicode does not call ignorable, such
+/// as the empty braille cell, are the server's to catch: it keys names by their
+/// confusable skeleton, in which they are spaces.)
 pub fn is_invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
-            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
-            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
-            | '\u{E0000}'..='\u{E0FFF}')
+    use icu_properties::props::{BinaryProperty, DefaultIgnorableCodePoint};
+    c.is_control() || DefaultIgnorableCodePoint::for_char(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Trims a display name and checks it: 1 to 32 characters, nothing invisible.
@@ -256,7 +262,7 @@ pub fn validate_channel_name(raw: &str) -> Result<String, ChannelNameError> {
     }
     if !name
         .chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+        .all(|c| (c.is_alphanumeric() && !is_invisible(c)) || matches!(c, ' ' | '-' | '_' | '.'))
     {
         return Err(ChannelNameError::BadCharacter);
     }
@@ -322,6 +328,24 @@ pub enum ApiError {
     Unavailable,
     #[error("You are doing that too often. Please wait a moment and try again.")]
     TooFast,
+    #[error(
+        "You can create {0} channels an hour, from one person or one address. Please wait before creating another."
+    )]
+    ChannelsTooFast(u32),
+    #[error("This server has reached its limit of {0} channels.")]
+    TooManyChannels(usize),
+    #[error("Requests from other sites are not accepted.")]
+    CrossSite,
+    #[error("That request is too large.")]
+    TooLarge,
+    #[error("That request took too long to arrive.")]
+    TooSlow,
+    #[error("Too many requests from your address are open at once. Please try again shortly.")]
+    Crowded,
+    #[error(
+        "This server does not answer for the host “{0}”. If you run it, set HEARTH_PUBLIC_URL to the address people open it at."
+    )]
+    WrongHost(String),
     #[error("The server could not be reached: {0}")]
     Transport(String),
 }
@@ -368,6 +392,43 @@ mod tests {
         assert_eq!(validate_name("\u{202E}adA"), Err(NameError::Invisible));
         assert_eq!(validate_name("A\nda"), Err(NameError::Invisible));
         assert!(validate_name("<script>alert(1)</script>").is_ok());
+        // Default ignorable by Unicode's own table, beyond any list written here:
+        // musical symbol beam and tie controls, shorthand format controls, the
+        // Hangul filler, a variation selector, and a line separator.
+        for hidden in [
+            '\u{1D173}',
+            '\u{1D17A}',
+            '\u{1BCA0}',
+            '\u{1BCA3}',
+            '\u{3164}',
+            '\u{FE0F}',
+            '\u{E0041}',
+            '\u{2028}',
+        ] {
+            assert_eq!(
+                validate_name(&format!("A{hidden}da")),
+                Err(NameError::Invisible),
+                "U+{:04X}",
+                hidden as u32
+            );
+        }
+        // Letters of any script, emoji and ordinary spaces stay.
+        for visible in ["Zoë", "Ли Ян", "🔥 Fire", "Ada\u{A0}Lovelace"] {
+            assert!(validate_name(visible).is_ok(), "{visible:?}");
+        }
+    }
+
+    #[test]
+    fn channel_names_cannot_hide_characters_that_pass_for_letters() {
+        // The Hangul filler is a letter that draws nothing.
+        assert_eq!(
+            validate_channel_name("General\u{3164}"),
+            Err(ChannelNameError::BadCharacter)
+        );
+        assert_eq!(
+            validate_channel_name("Gen\u{200B}eral"),
+            Err(ChannelNameError::BadCharacter)
+        );
     }
 
     #[test]

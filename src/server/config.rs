@@ -94,6 +94,33 @@ pub struct Flags {
     /// Plain HTTP connections open at once (WebSockets are counted apart).
     #[arg(long, env = "HEARTH_MAX_HTTP_CONNECTIONS")]
     pub max_http_connections: Option<usize>,
+    /// Plain HTTP connections (or, through a trusted proxy, requests) one address
+    /// may have open at once: its share of `max_http_connections`.
+    #[arg(long, env = "HEARTH_MAX_HTTP_CONNECTIONS_PER_IP")]
+    pub max_http_connections_per_ip: Option<usize>,
+    /// Seconds a request may take from its headers to its answer, body included.
+    #[arg(long, env = "HEARTH_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// The address people open Hearth at (e.g. `https://chat.example.org`): requests
+    /// naming any other host are refused (DNS rebinding). Without it, only IP
+    /// addresses and `localhost` are answered.
+    #[arg(long, env = "HEARTH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Server-function calls one address may make per minute.
+    #[arg(long, env = "HEARTH_API_PER_MINUTE")]
+    pub api_per_minute: Option<u32>,
+    /// Channels one person, and one address, may create per hour.
+    #[arg(long, env = "HEARTH_CHANNELS_PER_HOUR")]
+    pub channels_per_hour: Option<u32>,
+    /// Most channels the server keeps.
+    #[arg(long, env = "HEARTH_MAX_CHANNELS")]
+    pub max_channels: Option<usize>,
+    /// Chat connections (tabs) one person may hold open at once on this node.
+    #[arg(long, env = "HEARTH_MAX_TABS_PER_PERSON")]
+    pub max_tabs_per_person: Option<usize>,
+    /// People from one address who may be in one room at once on this node.
+    #[arg(long, env = "HEARTH_ROOM_SEATS_PER_ADDRESS")]
+    pub room_seats_per_address: Option<usize>,
 }
 
 /// Which store keeps the data.
@@ -131,6 +158,14 @@ struct FileConfig {
     claims_per_minute: Option<u32>,
     header_timeout_secs: Option<u64>,
     max_http_connections: Option<usize>,
+    max_http_connections_per_ip: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    public_url: Option<String>,
+    api_per_minute: Option<u32>,
+    channels_per_hour: Option<u32>,
+    max_channels: Option<usize>,
+    max_tabs_per_person: Option<usize>,
+    room_seats_per_address: Option<usize>,
 }
 
 /// The settings Hearth runs with.
@@ -169,6 +204,55 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Plain HTTP connections open at once (WebSockets are counted by `max_conns`).
     pub max_http_connections: usize,
+    /// One address's share of `max_http_connections`.
+    pub max_http_connections_per_ip: usize,
+    /// Time a request may take from its headers to its answer.
+    pub request_timeout: Duration,
+    /// The address people open Hearth at, if the operator named one.
+    pub public_url: Option<PublicUrl>,
+    /// Server-function calls per address per minute.
+    pub api_per_minute: u32,
+    /// Channel creations per person, and per address, per hour.
+    pub channels_per_hour: u32,
+    pub max_channels: usize,
+    pub max_tabs_per_person: usize,
+    pub room_seats_per_address: usize,
+}
+
+/// Where people open Hearth: its origin (`https://chat.example.org`, as browsers
+/// send it in `Origin`) and its host name, which every request must name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub origin: String,
+    pub host: String,
+    pub https: bool,
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = ConfigError;
+
+    fn from_str(raw: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::PublicUrl(raw.to_owned());
+        let uri: axum::http::Uri = raw.trim().parse().map_err(|_| bad())?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad()),
+        };
+        let authority = uri.authority().ok_or_else(bad)?;
+        if !matches!(uri.path(), "" | "/")
+            || uri.query().is_some()
+            || authority.as_str().contains('@')
+        {
+            return Err(bad());
+        }
+        let scheme = if https { "https" } else { "http" };
+        Ok(Self {
+            origin: format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()),
+            host: authority.host().to_ascii_lowercase(),
+            https,
+        })
+    }
 }
 
 #[derive(Debug, Error)]
@@ -189,6 +273,11 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("send_rate must be a number above 0")]
     Rate,
+    #[error(
+        "public_url {0:?} must be a site's address, such as https://chat.example.org \
+         (a scheme and a host, an optional port, no path)"
+    )]
+    PublicUrl(String),
     #[error(
         "idle_timeout_secs ({idle}) must be longer than ping_interval_secs ({ping}): \
          a page that only reads answers nothing but the pings, and would be cut off"
@@ -224,6 +313,16 @@ impl Default for Config {
             claims_per_minute: 30,
             header_timeout: Duration::from_secs(10),
             max_http_connections: 1_024,
+            // An eighth each: a crowd behind one address still loads pages, and
+            // one address alone cannot hold every slot.
+            max_http_connections_per_ip: 128,
+            request_timeout: Duration::from_secs(15),
+            public_url: None,
+            api_per_minute: 120,
+            channels_per_hour: 10,
+            max_channels: 1_000,
+            max_tabs_per_person: 20,
+            room_seats_per_address: 20,
         }
     }
 }
@@ -342,6 +441,40 @@ impl Config {
                 .max_http_connections
                 .or(file.max_http_connections)
                 .unwrap_or(defaults.max_http_connections),
+            max_http_connections_per_ip: flags
+                .max_http_connections_per_ip
+                .or(file.max_http_connections_per_ip)
+                .unwrap_or(defaults.max_http_connections_per_ip),
+            request_timeout: flags
+                .request_timeout_secs
+                .or(file.request_timeout_secs)
+                .map_or(defaults.request_timeout, Duration::from_secs),
+            public_url: flags
+                .public_url
+                .or(file.public_url)
+                .filter(|url| !url.trim().is_empty())
+                .map(|url| url.parse())
+                .transpose()?,
+            api_per_minute: flags
+                .api_per_minute
+                .or(file.api_per_minute)
+                .unwrap_or(defaults.api_per_minute),
+            channels_per_hour: flags
+                .channels_per_hour
+                .or(file.channels_per_hour)
+                .unwrap_or(defaults.channels_per_hour),
+            max_channels: flags
+                .max_channels
+                .or(file.max_channels)
+                .unwrap_or(defaults.max_channels),
+            max_tabs_per_person: flags
+                .max_tabs_per_person
+                .or(file.max_tabs_per_person)
+                .unwrap_or(defaults.max_tabs_per_person),
+            room_seats_per_address: flags
+                .room_seats_per_address
+                .or(file.room_seats_per_address)
+                .unwrap_or(defaults.room_seats_per_address),
         };
         if !(config.send_rate > 0.0 && config.send_rate.is_finite()) {
             return Err(ConfigError::Rate);
@@ -371,6 +504,19 @@ impl Config {
                 "header_timeout_secs",
             ),
             (config.max_http_connections, "max_http_connections"),
+            (
+                config.max_http_connections_per_ip,
+                "max_http_connections_per_ip",
+            ),
+            (
+                config.request_timeout.as_secs() as usize,
+                "request_timeout_secs",
+            ),
+            (config.api_per_minute as usize, "api_per_minute"),
+            (config.channels_per_hour as usize, "channels_per_hour"),
+            (config.max_channels, "max_channels"),
+            (config.max_tabs_per_person, "max_tabs_per_person"),
+            (config.room_seats_per_address, "room_seats_per_address"),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));

@@ -64,6 +64,16 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
         }
     }
 
+    /// `n` at once, then `n` a minute.
+    pub fn per_minute(n: u32) -> Self {
+        Self::new(f64::from(n) / 60.0, n)
+    }
+
+    /// `n` at once, then `n` an hour.
+    pub fn per_hour(n: u32) -> Self {
+        Self::new(f64::from(n) / 3600.0, n)
+    }
+
     pub fn try_take(&self, key: &K, now: Instant) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 10_000 {
@@ -129,7 +139,7 @@ fn unmapped(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Open WebSocket connections, in total and per source address.
+/// Open connections (or requests), in total and per source address.
 pub struct ConnectionCounter {
     per_ip_limit: usize,
     total_limit: usize,
@@ -152,7 +162,8 @@ pub enum Refusal {
 /// Holds one counted connection; dropping it frees the place.
 pub struct ConnectionSlot {
     counter: Arc<ConnectionCounter>,
-    ip: IpAddr,
+    /// `None` for a connection counted in the total only.
+    ip: Option<IpAddr>,
 }
 
 impl ConnectionCounter {
@@ -168,16 +179,29 @@ impl ConnectionCounter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Counts a connection from `ip`, within its share and the total.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        self.acquire_from(Some(ip))
+    }
+
+    /// Counts a connection in the total only: one from a trusted proxy, which
+    /// carries many people's requests (each counted by its forwarded address).
+    pub fn acquire_unattributed(self: &Arc<Self>) -> Result<ConnectionSlot, Refusal> {
+        self.acquire_from(None)
+    }
+
+    fn acquire_from(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnectionSlot, Refusal> {
         let mut counts = self.lock();
         if counts.total >= self.total_limit {
             return Err(Refusal::ServerFull);
         }
-        let from_ip = counts.per_ip.entry(ip).or_insert(0);
-        if *from_ip >= self.per_ip_limit {
-            return Err(Refusal::TooManyFromAddress);
+        if let Some(ip) = ip {
+            let from_ip = counts.per_ip.entry(ip).or_insert(0);
+            if *from_ip >= self.per_ip_limit {
+                return Err(Refusal::TooManyFromAddress);
+            }
+            *from_ip += 1;
         }
-        *from_ip += 1;
         counts.total += 1;
         Ok(ConnectionSlot {
             counter: self.clone(),
@@ -194,26 +218,43 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut counts = self.counter.lock();
         counts.total -= 1;
-        if let Some(from_ip) = counts.per_ip.get_mut(&self.ip) {
+        if let Some(ip) = self.ip
+            && let Some(from_ip) = counts.per_ip.get_mut(&ip)
+        {
             *from_ip -= 1;
             if *from_ip == 0 {
-                counts.per_ip.remove(&self.ip);
+                counts.per_ip.remove(&ip);
             }
         }
     }
 }
 
-/// Joins one connection may make at once, and per second after that.
-const JOIN_BURST: u32 = 20;
-const JOIN_RATE: f64 = 5.0;
+/// Room changes (joins and leaves) one connection may make at once, and per second
+/// after that. Each join is answered with a window of history, and every change
+/// takes the hub's lock.
+const ROOM_CHANGE_BURST: u32 = 20;
+const ROOM_CHANGE_RATE: f64 = 5.0;
 
 /// Every limit the server enforces on clients, built once from the configuration.
 pub struct Guards {
+    /// Chat connections, per address and in total.
     pub connections: Arc<ConnectionCounter>,
+    /// Plain HTTP connections, per address and in total (the accept loop's).
+    pub http_connections: Arc<ConnectionCounter>,
+    /// Requests in flight through a trusted proxy, per forwarded address: the
+    /// proxy's connections are counted in the total only, so its clients' share is
+    /// counted here.
+    pub proxied_requests: Arc<ConnectionCounter>,
     /// Sends per person (all their tabs together).
     pub person_sends: KeyedLimiter<Arc<str>>,
-    /// Name claims and channel creations per source address.
+    /// Name claims and releases per source address.
     pub claims: KeyedLimiter<IpAddr>,
+    /// Server-function calls per source address.
+    pub api_calls: KeyedLimiter<IpAddr>,
+    /// Channel creations per person (name key) and per address.
+    pub channels_by_person: KeyedLimiter<String>,
+    pub channels_by_address: KeyedLimiter<IpAddr>,
+    channels_per_hour: u32,
     send_rate: f64,
     send_burst: u32,
     /// Refused sends in a row after which a connection is cut off as a flooder.
@@ -227,14 +268,38 @@ impl Guards {
         client_address(peer, headers, &self.trusted_proxies)
     }
 
+    /// Whether `peer` is a proxy whose forwarded addresses are believed.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.contains(&unmapped(peer))
+    }
+
+    /// Counts a new HTTP connection from `peer`: within its address's share, or,
+    /// from a trusted proxy, in the total only.
+    pub fn admit_http(&self, peer: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        if self.is_trusted_proxy(peer) {
+            self.http_connections.acquire_unattributed()
+        } else {
+            self.http_connections.acquire(limited_address(peer))
+        }
+    }
+
     pub fn new(config: &super::config::Config) -> Arc<Self> {
         Arc::new(Self {
             connections: ConnectionCounter::new(config.max_conns_per_ip, config.max_conns),
-            person_sends: KeyedLimiter::new(config.send_rate, config.send_burst),
-            claims: KeyedLimiter::new(
-                f64::from(config.claims_per_minute) / 60.0,
-                config.claims_per_minute,
+            http_connections: ConnectionCounter::new(
+                config.max_http_connections_per_ip,
+                config.max_http_connections,
             ),
+            proxied_requests: ConnectionCounter::new(
+                config.max_http_connections_per_ip,
+                usize::MAX,
+            ),
+            person_sends: KeyedLimiter::new(config.send_rate, config.send_burst),
+            claims: KeyedLimiter::per_minute(config.claims_per_minute),
+            api_calls: KeyedLimiter::per_minute(config.api_per_minute),
+            channels_by_person: KeyedLimiter::per_hour(config.channels_per_hour),
+            channels_by_address: KeyedLimiter::per_hour(config.channels_per_hour),
+            channels_per_hour: config.channels_per_hour,
             send_rate: config.send_rate,
             send_burst: config.send_burst,
             // A client that respects "slow down" never comes close; one that keeps
@@ -244,13 +309,18 @@ impl Guards {
         })
     }
 
-    /// A fresh per-connection join bucket: clicking through a sidebar of rooms is
-    /// fine, a loop of joins is not.
-    pub fn join_bucket(&self, now: Instant) -> TokenBucket {
-        TokenBucket::new(JOIN_RATE, JOIN_BURST, now)
+    /// Channels one person, or one address, may create per hour.
+    pub fn channels_per_hour(&self) -> u32 {
+        self.channels_per_hour
     }
 
-    /// A fresh per-connection send bucket.
+    /// A fresh per-connection bucket of room changes: clicking through a sidebar
+    /// of rooms is fine, a loop is not.
+    pub fn room_change_bucket(&self, now: Instant) -> TokenBucket {
+        TokenBucket::new(ROOM_CHANGE_RATE, ROOM_CHANGE_BURST, now)
+    }
+
+    /// A fresh per-connection bucket for sends and every other frame.
     pub fn send_bucket(&self, now: Instant) -> TokenBucket {
         TokenBucket::new(self.send_rate, self.send_burst, now)
     }
@@ -352,10 +422,19 @@ mod tests {
         let first = counter.acquire(a).unwrap();
         let _second = counter.acquire(a).unwrap();
         assert_eq!(counter.acquire(a).err(), Some(Refusal::TooManyFromAddress));
-        let _third = counter.acquire(b).unwrap();
+        let third = counter.acquire(b).unwrap();
         assert_eq!(counter.acquire(b).err(), Some(Refusal::ServerFull));
         drop(first);
         let _again = counter.acquire(a).unwrap();
         assert_eq!(counter.total(), 3);
+        // A proxy's connection counts towards the total, not towards an address.
+        drop(third);
+        let proxied = counter.acquire_unattributed().unwrap();
+        assert_eq!(
+            counter.acquire_unattributed().err(),
+            Some(Refusal::ServerFull)
+        );
+        drop(proxied);
+        assert_eq!(counter.acquire(a).err(), Some(Refusal::TooManyFromAddress));
     }
 }

@@ -1,7 +1,8 @@
 //! The accept loop: TCP_NODELAY, a deadline for request headers (a client that sends
-//! them a byte at a time is dropped), a cap on open HTTP connections, the client's
-//! address for handlers, and a graceful stop.
+//! them a byte at a time is dropped), a cap on open HTTP connections in total and per
+//! address, the client's address for handlers, and a graceful stop.
 
+use super::limits::{Guards, Refusal};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -13,7 +14,6 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -43,23 +43,21 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 pub struct ListenLimits {
     /// Time a client has to send a request's headers.
     pub header_timeout: Duration,
-    /// HTTP connections open at once (not counting upgraded WebSockets, which the
-    /// WebSocket handler counts).
-    pub max_http_connections: usize,
     /// How long a stop waits for requests in flight.
     pub drain_timeout: Duration,
 }
 
 /// Serves `router` until `stop` completes, then stops accepting and lets requests in
-/// flight finish (up to the drain timeout).
+/// flight finish (up to the drain timeout). Open HTTP connections (not counting
+/// upgraded WebSockets, which the WebSocket handler counts) are capped by `guards`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ListenLimits,
+    guards: Arc<Guards>,
     stop: impl Future<Output = ()>,
 ) {
     let (stopping, stop_seen) = watch::channel(());
-    let open = Arc::new(AtomicUsize::new(0));
     let mut stop = pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -77,11 +75,14 @@ pub async fn serve(
         // Chat frames are small and must leave at once: without TCP_NODELAY, Nagle's
         // algorithm holds them until the peer's delayed ACK (tens of milliseconds).
         let _ = stream.set_nodelay(true);
-        if open.load(Ordering::Relaxed) >= limits.max_http_connections {
-            tokio::spawn(refuse(stream));
-            continue;
-        }
-        let counted = Counted::new(&open);
+        // Held until the connection ends, however its task ends.
+        let counted = match guards.admit_http(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tokio::spawn(refuse(stream, refusal));
+                continue;
+            }
+        };
         let router = router.clone();
         let mut stop_seen = stop_seen.clone();
         let header_timeout = limits.header_timeout;
@@ -124,29 +125,23 @@ pub async fn serve(
     let _ = tokio::time::timeout(limits.drain_timeout, stopping.closed()).await;
 }
 
-/// One open HTTP connection, counted until dropped, however its task ends.
-struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    fn new(open: &Arc<AtomicUsize>) -> Self {
-        open.fetch_add(1, Ordering::Relaxed);
-        Self(open.clone())
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Answers a connection beyond the cap with a plain 503 and closes it.
-async fn refuse(mut stream: TcpStream) {
-    const BODY: &str = "The server has too many open connections. Please try again shortly.";
+/// Answers a connection beyond a cap (503 for the server's, 429 for its address's
+/// share) and closes it, without reading its request.
+async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let (status, body) = match refusal {
+        Refusal::ServerFull => (
+            "503 Service Unavailable",
+            "The server has too many open connections. Please try again shortly.",
+        ),
+        Refusal::TooManyFromAddress => (
+            "429 Too Many Requests",
+            "Too many connections from your address are open. Please try again shortly.",
+        ),
+    };
     let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\nRetry-After: 5\r\n\r\n{BODY}",
-        BODY.len()
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\nRetry-After: 5\r\n\r\n{body}",
+        body.len()
     );
     let _ = tokio::time::timeout(
         Duration::from_secs(1),

@@ -105,6 +105,13 @@ impl Metrics {
             ApiError::NotIdentified => "not_identified",
             ApiError::Unavailable => "unavailable",
             ApiError::TooFast => "too_many_claims",
+            ApiError::ChannelsTooFast(_) => "too_many_channel_creations",
+            ApiError::TooManyChannels(_) => "channel_cap",
+            ApiError::CrossSite => "cross_site",
+            ApiError::TooLarge => "too_large",
+            ApiError::TooSlow => "too_slow",
+            ApiError::Crowded => "too_many_requests_open",
+            ApiError::WrongHost(_) => "wrong_host",
             ApiError::Transport(_) => "bad_request",
         };
         self.reject(reason);

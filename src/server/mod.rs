@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod config;
 pub mod frame;
+pub mod gate;
 pub mod hub;
 pub mod limits;
 pub mod listen;
@@ -12,6 +13,7 @@ pub mod name_key;
 pub mod names;
 pub mod operations;
 pub mod outbox;
+pub mod reader;
 pub mod socket;
 pub mod store;
 pub mod window;
@@ -105,6 +107,8 @@ pub struct Running {
     pub hub: Arc<Hub>,
     /// This node's place in a cluster, left on a clean stop.
     pub cluster: Option<cluster::Membership>,
+    /// The limits, which the accept loop applies too.
+    pub guards: Arc<Guards>,
 }
 
 /// The whole HTTP surface: pages, server functions, `/ws`, static files.
@@ -125,6 +129,9 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
             commit_queue: config.commit_queue,
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
+            max_tabs_per_person: config.max_tabs_per_person,
+            room_seats_per_address: config.room_seats_per_address,
+            max_channels: config.max_channels,
         },
         metrics.clone(),
     )?;
@@ -148,6 +155,7 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
     let routes = generate_route_list(App);
     let context_hub = hub.clone();
     let context_metrics = state.metrics.clone();
+    let context_guards = guards.clone();
     let router = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(operations::healthz))
@@ -159,18 +167,23 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
             move || {
                 provide_context(context_hub.clone());
                 provide_context(names.clone());
-                provide_context(guards.clone());
+                provide_context(context_guards.clone());
                 provide_context(context_metrics.clone());
             },
             move || shell(leptos_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gate::guard,
+        ))
         .with_state(state);
     Ok((
         router,
         Running {
             hub,
             cluster: membership,
+            guards,
         },
     ))
 }
@@ -190,18 +203,23 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     );
     let limits = listen::ListenLimits {
         header_timeout: config.header_timeout,
-        max_http_connections: config.max_http_connections,
         drain_timeout: std::time::Duration::from_secs(5),
     };
     let (router, running) = router(config)?;
     // Tests and scripts wait for this exact line to learn the port.
     println!("hearth listening on http://{addr}");
     let hub = running.hub.clone();
-    listen::serve(listener, router, limits, async move {
-        shutdown_signal().await;
-        // Every chat connection is told to reconnect, and sends are no longer taken.
-        hub.close_all(socket::close_code::RESTART, "server restarting; reconnect");
-    })
+    listen::serve(
+        listener,
+        router,
+        limits,
+        running.guards.clone(),
+        async move {
+            shutdown_signal().await;
+            // Every chat connection is told to reconnect, and sends are no longer taken.
+            hub.close_all(socket::close_code::RESTART, "server restarting; reconnect");
+        },
+    )
     .await;
     // Everything accepted before the signal is stored before the process ends.
     running.hub.shutdown().await;

@@ -17,15 +17,18 @@ use unicode_security::confusable_detection::skeleton;
 
 /// The generation of [`name_key`]: stores written under an older one re-key their
 /// names once (version 1 keyed by lower case only).
-pub const NAME_KEY_VERSION: u32 = 2;
+/// (version 1 keyed by lower case only; version 2 left blanks that look like spaces,
+/// such as the empty braille cell, standing after the skeleton).
+pub const NAME_KEY_VERSION: u32 = 3;
 
 /// The key under which `name` (already validated) is held.
 pub fn name_key(name: &str) -> String {
     let folded: String = name.nfkc().flat_map(char::to_lowercase).collect();
-    let spaced = folded.split_whitespace().collect::<Vec<_>>().join(" ");
     // The skeleton maps to prototypes of either case ("0" becomes "O"), so it is
-    // folded once more.
-    skeleton(&spaced).flat_map(char::to_lowercase).collect()
+    // folded once more; and it maps blanks that look like spaces (U+2800) to spaces,
+    // so spaces are collapsed (and trimmed) after it.
+    let skeletal: String = skeleton(&folded).flat_map(char::to_lowercase).collect();
+    skeletal.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A held name as a store keeps it, with whatever else the store keeps beside it.
@@ -93,14 +96,22 @@ impl LookAlikes {
 
     /// The existing channel `name` would pass for, if any.
     pub fn twin_of(&self, name: &str) -> Option<&str> {
-        self.by_look.get(&name_key(name)).map(String::as_str)
+        self.twin_of_look(&name_key(name))
+    }
+
+    /// The existing channel whose name has the look `look` ([`name_key`]), if any.
+    pub fn twin_of_look(&self, look: &str) -> Option<&str> {
+        self.by_look.get(look).map(String::as_str)
     }
 
     /// Notes a channel just created.
     pub fn add(&mut self, name: &str) {
-        self.by_look
-            .entry(name_key(name))
-            .or_insert_with(|| name.to_owned());
+        self.add_look(name_key(name), name);
+    }
+
+    /// Notes a channel just created, whose look was worked out before.
+    pub fn add_look(&mut self, look: String, name: &str) {
+        self.by_look.entry(look).or_insert_with(|| name.to_owned());
     }
 }
 
@@ -135,6 +146,15 @@ mod tests {
         same("Ａｄａ", "Ada");
         same("Ada\u{a0}Lovelace", "Ada Lovelace");
         same("Ada   Lovelace", "Ada Lovelace");
+    }
+
+    #[test]
+    fn blanks_that_look_like_spaces_are_spaces() {
+        // The empty braille cell draws nothing, and is no ignorable character.
+        same("Ada\u{2800}", "Ada");
+        same("Ada\u{2800}Lovelace", "Ada Lovelace");
+        same("\u{2800}Ada", "ada");
+        assert_eq!(name_key("\u{2800}\u{2800}"), "");
     }
 
     #[test]

@@ -15,6 +15,10 @@ use std::sync::{Arc, Mutex};
 const VERIFIED_FRESH_MS: i64 = 60_000;
 /// Most remembered checks; older ones are dropped first when it fills.
 const VERIFIED_MAX: usize = 100_000;
+/// While the store is away, a check this recent still lets a tab back in: people
+/// reconnecting through a short outage keep reading, but a check from long ago
+/// (before the name may have changed hands elsewhere) does not.
+const TRUSTED_WHILE_AWAY_MS: i64 = 10 * 60_000;
 
 pub struct Names {
     store: Arc<dyn Store>,
@@ -26,6 +30,14 @@ pub struct Names {
     /// through another node), so a connection can tell cheaply whether its check
     /// may have been taken back before the hub knew of it.
     taken_back: AtomicU64,
+}
+
+/// A name its holder no longer has (given up, or taken over after going unused):
+/// its key, and the holder whose open tabs must let go of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LetGo {
+    pub key: String,
+    pub holder: Holder,
 }
 
 /// Who holds a name, as each of their connections remembers it: the first 8 bytes of
@@ -126,13 +138,15 @@ impl Names {
     }
 
     /// Gives `raw_name` to the caller. A browser that already holds a token presents
-    /// it and keeps it; otherwise a new one is issued. Blocks on the store.
+    /// it and keeps it; otherwise a new one is issued. Also returns the holder the
+    /// name was taken from, when it had gone unused long enough to be taken over.
+    /// Blocks on the store.
     pub fn claim(
         &self,
         raw_name: &str,
         token: Option<String>,
         now: i64,
-    ) -> Result<NameGrant, crate::protocol::ApiError> {
+    ) -> Result<(NameGrant, Option<LetGo>), crate::protocol::ApiError> {
         let name = validate_name(raw_name)?;
         let token = token
             .filter(|t| !t.is_empty() && t.len() <= TOKEN_MAX_BYTES)
@@ -143,7 +157,12 @@ impl Names {
             token_hash: hash(&token),
             now,
         };
-        let held = self
+        // Nothing but blanks that look like spaces (empty braille cells): a name
+        // that draws nothing.
+        if claim.key.is_empty() {
+            return Err(crate::protocol::NameError::Invisible.into());
+        }
+        let claimed = self
             .store
             .claim_name(&claim, self.idle_expiry_ms)
             .map_err(|e| match HubError::from(e) {
@@ -154,14 +173,22 @@ impl Names {
         // holds. Only now: a refused claim must not unsettle the holder, whose
         // reconnects lean on it while the store is away.
         self.take_back(&claim.key, None);
-        Ok(NameGrant { name: held, token })
+        let displaced = claimed.displaced.map(|hash| LetGo {
+            key: claim.key,
+            holder: Holder::of_hash(&hash),
+        });
+        let grant = NameGrant {
+            name: claimed.name,
+            token,
+        };
+        Ok((grant, displaced))
     }
 
     /// The name as held, if `token` holds `name` (marking it used); the spelling
     /// held is the one everyone sees, whatever capitals were typed. Blocks on the
     /// store.
     pub fn verify(&self, name: &str, token: &str, now: i64) -> Result<Option<String>, HubError> {
-        if token.is_empty() || token.len() > TOKEN_MAX_BYTES {
+        if !is_plausible(name, token) {
             return Ok(None);
         }
         let (key, token_hash) = (name_key(name), hash(token));
@@ -178,7 +205,12 @@ impl Names {
                 // reconnect and read while sends wait.
                 let verified = self.verified();
                 match verified.get(&key) {
-                    Some(entry) if entry.token_hash == token_hash => Ok(Some(entry.held.clone())),
+                    Some(entry)
+                        if entry.token_hash == token_hash
+                            && now - entry.at < TRUSTED_WHILE_AWAY_MS =>
+                    {
+                        Ok(Some(entry.held.clone()))
+                    }
                     _ => Err(error.into()),
                 }
             }
@@ -186,15 +218,21 @@ impl Names {
     }
 
     /// Frees `name` if `token` holds it, and returns its key and the holder whose
-    /// tabs must now let go of it; `None` if `token` did not hold it. Blocks on the
-    /// store.
-    pub fn release(&self, name: &str, token: &str) -> Result<Option<(String, Holder)>, HubError> {
+    /// tabs must now let go of it; `None` if `token` did not hold it (nothing is
+    /// worked out for a name or token that could not be held). Blocks on the store.
+    pub fn release(&self, name: &str, token: &str) -> Result<Option<LetGo>, HubError> {
+        if !is_plausible(name, token) {
+            return Ok(None);
+        }
         let (key, token_hash) = (name_key(name), hash(token));
         if !self.store.release_name(&key, &token_hash)? {
             return Ok(None);
         }
         self.take_back(&key, None);
-        Ok(Some((key, Holder::of_hash(&token_hash))))
+        Ok(Some(LetGo {
+            key,
+            holder: Holder::of_hash(&token_hash),
+        }))
     }
 
     /// Forgets that `token_hash` held the name keyed `key`, which its holder gave up
@@ -203,6 +241,13 @@ impl Names {
     pub fn forget(&self, key: &str, token_hash: &[u8]) {
         self.take_back(key, Some(token_hash));
     }
+}
+
+/// Whether `token` could hold `name`: a valid name and a token of a length the
+/// server issues or accepts. Checked before any key or hash is worked out, so a
+/// request with megabytes of either costs nothing.
+fn is_plausible(name: &str, token: &str) -> bool {
+    !token.is_empty() && token.len() <= TOKEN_MAX_BYTES && validate_name(name).is_ok()
 }
 
 fn hash(token: &str) -> Vec<u8> {
@@ -226,12 +271,12 @@ mod tests {
     #[test]
     fn a_check_taken_back_while_a_tab_says_hello_is_noticed() {
         let names = Names::new(Arc::new(MemoryStore::new(10)), Duration::from_secs(3600));
-        let ada = names.claim("Ada", None, 0).unwrap();
+        let ada = names.claim("Ada", None, 0).unwrap().0;
         let mark = names.mark();
         assert!(names.verify("Ada", &ada.token, 1).unwrap().is_some());
         assert!(names.still_trusts(mark, "Ada", &ada.token));
         // Someone else's name given up takes nothing of Ada's back.
-        let bob = names.claim("Bob", None, 2).unwrap();
+        let bob = names.claim("Bob", None, 2).unwrap().0;
         assert!(names.verify("Bob", &bob.token, 2).unwrap().is_some());
         assert!(names.release("Bob", &bob.token).unwrap().is_some());
         assert_ne!(names.mark(), mark);
@@ -244,7 +289,7 @@ mod tests {
     fn a_name_given_up_elsewhere_is_checked_afresh() {
         let store = Arc::new(MemoryStore::new(10));
         let names = Names::new(store.clone(), Duration::from_secs(3600));
-        let grant = names.claim("Ada", None, 0).unwrap();
+        let grant = names.claim("Ada", None, 0).unwrap().0;
         assert!(names.verify("Ada", &grant.token, 1).unwrap().is_some());
         // Given up through another node: the store no longer has it, and this
         // node's check of a moment ago no longer counts for the token that held it.
@@ -263,7 +308,7 @@ mod tests {
     #[test]
     fn a_name_is_held_by_the_token_it_returned() {
         let names = Names::new(Arc::new(MemoryStore::new(10)), Duration::from_secs(3600));
-        let grant = names.claim("  Ada ", None, 0).unwrap();
+        let grant = names.claim("  Ada ", None, 0).unwrap().0;
         assert_eq!(grant.name, "Ada");
         assert_eq!(grant.token.len(), 64);
         assert_eq!(
@@ -278,7 +323,7 @@ mod tests {
         assert_eq!(names.verify_recent("ada", "guess", 2), None);
         assert_eq!(names.verify_recent("ada", &grant.token, 60_001), None);
         assert_eq!(
-            names.claim("ADA", None, 2),
+            names.claim("ADA", None, 2).map(|(grant, _)| grant),
             Err(ApiError::NameTaken("ADA".into()))
         );
         // Someone else trying the name, or releasing it without its token, does not
@@ -289,7 +334,7 @@ mod tests {
             Some("Ada")
         );
         // Presenting the token keeps it.
-        let again = names.claim("Ada", Some(grant.token.clone()), 3).unwrap();
+        let again = names.claim("Ada", Some(grant.token.clone()), 3).unwrap().0;
         assert_eq!(again.token, grant.token);
         assert!(names.release("Ada", &grant.token).unwrap().is_some());
         assert_eq!(names.verify_recent("ada", &grant.token, 4), None);
@@ -300,8 +345,53 @@ mod tests {
     fn invalid_names_are_refused_with_the_reason() {
         let names = Names::new(Arc::new(MemoryStore::new(10)), Duration::from_secs(3600));
         assert_eq!(
-            names.claim("a\u{200B}b", None, 0),
+            names.claim("a\u{200B}b", None, 0).map(|(grant, _)| grant),
             Err(ApiError::Name(crate::protocol::NameError::Invisible))
         );
+        // Nothing is worked out for a name or token that could not be held.
+        let huge = "\u{FDFA}".repeat(200_000);
+        assert_eq!(names.release(&huge, "token").unwrap(), None);
+        assert_eq!(names.release("Ada", &"t".repeat(129)).unwrap(), None);
+        assert_eq!(names.verify(&huge, "token", 0).unwrap(), None);
+    }
+
+    #[test]
+    fn a_name_taken_over_after_going_unused_names_the_holder_it_was_taken_from() {
+        let names = Names::new(Arc::new(MemoryStore::new(10)), Duration::from_millis(1_000));
+        let (first, displaced) = names.claim("Ada", None, 0).unwrap();
+        assert_eq!(displaced, None);
+        let (_, displaced) = names.claim("ada", None, 5_000).unwrap();
+        assert_eq!(
+            displaced,
+            Some(LetGo {
+                key: name_key("Ada"),
+                holder: Holder::of_token(&first.token),
+            })
+        );
+    }
+
+    #[test]
+    fn while_the_store_is_away_only_a_recent_check_lets_a_tab_back_in() {
+        let store = Arc::new(crate::server::store::faulty::Faulty::new(10));
+        let names = Names::new(store.clone(), Duration::from_secs(3600));
+        let (grant, _) = names.claim("Ada", None, 0).unwrap();
+        assert!(names.verify("Ada", &grant.token, 1).unwrap().is_some());
+        store.failing.store(true, Ordering::Relaxed);
+        // A minute later the check is still good enough to read through an outage.
+        assert_eq!(
+            names
+                .verify("Ada", &grant.token, 60_000)
+                .unwrap()
+                .as_deref(),
+            Some("Ada")
+        );
+        // Long after it, the name may have changed hands meanwhile: refused until
+        // the store can say.
+        assert!(
+            names
+                .verify("Ada", &grant.token, TRUSTED_WHILE_AWAY_MS + 1)
+                .is_err()
+        );
+        assert!(names.verify("Ada", "someone else's", 2).is_err());
     }
 }

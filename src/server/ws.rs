@@ -11,11 +11,11 @@ use super::outbox::{Outbox, Signal};
 use super::socket::{self, Incoming, Socket, close_code};
 use crate::protocol::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, validate_name};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::OptionFuture;
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -29,7 +29,7 @@ pub async fn upgrade(
     mut request: Request,
 ) -> Response {
     let headers = request.headers();
-    if !origin_allowed(headers, &app.config.allowed_origins) {
+    if !super::gate::socket_from_this_site(headers, &app.config) {
         app.metrics.reject("origin");
         return (
             StatusCode::FORBIDDEN,
@@ -44,11 +44,8 @@ pub async fn upgrade(
             return refusal.into_response();
         }
     };
-    let slot = match app
-        .guards
-        .connections
-        .acquire(app.guards.client_address(peer.ip(), headers))
-    {
+    let address = app.guards.client_address(peer.ip(), headers);
+    let slot = match app.guards.connections.acquire(address) {
         Ok(slot) => slot,
         Err(Refusal::TooManyFromAddress) => {
             app.metrics.reject("too_many_connections");
@@ -85,29 +82,12 @@ pub async fn upgrade(
                 // The early bytes are copied out: their buffer is hyper's whole 8 KiB
                 // read buffer, which would otherwise stay with the connection for life.
                 drop(parts.read_buf);
-                run(socket, app, slot).await;
+                run(socket, app, address, slot).await;
             }
             Err(_) => tracing::error!("an upgraded connection was not a TCP stream"),
         }
     });
     switching
-}
-
-/// Browsers always send `Origin` on WebSocket upgrades, so a page on another site is
-/// refused unless listed. A request without `Origin` cannot come from a page (only
-/// from programs, which could forge any header anyway), so it is allowed.
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    if allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
-        return true;
-    }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 /// How a connection ends: with a close frame, or silently when the client is gone.
@@ -116,7 +96,7 @@ enum End {
     Gone,
 }
 
-async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
+async fn run(mut socket: Socket, app: AppState, address: IpAddr, _slot: ConnectionSlot) {
     // The hello and the closing handshake are boxed: their state then lives only
     // while they run, and each idle connection's task stays small.
     let mark = app.names.mark();
@@ -131,8 +111,20 @@ async fn run(mut socket: Socket, app: AppState, _slot: ConnectionSlot) {
     let hub = &app.hub;
     // The hub queues the welcome and writes it, ahead of anything else it sends.
     let holder = Holder::of_token(&token);
-    let Some(id) = hub.connect(&name, holder, socket.outbox.clone()) else {
-        return Box::pin(socket.close(close_code::RESTART, "server restarting; reconnect")).await;
+    let id = match hub.connect(&name, holder, address, socket.outbox.clone()) {
+        Ok(id) => id,
+        Err(HubError::Unavailable) => {
+            return Box::pin(socket.close(close_code::RESTART, "server restarting; reconnect"))
+                .await;
+        }
+        Err(refused) => {
+            app.metrics.reject_code(refused.code());
+            socket.outbox.push_own(encode(&ServerFrame::Error {
+                code: refused.code(),
+                message: refused.to_string(),
+            }));
+            return Box::pin(socket.close(close_code::POLICY, "too many tabs")).await;
+        }
     };
     // Leaves the hub however this function ends, panics included.
     let member = Membership { hub, id };
@@ -345,13 +337,14 @@ enum Handled {
     Flooding,
 }
 
-/// What one connection may ask for how fast. Sends: its own bucket, and its
-/// person's, shared by all their tabs so more tabs do not mean more messages.
-/// Joins: each is answered with up to a window of history, copied while the hub
-/// waits, so a client switching rooms in a loop would hold everyone else up.
+/// What one connection may ask for how fast; every frame takes from a bucket.
+/// Room changes (joins and leaves): a bucket of their own, as each takes the hub's
+/// lock, and a join is answered with up to a window of history copied while the
+/// hub waits. Everything else (sends, and frames it cannot use): its own send
+/// bucket, and its person's, shared by all their tabs so more tabs do not mean more.
 struct FrameLimits {
     sends: TokenBucket,
-    joins: TokenBucket,
+    room_changes: TokenBucket,
     person: Arc<str>,
     guards: Arc<Guards>,
     refused_in_a_row: u32,
@@ -363,28 +356,20 @@ impl FrameLimits {
         let now = Instant::now();
         Self {
             sends: guards.send_bucket(now),
-            joins: guards.join_bucket(now),
+            room_changes: guards.room_change_bucket(now),
             person,
             guards,
             refused_in_a_row: 0,
         }
     }
 
-    /// Whether this send may go ahead now.
-    fn allow_send(&mut self) -> bool {
+    /// Whether this frame may be answered now.
+    fn allow(&mut self, frame: &Result<ClientFrame, serde_json::Error>) -> bool {
         let now = Instant::now();
-        let allowed =
-            self.sends.try_take(now) && self.guards.person_sends.try_take(&self.person, now);
-        self.note(allowed)
-    }
-
-    /// Whether this join may go ahead now.
-    fn allow_join(&mut self) -> bool {
-        let allowed = self.joins.try_take(Instant::now());
-        self.note(allowed)
-    }
-
-    fn note(&mut self, allowed: bool) -> bool {
+        let allowed = match frame {
+            Ok(ClientFrame::Join { .. } | ClientFrame::Leave) => self.room_changes.try_take(now),
+            _ => self.sends.try_take(now) && self.guards.person_sends.try_take(&self.person, now),
+        };
         if allowed {
             self.refused_in_a_row = 0;
         } else {
@@ -401,31 +386,36 @@ impl FrameLimits {
 /// Answers one frame from an identified connection. Sends are answered later, once
 /// stored, through the connection's queue.
 fn handle(hub: &Hub, id: ConnId, text: &str, limits: &mut FrameLimits) -> Handled {
-    let frame = match serde_json::from_str::<ClientFrame>(text) {
-        Ok(frame) => frame,
-        Err(e) => {
-            return Handled::Reply(Some(ServerFrame::Error {
+    let frame = serde_json::from_str::<ClientFrame>(text);
+    if limits.allow(&frame) {
+        return Handled::Reply(match frame {
+            Ok(frame) => answer(hub, id, frame),
+            Err(e) => Some(ServerFrame::Error {
                 code: ErrorCode::BadFrame,
                 message: format!("That message could not be understood: {e}."),
-            }));
-        }
-    };
-    let refusal = match &frame {
-        ClientFrame::Send { client_id, .. } if !limits.allow_send() => ServerFrame::SendFailed {
-            client_id: client_id.clone(),
-            code: ErrorCode::RateLimited,
-            message: "You are sending messages too fast. Please slow down.".into(),
-        },
-        ClientFrame::Join { .. } if !limits.allow_join() => ServerFrame::Error {
-            code: ErrorCode::RateLimited,
-            message: "You are switching rooms too fast. Please wait a moment.".into(),
-        },
-        _ => return Handled::Reply(answer(hub, id, frame)),
-    };
+            }),
+        });
+    }
     if limits.is_flooding() {
         return Handled::Flooding;
     }
-    Handled::Reply(Some(refusal))
+    let message = match &frame {
+        Ok(ClientFrame::Send { client_id, .. }) => {
+            return Handled::Reply(Some(ServerFrame::SendFailed {
+                client_id: client_id.clone(),
+                code: ErrorCode::RateLimited,
+                message: "You are sending messages too fast. Please slow down.".into(),
+            }));
+        }
+        Ok(ClientFrame::Join { .. } | ClientFrame::Leave) => {
+            "You are switching rooms too fast. Please wait a moment."
+        }
+        _ => "You are sending too fast. Please wait a moment.",
+    };
+    Handled::Reply(Some(ServerFrame::Error {
+        code: ErrorCode::RateLimited,
+        message: message.into(),
+    }))
 }
 
 /// Answers a frame within its limits.

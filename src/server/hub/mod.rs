@@ -20,7 +20,7 @@ use super::name_key::name_key;
 use super::names::Holder;
 use super::outbox::{Full, Outbox};
 use super::socket::close_code;
-use super::store::{NewMessage, Store, StoreError};
+use super::store::{NewChannel, NewMessage, Store, StoreError};
 use super::window::{ChannelWindow, Kept, Replay};
 use crate::protocol::{
     CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ChatMessage, ErrorCode, MessageError, Seq,
@@ -29,10 +29,11 @@ use crate::protocol::{
 use bytes::Bytes;
 use presence::{
     enter_room, is_online, leave_room, note_list_told, online_count, online_in, run_ticker,
-    take_out_of_room,
+    seats_taken, take_out_of_room,
 };
 use publish::{Job, PUBLISH_QUEUE, run_committer, run_publisher};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,6 +59,14 @@ pub enum HubError {
     NoSuchChannel(String),
     #[error("This room is full ({capacity} people are in “{channel}”). Pick another room.")]
     RoomFull { channel: String, capacity: usize },
+    #[error(
+        "{seats} people from your network are in “{channel}” already, as many as one network may seat. Pick another room."
+    )]
+    SeatsTaken { channel: String, seats: usize },
+    #[error("This name is open in {tabs} tabs already. Close one and try again.")]
+    TooManyTabs { tabs: usize },
+    #[error("This server has reached its limit of {0} channels.")]
+    TooManyChannels(usize),
     #[error("{0}")]
     Message(#[from] MessageError),
     #[error("A send needs a client id of 1 to {CLIENT_ID_MAX_BYTES} bytes.")]
@@ -76,12 +85,32 @@ impl HubError {
             HubError::ChannelName(_) => ErrorCode::InvalidChannelName,
             HubError::ChannelExists(_) => ErrorCode::ChannelExists,
             HubError::NoSuchChannel(_) => ErrorCode::NoSuchChannel,
-            HubError::RoomFull { .. } => ErrorCode::RoomFull,
+            HubError::RoomFull { .. } | HubError::SeatsTaken { .. } => ErrorCode::RoomFull,
+            HubError::TooManyTabs { .. } => ErrorCode::TooManyTabs,
+            HubError::TooManyChannels(_) => ErrorCode::TooManyChannels,
             HubError::Message(_) => ErrorCode::InvalidMessage,
             HubError::ClientId => ErrorCode::BadFrame,
             HubError::NotInChannel(_) => ErrorCode::NotInChannel,
             HubError::Unavailable => ErrorCode::Unavailable,
             HubError::NameTaken(_) => ErrorCode::NameTaken,
+        }
+    }
+}
+
+/// A refusal as a server function answers it: the same words. Only channel
+/// creation reaches the hub over HTTP; what else the hub refuses is the socket's.
+impl From<HubError> for crate::protocol::ApiError {
+    fn from(error: HubError) -> Self {
+        use crate::protocol::ApiError;
+        match error {
+            HubError::ChannelName(e) => ApiError::ChannelName(e),
+            HubError::ChannelExists(name) => ApiError::ChannelExists(name),
+            HubError::NameTaken(name) => ApiError::NameTaken(name),
+            HubError::TooManyChannels(max) => ApiError::TooManyChannels(max),
+            other => {
+                tracing::warn!(error = %other, "a socket refusal reached a server function");
+                ApiError::Unavailable
+            }
         }
     }
 }
@@ -92,6 +121,7 @@ impl From<StoreError> for HubError {
             StoreError::ChannelExists(name) => HubError::ChannelExists(name),
             StoreError::NoSuchChannel(name) => HubError::NoSuchChannel(name),
             StoreError::NameTaken(name) => HubError::NameTaken(name),
+            StoreError::TooManyChannels(max) => HubError::TooManyChannels(max),
             StoreError::Backend(e) => {
                 tracing::error!(error = %e, "store failed");
                 HubError::Unavailable
@@ -113,6 +143,12 @@ pub struct HubLimits {
     pub ping_interval: Duration,
     /// How long a client may stay silent (pongs count) before it is let go.
     pub idle_timeout: Duration,
+    /// Connections (tabs) one person may hold at once.
+    pub max_tabs_per_person: usize,
+    /// People from one address who may be in one room at once.
+    pub room_seats_per_address: usize,
+    /// Most channels there may be.
+    pub max_channels: usize,
 }
 
 pub struct Hub {
@@ -129,6 +165,8 @@ pub struct Hub {
 #[derive(Default)]
 struct State {
     conns: HashMap<ConnId, Conn>,
+    /// Connections per person (by the name as held).
+    tabs: HashMap<Arc<str>, usize>,
     rooms: HashMap<String, presence::Room>,
     /// Rooms with presence changes not yet announced.
     presence_changed: HashSet<String>,
@@ -139,10 +177,10 @@ struct State {
     /// Channel keys in creation order.
     order: Vec<String>,
     windows: HashMap<String, ChannelWindow>,
-    /// Every channel as a JSON array, built on the first hello after a change:
-    /// each hello answers with it, and a connect storm would otherwise serialize
-    /// the whole list once per connection.
-    channels_json: Option<Arc<str>>,
+    /// Every channel as the middle part of a welcome (a continuation frame),
+    /// built on the first hello after a change and shared by every welcome after
+    /// it: a hello costs the same however many channels there are.
+    channels_frame: Option<Bytes>,
     /// Outboxes given their first frame under the lock, written once it is let go.
     to_flush: Vec<Arc<Outbox>>,
 }
@@ -182,6 +220,8 @@ impl Drop for Locked<'_> {
 struct Conn {
     name: Arc<str>,
     holder: Holder,
+    /// Where it connects from, as per-address limits count it.
+    address: IpAddr,
     outbox: Arc<Outbox>,
     /// Key of the room this connection is in.
     room: Option<String>,
@@ -251,30 +291,47 @@ impl Hub {
         all_channels(&self.lock())
     }
 
-    /// Registers a connection for a person who said hello and queues its welcome
-    /// (their name and every channel) ahead of anything else, for the caller to
-    /// write; `None` once the server is stopping.
-    pub fn connect(&self, name: &str, holder: Holder, outbox: Arc<Outbox>) -> Option<ConnId> {
+    /// Registers a connection for a person who said hello from `address` and
+    /// queues its welcome (their name and every channel) ahead of anything else,
+    /// for the caller to write. Refused once the server is stopping
+    /// (`Unavailable`), and for a person who holds as many tabs as one may.
+    pub fn connect(
+        &self,
+        name: &str,
+        holder: Holder,
+        address: IpAddr,
+        outbox: Arc<Outbox>,
+    ) -> Result<ConnId, HubError> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         // Checked under the lock, so `close_all` cannot miss a connection.
         if self.closing.load(Ordering::Acquire) {
-            return None;
+            return Err(HubError::Unavailable);
         }
+        let tabs = self.limits.max_tabs_per_person;
+        let name: Arc<str> = match state.tabs.get_key_value(name) {
+            Some((_, &open)) if open >= tabs => return Err(HubError::TooManyTabs { tabs }),
+            Some((held, _)) => held.clone(),
+            None => name.into(),
+        };
+        *state.tabs.entry(name.clone()).or_insert(0) += 1;
         // Not written here: when the client joined in the same packet as its hello,
         // the welcome leaves with the answer, in one write (see `ws::run`).
-        outbox.push_own(welcome(&mut state, name));
+        for part in welcome(&mut state, &name) {
+            outbox.push_own(part);
+        }
         state.conns.insert(
             id,
             Conn {
-                name: name.into(),
+                name,
                 holder,
+                address,
                 outbox,
                 room: None,
                 slot: 0,
             },
         );
-        Some(id)
+        Ok(id)
     }
 
     /// `connect` with no socket behind it: tests read the queue.
@@ -287,15 +344,27 @@ impl Hub {
     #[cfg(test)]
     pub fn connect_detached_holding(&self, name: &str, token: &str) -> Option<Registration> {
         let outbound = Outbox::detached(16);
-        let id = self.connect(name, Holder::of_token(token), outbound.clone())?;
-        // Tests read the welcome through `welcome`, and the rest here.
-        let _welcome = outbound.try_recv();
+        let localhost = IpAddr::from([127, 0, 0, 1]);
+        let id = self
+            .connect(name, Holder::of_token(token), localhost, outbound.clone())
+            .ok()?;
+        // Tests read the welcome (in three parts) through `welcome`, and the
+        // rest here.
+        for _part in 0..3 {
+            let _ = outbound.try_recv();
+        }
         Some(Registration { id, outbound })
     }
 
+    /// The welcome for `name` as one whole frame, as a client puts it together.
     #[cfg(test)]
     pub fn welcome(&self, name: &str) -> Bytes {
-        welcome(&mut self.lock(), name)
+        let parts = welcome(&mut self.lock(), name);
+        let payload: Vec<u8> = parts
+            .iter()
+            .flat_map(|part| frame::server_payload(part).to_vec())
+            .collect();
+        frame::text(&payload)
     }
 
     /// Pings every connection (written straight to the sockets, no task woken), and
@@ -344,6 +413,7 @@ impl Hub {
             conn.outbox.request_close(code, reason);
         }
         state.conns.clear();
+        state.tabs.clear();
         state.rooms.clear();
     }
 
@@ -379,10 +449,17 @@ impl Hub {
     /// store: call it from a blocking context.
     pub fn create_channel(&self, raw_name: &str, now: i64) -> Result<Channel, HubError> {
         let name = validate_channel_name(raw_name)?;
-        let channel = self.store.create_channel(&name, now)?;
-        let key = channel_key(&channel.name);
+        let new = NewChannel::new(&name, now);
+        let channel = self
+            .store
+            .create_channel_within(&new, self.limits.max_channels)?;
         // In a cluster the stream of creations may have brought it here already.
-        add_channel(&mut self.lock(), key, channel.clone(), self.limits.history);
+        add_channel(
+            &mut self.lock(),
+            new.key,
+            channel.clone(),
+            self.limits.history,
+        );
         Ok(channel)
     }
 
@@ -436,7 +513,7 @@ impl Hub {
                 HubError::NoSuchChannel(display)
             });
         };
-        let name = conn.name.clone();
+        let (name, address) = (conn.name.clone(), conn.address);
         if conn.room.as_deref() != Some(key.as_str()) {
             if !is_online(state, &key, &name)
                 && online_count(state, &key) >= self.limits.room_capacity
@@ -444,6 +521,13 @@ impl Hub {
                 return Err(HubError::RoomFull {
                     channel: display,
                     capacity: self.limits.room_capacity,
+                });
+            }
+            let seats = self.limits.room_seats_per_address;
+            if seats_taken(state, &key, &name, address) >= seats {
+                return Err(HubError::SeatsTaken {
+                    channel: display,
+                    seats,
                 });
             }
             leave_room(state, id);
@@ -536,24 +620,31 @@ impl Hub {
     }
 }
 
-/// The answer to a hello from `name`: their name and every channel, framed.
-fn welcome(state: &mut State, name: &str) -> Bytes {
-    let channels = match &state.channels_json {
-        Some(json) => json.clone(),
+/// The answer to a hello from `name`: their name and every channel, as the message
+/// `ServerFrame::Welcome` serializes to (a unit test holds the two equal), sent in
+/// three fragments so the channel list, the one part that grows, is shared by every
+/// welcome rather than copied into each.
+fn welcome(state: &mut State, name: &str) -> [Bytes; 3] {
+    let channels = match &state.channels_frame {
+        Some(framed) => framed.clone(),
         None => {
-            let json: Arc<str> = serde_json::to_string(&all_channels(state))
-                .expect("channels always serialize")
-                .into();
-            state.channels_json = Some(json.clone());
-            json
+            let json = serde_json::to_vec(&all_channels(state)).expect("channels always serialize");
+            let framed = frame::fragment(frame::OP_CONTINUATION, false, &json);
+            state.channels_frame = Some(framed.clone());
+            framed
         }
     };
-    // The frame `ServerFrame::Welcome` serializes to, with the list spliced in
-    // (a unit test holds the two equal).
     let name = serde_json::to_string(name).expect("strings always serialize");
-    let json = format!(r#"{{"type":"welcome","name":{name},"channels":{channels}}}"#);
-    frame::text(json.as_bytes())
+    let opening = format!(r#"{{"type":"welcome","name":{name},"channels":"#);
+    [
+        frame::fragment(frame::OP_TEXT, false, opening.as_bytes()),
+        channels,
+        Bytes::from_static(WELCOME_END),
+    ]
 }
+
+/// The last fragment of every welcome: the closing brace.
+const WELCOME_END: &[u8] = &[0x80 | frame::OP_CONTINUATION, 1, b'}'];
 
 fn all_channels(state: &State) -> Vec<Channel> {
     state
@@ -569,7 +660,7 @@ fn add_channel(state: &mut State, key: String, channel: Channel, history: usize)
         return false;
     }
     state.order.push(key.clone());
-    state.channels_json = None;
+    state.channels_frame = None;
     state.windows.insert(
         key,
         ChannelWindow::new(channel.clone(), 0, Vec::new(), history),
@@ -717,7 +808,15 @@ fn enqueue(conn: &Conn, frame: &Bytes, to_flush: &mut Vec<Arc<Outbox>>) -> Resul
 fn evict(state: &mut State, gone: Vec<ConnId>) {
     for id in gone {
         take_out_of_room(state, id);
-        state.conns.remove(&id);
+        let Some(conn) = state.conns.remove(&id) else {
+            continue;
+        };
+        if let Some(open) = state.tabs.get_mut(&conn.name) {
+            *open -= 1;
+            if *open == 0 {
+                state.tabs.remove(&conn.name);
+            }
+        }
     }
 }
 
@@ -731,7 +830,7 @@ fn display_name(state: &State, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::store::{Appended, MemoryStore};
+    use crate::server::store::MemoryStore;
 
     pub(super) fn hub(capacity: usize) -> Arc<Hub> {
         hub_with_idle_timeout(capacity, Duration::from_secs(45))
@@ -745,25 +844,36 @@ mod tests {
     }
 
     fn hub_with_idle_timeout(capacity: usize, idle_timeout: Duration) -> Arc<Hub> {
+        hub_limited(HubLimits {
+            idle_timeout,
+            ..limits(capacity)
+        })
+    }
+
+    /// Limits for a test hub: these, and no others that a test does not name.
+    fn limits(capacity: usize) -> HubLimits {
+        HubLimits {
+            room_capacity: capacity,
+            history: 100,
+            commit_queue: 16,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            max_tabs_per_person: usize::MAX,
+            room_seats_per_address: usize::MAX,
+            max_channels: usize::MAX,
+        }
+    }
+
+    /// A hub with General, within `limits`.
+    fn hub_limited(limits: HubLimits) -> Arc<Hub> {
         let store = Arc::new(MemoryStore::new(100));
         store.create_channel("General", 0).unwrap();
-        hub_on(store, capacity, idle_timeout)
+        hub_on(store, limits)
     }
 
     /// A hub on `store`, which holds General.
-    fn hub_on(store: Arc<dyn Store>, capacity: usize, idle_timeout: Duration) -> Arc<Hub> {
-        Hub::start(
-            store,
-            HubLimits {
-                room_capacity: capacity,
-                history: 100,
-                commit_queue: 16,
-                ping_interval: Duration::from_secs(15),
-                idle_timeout,
-            },
-            Arc::default(),
-        )
-        .unwrap()
+    fn hub_on(store: Arc<dyn Store>, limits: HubLimits) -> Arc<Hub> {
+        Hub::start(store, limits, Arc::default()).unwrap()
     }
 
     /// The server frame in a queued frame, if it is one (not a ping).
@@ -860,50 +970,6 @@ mod tests {
         ));
     }
 
-    /// The memory store, whose appends fail or panic when told to.
-    struct Breakable {
-        inner: MemoryStore,
-        failing: std::sync::atomic::AtomicBool,
-        panicking: std::sync::atomic::AtomicBool,
-    }
-
-    impl Store for Breakable {
-        fn load(&self) -> Result<Vec<crate::server::store::ChannelLog>, StoreError> {
-            self.inner.load()
-        }
-        fn create_channel(&self, name: &str, at: i64) -> Result<Channel, StoreError> {
-            self.inner.create_channel(name, at)
-        }
-        fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
-            assert!(!self.panicking.load(Ordering::Relaxed), "the store broke");
-            if self.failing.load(Ordering::Relaxed) {
-                return Err(StoreError::Backend("the disk is full".into()));
-            }
-            self.inner.append(batch)
-        }
-        fn claim_name(
-            &self,
-            claim: &crate::server::store::NameClaim,
-            idle_expiry_ms: i64,
-        ) -> Result<String, StoreError> {
-            self.inner.claim_name(claim, idle_expiry_ms)
-        }
-        fn holds_name(
-            &self,
-            key: &str,
-            hash: &[u8],
-            now: i64,
-        ) -> Result<Option<String>, StoreError> {
-            self.inner.holds_name(key, hash, now)
-        }
-        fn release_name(&self, key: &str, hash: &[u8]) -> Result<bool, StoreError> {
-            self.inner.release_name(key, hash)
-        }
-        fn ping(&self) -> Result<(), StoreError> {
-            self.inner.ping()
-        }
-    }
-
     /// Sends one message as `who` and waits for its answer.
     async fn answer_to_send(hub: &Hub, who: &Registration, client_id: &str) -> ServerFrame {
         hub.send(who.id, "General", client_id.into(), "hello", 1)
@@ -922,13 +988,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_node_whose_sends_cannot_be_stored_is_not_ready() {
-        let store = Arc::new(Breakable {
-            inner: MemoryStore::new(100),
-            failing: false.into(),
-            panicking: false.into(),
-        });
+        let store = Arc::new(crate::server::store::faulty::Faulty::new(100));
         store.create_channel("General", 0).unwrap();
-        let hub = hub_on(store.clone(), 10, Duration::from_secs(45));
+        let hub = hub_on(store.clone(), limits(10));
         let ada = in_general(&hub, "ada");
         assert!(hub.store_ready().is_ok());
 
@@ -1053,6 +1115,65 @@ mod tests {
             assert_eq!(stays.outbound.take_signal(), None);
         }
         assert_eq!(hub.census(), (2, 1));
+    }
+
+    /// `connect_detached` from `address`.
+    fn connect_from(hub: &Hub, name: &str, address: [u8; 4]) -> Result<ConnId, HubError> {
+        hub.connect(
+            name,
+            Holder::of_token(name),
+            IpAddr::from(address),
+            Outbox::detached(16),
+        )
+    }
+
+    #[tokio::test]
+    async fn one_address_seats_only_its_share_of_a_room() {
+        let hub = hub_limited(HubLimits {
+            room_seats_per_address: 2,
+            ..limits(10)
+        });
+        let home = [198, 51, 100, 7];
+        let ada = connect_from(&hub, "ada", home).unwrap();
+        let bob = connect_from(&hub, "bob", home).unwrap();
+        let cy = connect_from(&hub, "cy", home).unwrap();
+        hub.join(ada, "General", None).unwrap();
+        hub.join(bob, "General", None).unwrap();
+        assert_eq!(
+            hub.join(cy, "General", None).err(),
+            Some(HubError::SeatsTaken {
+                channel: "General".into(),
+                seats: 2
+            })
+        );
+        // Another tab of someone seated takes no seat; someone elsewhere gets one.
+        let ada_again = connect_from(&hub, "ada", home).unwrap();
+        assert!(hub.join(ada_again, "General", None).is_ok());
+        let di = connect_from(&hub, "di", [203, 0, 113, 9]).unwrap();
+        assert!(hub.join(di, "General", None).is_ok());
+        // A seat is given back when its person leaves, not when one tab does.
+        hub.disconnect(ada);
+        assert!(hub.join(cy, "General", None).is_err());
+        hub.disconnect(ada_again);
+        assert!(hub.join(cy, "General", None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn one_person_holds_only_so_many_tabs() {
+        let hub = hub_limited(HubLimits {
+            max_tabs_per_person: 2,
+            ..limits(10)
+        });
+        let here = [127, 0, 0, 1];
+        let first = connect_from(&hub, "ada", here).unwrap();
+        connect_from(&hub, "ada", here).unwrap();
+        assert_eq!(
+            connect_from(&hub, "ada", here).err(),
+            Some(HubError::TooManyTabs { tabs: 2 })
+        );
+        assert!(connect_from(&hub, "bob", here).is_ok());
+        hub.disconnect(first);
+        assert!(connect_from(&hub, "ada", here).is_ok());
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 use super::{ConnId, Hub, State, deliver, display_name, encode};
 use crate::protocol::{ONLINE_LIST_MAX, ServerFrame};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,11 @@ pub(super) struct Room {
     /// Every connection in the room, in no particular order: each knows its place
     /// (`Conn::slot`), and one leaving swaps the last into its place.
     pub(super) conns: Vec<ConnId>,
-    /// Connections per person: presence counts connections, shows people.
-    pub(super) people: BTreeMap<Arc<str>, usize>,
+    /// Each person here: presence counts connections, shows people.
+    pub(super) people: BTreeMap<Arc<str>, Present>,
+    /// People seated per address (each person has one seat, taken from the
+    /// address of their first connection here), so one address cannot fill a room.
+    seats: HashMap<IpAddr, usize>,
     /// People online in the room through other nodes only (not also here), kept
     /// up to date so that counting the room never walks everyone.
     remote_only: usize,
@@ -26,6 +30,14 @@ pub(super) struct Room {
     fresh: Vec<ConnId>,
     /// A big room hears of changes no sooner than this.
     quiet_until: Option<Instant>,
+}
+
+/// One person in a room through this node.
+pub(super) struct Present {
+    /// Their connections in the room.
+    conns: usize,
+    /// The address their seat counts against.
+    seat: IpAddr,
 }
 
 /// How long presence changes gather before they are announced together.
@@ -205,6 +217,18 @@ pub(super) fn note_list_told(state: &mut State, id: ConnId, key: &str, online: &
     }
 }
 
+/// How many people from `address` have a seat in a room through this node; none
+/// count against someone who is in it already (their next tab takes no seat).
+pub(super) fn seats_taken(state: &State, key: &str, name: &str, address: IpAddr) -> usize {
+    let Some(room) = state.rooms.get(key) else {
+        return 0;
+    };
+    if room.people.contains_key(name) {
+        return 0;
+    }
+    room.seats.get(&address).copied().unwrap_or(0)
+}
+
 /// Whether `name` is online in a room, here or on another node.
 pub(super) fn is_online(state: &State, key: &str, name: &str) -> bool {
     state
@@ -244,18 +268,25 @@ pub(super) fn enter_room(state: &mut State, id: ConnId, key: &str) {
         return;
     };
     conn.room = Some(key.to_owned());
-    let name = conn.name.clone();
+    let (name, address) = (conn.name.clone(), conn.address);
     let remote = state.remote.get(key);
     let room = state.rooms.entry(key.to_owned()).or_insert_with(|| Room {
         remote_only: remote.map_or(0, BTreeSet::len),
         ..Room::default()
     });
-    let count = room.people.entry(name.clone()).or_insert(0);
-    *count += 1;
+    let present = room.people.entry(name.clone()).or_insert_with(|| {
+        *room.seats.entry(address).or_insert(0) += 1;
+        Present {
+            conns: 0,
+            seat: address,
+        }
+    });
+    present.conns += 1;
+    let arrived = present.conns == 1;
     conn.slot = room.conns.len();
     room.conns.push(id);
     let elsewhere = remote.is_some_and(|r| r.contains(&name));
-    if *count == 1 {
+    if arrived {
         if elsewhere {
             room.remote_only -= 1;
         } else {
@@ -298,14 +329,21 @@ pub(super) fn take_out_of_room(state: &mut State, id: ConnId) {
             moved.slot = slot;
         }
     }
-    let Some(count) = room.people.get_mut(&name) else {
+    let Some(present) = room.people.get_mut(&name) else {
         return;
     };
-    *count -= 1;
-    if *count > 0 {
+    present.conns -= 1;
+    if present.conns > 0 {
         return;
     }
+    let seat = present.seat;
     room.people.remove(&name);
+    if let Some(seated) = room.seats.get_mut(&seat) {
+        *seated -= 1;
+        if *seated == 0 {
+            room.seats.remove(&seat);
+        }
+    }
     let elsewhere = state.remote.get(&key).is_some_and(|r| r.contains(&name));
     if room.conns.is_empty() {
         // Nobody is left to tell.

@@ -1,8 +1,11 @@
 //! The in-memory store: the same rules as the durable one, kept nowhere. Repeated
 //! sends are recognised while their message is within the kept window.
 
-use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
-use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
+use super::{
+    Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Store, StoreError,
+    decide_claim,
+};
+use crate::protocol::{Channel, ChatMessage, Seq};
 use crate::server::name_key::LookAlikes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -62,23 +65,26 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn create_channel(&self, name: &str, created_at: i64) -> Result<Channel, StoreError> {
-        let key = channel_key(name);
+    fn create_channel_within(
+        &self,
+        new: &NewChannel,
+        max_channels: usize,
+    ) -> Result<Channel, StoreError> {
         let mut state = self.lock();
-        if let Some(existing) = state.logs.get(&key) {
+        if let Some(existing) = state.logs.get(&new.key) {
             return Err(StoreError::ChannelExists(existing.channel.name.clone()));
         }
-        if let Some(twin) = state.looks.twin_of(name) {
+        if let Some(twin) = state.looks.twin_of_look(&new.look) {
             return Err(StoreError::ChannelExists(twin.to_owned()));
         }
-        let channel = Channel {
-            name: name.to_owned(),
-            created_at,
-        };
-        state.looks.add(name);
-        state.order.push(key.clone());
+        if state.logs.len() >= max_channels {
+            return Err(StoreError::TooManyChannels(max_channels));
+        }
+        let channel = new.channel();
+        state.looks.add_look(new.look.clone(), &new.name);
+        state.order.push(new.key.clone());
         state.logs.insert(
-            key,
+            new.key.clone(),
             Log {
                 channel: channel.clone(),
                 last_seq: 0,
@@ -135,20 +141,18 @@ impl Store for MemoryStore {
         Ok(outcomes)
     }
 
-    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<String, StoreError> {
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<Claimed, StoreError> {
         let mut state = self.lock();
-        let name = match state.names.get(&claim.key) {
-            Some((held, hash, _)) if *hash == claim.token_hash => held.clone(),
-            Some((_, _, last_seen)) if claim.now - last_seen < idle_expiry_ms => {
-                return Err(StoreError::NameTaken(claim.name.clone()));
-            }
-            _ => claim.name.clone(),
-        };
+        let held = state
+            .names
+            .get(&claim.key)
+            .map(|(name, hash, seen)| (name.as_str(), hash.as_slice(), *seen));
+        let claimed = decide_claim(held, claim, idle_expiry_ms)?;
         state.names.insert(
             claim.key.clone(),
-            (name.clone(), claim.token_hash.clone(), claim.now),
+            (claimed.name.clone(), claim.token_hash.clone(), claim.now),
         );
-        Ok(name)
+        Ok(claimed)
     }
 
     fn holds_name(
@@ -192,6 +196,11 @@ mod tests {
     #[test]
     fn channels_that_look_alike_conflict() {
         contract::channels_that_look_alike_conflict(&MemoryStore::new(10));
+    }
+
+    #[test]
+    fn channels_are_capped() {
+        contract::channels_are_capped(&MemoryStore::new(10));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! Every method blocks; the hub calls them from its committer thread or from
 //! `spawn_blocking`, never on the async runtime.
 
+#[cfg(test)]
+pub mod faulty;
 mod memory;
 mod recent_sends;
 mod redis;
@@ -28,6 +30,8 @@ pub enum StoreError {
     NoSuchChannel(String),
     #[error("the name “{0}” is held by someone else")]
     NameTaken(String),
+    #[error("there are {0} channels, as many as there may be")]
+    TooManyChannels(usize),
     #[error("storage failed: {0}")]
     Backend(String),
 }
@@ -83,13 +87,90 @@ pub struct NameClaim {
     pub now: i64,
 }
 
+/// A channel to create, with its keys worked out before the store is asked (the
+/// look is a Unicode skeleton: no work for under the store's lock).
+#[derive(Clone, Debug)]
+pub struct NewChannel {
+    /// Already validated.
+    pub name: String,
+    /// [`crate::protocol::channel_key`] of the name.
+    pub key: String,
+    /// [`crate::server::name_key::name_key`] of the name.
+    pub look: String,
+    pub created_at: i64,
+}
+
+impl NewChannel {
+    pub fn new(name: &str, created_at: i64) -> Self {
+        Self {
+            name: name.to_owned(),
+            key: crate::protocol::channel_key(name),
+            look: crate::server::name_key::name_key(name),
+            created_at,
+        }
+    }
+
+    /// The channel as everyone sees it once created.
+    pub fn channel(&self) -> Channel {
+        Channel {
+            name: self.name.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A name given to a claimant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The name as held: a holder claiming again with other capitals keeps the
+    /// spelling it has, so one person is never two.
+    pub name: String,
+    /// The token hash of the holder whose name this claim took over (unused for
+    /// longer than the idle expiry): their open tabs must let go of it.
+    pub displaced: Option<Vec<u8>>,
+}
+
+/// Who gets a name, given its holder now (name as held, token hash, last use):
+/// the same token keeps it, another takes it only once it has gone unused for
+/// `idle_expiry_ms`. Stores that decide in Rust call this; Redis's script says the
+/// same in Lua.
+pub fn decide_claim(
+    held: Option<(&str, &[u8], i64)>,
+    claim: &NameClaim,
+    idle_expiry_ms: i64,
+) -> Result<Claimed, StoreError> {
+    match held {
+        Some((held, hash, _)) if hash == claim.token_hash => Ok(Claimed {
+            name: held.to_owned(),
+            displaced: None,
+        }),
+        Some((_, _, last_seen)) if claim.now - last_seen < idle_expiry_ms => {
+            Err(StoreError::NameTaken(claim.name.clone()))
+        }
+        held => Ok(Claimed {
+            name: claim.name.clone(),
+            displaced: held.map(|(_, hash, _)| hash.to_vec()),
+        }),
+    }
+}
+
 pub trait Store: Send + Sync + 'static {
     /// Every channel in creation order, with its kept window.
     fn load(&self) -> Result<Vec<ChannelLog>, StoreError>;
 
     /// Durably creates a channel with an already validated name, unless a channel
-    /// with the same key exists.
-    fn create_channel(&self, name: &str, created_at: i64) -> Result<Channel, StoreError>;
+    /// with the same key (or look) exists or there are `max_channels` already;
+    /// decided atomically, so two creations at once cannot both pass the cap.
+    fn create_channel_within(
+        &self,
+        channel: &NewChannel,
+        max_channels: usize,
+    ) -> Result<Channel, StoreError>;
+
+    /// [`Store::create_channel_within`] with no cap.
+    fn create_channel(&self, name: &str, created_at: i64) -> Result<Channel, StoreError> {
+        self.create_channel_within(&NewChannel::new(name, created_at), usize::MAX)
+    }
 
     /// Durably stores a batch in order, numbering each new message after the last
     /// of its channel and recognising repeated sends. Either the whole batch is
@@ -97,9 +178,8 @@ pub trait Store: Send + Sync + 'static {
     fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError>;
 
     /// Gives the name to the claimant unless another token holds it and used it
-    /// within `idle_expiry_ms`. Returns the name as held: a holder claiming again
-    /// with other capitals keeps the spelling it has, so one person is never two.
-    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<String, StoreError>;
+    /// within `idle_expiry_ms` ([`decide_claim`]).
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<Claimed, StoreError>;
 
     /// The name as held, if this token holds the name with this key; marks it as
     /// used now.
@@ -152,6 +232,21 @@ pub(crate) mod contract {
                 Appended::Refused { .. } => 0,
             })
             .collect()
+    }
+
+    /// The cap on channels holds, and names whose look exists are refused first.
+    pub fn channels_are_capped(store: &dyn Store) {
+        let create =
+            |name: &str, at, max| store.create_channel_within(&NewChannel::new(name, at), max);
+        create("General", 1, 2).unwrap();
+        create("Rust", 2, 2).unwrap();
+        assert_eq!(create("Go", 3, 2), Err(StoreError::TooManyChannels(2)));
+        assert_eq!(
+            create("rust", 3, 2),
+            Err(StoreError::ChannelExists("Rust".into()))
+        );
+        create("Go", 4, 3).unwrap();
+        assert_eq!(channel_names(store), ["General", "Rust", "Go"]);
     }
 
     /// Other capitals, fullwidth letters or a Cyrillic "е" make no second General.
@@ -247,7 +342,10 @@ pub(crate) mod contract {
         let day = 24 * 3600 * 1000;
         assert_eq!(
             store.claim_name(&claim("Ada", b"t1", 0), 30 * day).unwrap(),
-            "Ada"
+            Claimed {
+                name: "Ada".into(),
+                displaced: None
+            }
         );
         // Someone else, even with other capitals, is refused while Ada is active.
         assert_eq!(
@@ -263,13 +361,20 @@ pub(crate) mod contract {
         assert_eq!(
             store
                 .claim_name(&claim("aDA", b"t1", 3 * day), 30 * day)
-                .unwrap(),
+                .unwrap()
+                .name,
             "Ada"
         );
-        // After 30 idle days the name is free again.
-        store
-            .claim_name(&claim("Ada", b"t2", 34 * day), 30 * day)
-            .unwrap();
+        // After 30 idle days the name is free again, and the holder it was taken
+        // from is named, so that their open tabs let go of it.
+        assert_eq!(
+            store
+                .claim_name(&claim("Ada", b"t2", 34 * day), 30 * day)
+                .unwrap()
+                .displaced
+                .as_deref(),
+            Some(&b"t1"[..])
+        );
         assert_eq!(store.holds_name("ada", b"t1", 34 * day).unwrap(), None);
         // Releasing needs the token.
         assert!(!store.release_name("ada", b"t1").unwrap());

@@ -13,8 +13,8 @@
 //! run it with `appendonly yes` and `appendfsync always` (or `everysec`, accepting
 //! the loss of the last second if the Redis machine itself fails).
 
-use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
-use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
+use super::{Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Store, StoreError};
+use crate::protocol::{Channel, ChatMessage, Seq};
 use crate::server::name_key::{Held, NAME_KEY_VERSION, name_key, rekey, report_freed};
 use redis::{Connection, RedisError, Script, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -56,14 +56,16 @@ pub fn log_key(channel_key: &str) -> String {
 const CHANNEL_LOOKS: &str = "hearth:channels:looks";
 
 /// KEYS: channels, creation order, events, looks. ARGV: channel key, channel JSON,
-/// look key. Returns 1 and the JSON, or 0 and the JSON of the channel that has the
-/// key or the look.
+/// look key, most channels. Returns 1 and the JSON; 0 and the JSON of the channel
+/// that has the key or the look; or 2 when there are as many channels as there
+/// may be.
 const CREATE_CHANNEL: &str = r"
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then return {0, existing} end
 local twin = redis.call('HGET', KEYS[4], ARGV[3])
 local twin_channel = twin and redis.call('HGET', KEYS[1], twin)
 if twin_channel then return {0, twin_channel} end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return {2, ''} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[4], ARGV[3], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[1])
@@ -117,20 +119,28 @@ end
 return out
 ";
 
-/// Names are kept as "token hash|last use|name as held".
+/// Names are kept as "token hash|last use|name as held". KEYS: names, releases.
+/// ARGV: name key, name, token hash, now, idle expiry. Returns 1, the name as held
+/// and the token hash of the holder it was taken from (empty if none), or 0. A
+/// name taken over is announced as given up by its holder, so every node lets go
+/// of their tabs. (The same decision as `decide_claim`.)
 const CLAIM_NAME: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 local name = ARGV[2]
+local displaced = ''
 if current then
   local hash, seen, held = string.match(current, '^([^|]*)|([^|]*)|(.*)$')
   if hash == ARGV[3] then
     name = held
   elseif tonumber(ARGV[4]) - tonumber(seen) < tonumber(ARGV[5]) then
-    return {0, held}
+    return {0, held, ''}
+  else
+    displaced = hash
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'released', ARGV[1], 'holder', hash)
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. '|' .. ARGV[4] .. '|' .. name)
-return {1, name}
+return {1, name, displaced}
 ";
 
 const HOLDS_NAME: &str = r"
@@ -660,11 +670,12 @@ impl Store for RedisStore {
         })
     }
 
-    fn create_channel(&self, name: &str, created_at: i64) -> Result<Channel, StoreError> {
-        let channel = Channel {
-            name: name.to_owned(),
-            created_at,
-        };
+    fn create_channel_within(
+        &self,
+        new: &NewChannel,
+        max_channels: usize,
+    ) -> Result<Channel, StoreError> {
+        let channel = new.channel();
         let json = serde_json::to_string(&channel).map_err(backend)?;
         let (created, stored): (i64, String) = self.with_connection(|c| {
             self.create_channel
@@ -672,13 +683,16 @@ impl Store for RedisStore {
                 .key(CHANNEL_ORDER)
                 .key(EVENTS)
                 .key(CHANNEL_LOOKS)
-                .arg(channel_key(name))
+                .arg(&new.key)
                 .arg(&json)
-                .arg(name_key(name))
+                .arg(&new.look)
+                .arg(max_channels)
                 .invoke(c)
         })?;
-        if created == 1 {
-            return Ok(channel);
+        match created {
+            1 => return Ok(channel),
+            2 => return Err(StoreError::TooManyChannels(max_channels)),
+            _ => {}
         }
         let existing: Channel = serde_json::from_str(&stored).map_err(backend)?;
         Err(StoreError::ChannelExists(existing.name))
@@ -735,10 +749,11 @@ impl Store for RedisStore {
             .collect())
     }
 
-    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<String, StoreError> {
-        let (granted, name): (i64, String) = self.with_connection(|c| {
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<Claimed, StoreError> {
+        let (granted, name, displaced): (i64, String, String) = self.with_connection(|c| {
             self.claim_name
                 .key(NAMES)
+                .key(RELEASES)
                 .arg(&claim.key)
                 .arg(&claim.name)
                 .arg(hex(&claim.token_hash))
@@ -747,7 +762,10 @@ impl Store for RedisStore {
                 .invoke(c)
         })?;
         if granted == 1 {
-            Ok(name)
+            Ok(Claimed {
+                name,
+                displaced: unhex(&displaced).filter(|hash| !hash.is_empty()),
+            })
         } else {
             Err(StoreError::NameTaken(claim.name.clone()))
         }
@@ -829,6 +847,7 @@ mod redis_server;
 mod tests {
     use super::redis_server::Redis;
     use super::*;
+    use crate::protocol::channel_key;
     use crate::server::store::contract::{self, send};
 
     fn store(redis: &Redis, history: usize) -> RedisStore {
@@ -902,6 +921,12 @@ mod tests {
                 .holds_now(&mut reader, &name_key("Ada"), b"another")
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn channels_are_capped() {
+        let redis = Redis::start();
+        contract::channels_are_capped(&store(&redis, 10));
     }
 
     #[test]

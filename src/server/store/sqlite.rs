@@ -14,8 +14,11 @@
 //! batches, sorted, so the deletes too land on few pages.
 
 use super::recent_sends::{RecentSends, Stored};
-use super::{Appended, ChannelLog, NameClaim, NewMessage, Store, StoreError};
-use crate::protocol::{Channel, ChatMessage, Seq, channel_key};
+use super::{
+    Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Store, StoreError,
+    decide_claim,
+};
+use crate::protocol::{Channel, ChatMessage, Seq};
 use crate::server::name_key::{Held, LookAlikes, rekey, report_freed};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::{HashMap, VecDeque};
@@ -474,35 +477,38 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    fn create_channel(&self, name: &str, created_at: i64) -> Result<Channel, StoreError> {
-        let key = channel_key(name);
+    fn create_channel_within(
+        &self,
+        new: &NewChannel,
+        max_channels: usize,
+    ) -> Result<Channel, StoreError> {
         let mut inner = self.lock();
-        if let Some(existing) = inner.channels.get(&key) {
+        if let Some(existing) = inner.channels.get(&new.key) {
             return Err(StoreError::ChannelExists(existing.name.clone()));
         }
-        if let Some(twin) = inner.looks.twin_of(name) {
+        if let Some(twin) = inner.looks.twin_of_look(&new.look) {
             return Err(StoreError::ChannelExists(twin.to_owned()));
+        }
+        if inner.channels.len() >= max_channels {
+            return Err(StoreError::TooManyChannels(max_channels));
         }
         inner
             .db
             .execute(
                 "INSERT INTO channels (key, name, created_at) VALUES (?1, ?2, ?3)",
-                params![key, name, created_at],
+                params![new.key, new.name, new.created_at],
             )
             .map_err(backend)?;
-        inner.looks.add(name);
+        inner.looks.add_look(new.look.clone(), &new.name);
         inner.channels.insert(
-            key,
+            new.key.clone(),
             ChannelMeta {
-                name: name.to_owned(),
+                name: new.name.clone(),
                 last_seq: 0,
                 kept: VecDeque::new(),
             },
         );
-        Ok(Channel {
-            name: name.to_owned(),
-            created_at,
-        })
+        Ok(new.channel())
     }
 
     fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
@@ -534,7 +540,7 @@ impl Store for SqliteStore {
         }
     }
 
-    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<String, StoreError> {
+    fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<Claimed, StoreError> {
         let inner = self.lock();
         let held: Option<(String, Vec<u8>, i64)> = inner
             .db
@@ -545,13 +551,10 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(backend)?;
-        let name = match held {
-            Some((held, hash, _)) if hash == claim.token_hash => held,
-            Some((_, _, last_seen)) if claim.now - last_seen < idle_expiry_ms => {
-                return Err(StoreError::NameTaken(claim.name.clone()));
-            }
-            _ => claim.name.clone(),
-        };
+        let held = held
+            .as_ref()
+            .map(|(name, hash, seen)| (name.as_str(), hash.as_slice(), *seen));
+        let claimed = decide_claim(held, claim, idle_expiry_ms)?;
         inner
             .db
             .execute(
@@ -559,10 +562,10 @@ impl Store for SqliteStore {
                  ON CONFLICT (key) DO UPDATE SET
                      name = excluded.name, token_hash = excluded.token_hash,
                      last_seen = excluded.last_seen",
-                params![claim.key, name, claim.token_hash, claim.now],
+                params![claim.key, claimed.name, claim.token_hash, claim.now],
             )
             .map_err(backend)?;
-        Ok(name)
+        Ok(claimed)
     }
 
     fn holds_name(
@@ -812,6 +815,12 @@ mod tests {
         let store = store(dir);
         store.create_channel("General", 1).unwrap();
         store
+    }
+
+    #[test]
+    fn channels_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        contract::channels_are_capped(&store(&dir));
     }
 
     #[test]
