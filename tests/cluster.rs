@@ -201,6 +201,38 @@ async fn a_name_given_up_through_one_node_is_let_go_of_on_every_node() {
 }
 
 #[tokio::test]
+async fn a_name_taken_over_through_one_node_closes_its_old_holders_tabs_on_every_node() {
+    let redis = Redis::start();
+    // No idle days: another browser may take a name at once.
+    let idle = [("HEARTH_NAME_IDLE_DAYS", "0")];
+    let (a, b) = (
+        node_with(&redis, &idle).await,
+        node_with(&redis, &idle).await,
+    );
+    let ada = a.claim("Ada").await;
+    let mut old_tab = Client::connect(&b).await;
+    old_tab.hello(&ada.name, &ada.token).await;
+    old_tab.join("General", None).await;
+    let (_, taken) = a
+        .call::<NameGrant>(
+            "claim_name",
+            &[("name", "Ada"), ("token", "the next browser")],
+        )
+        .await;
+    taken.expect("a name unused for its idle days is free");
+    assert_eq!(
+        old_tab.close_code().await,
+        Some(CLOSE_NAME_GIVEN_UP),
+        "B lets go of the old holder's tab when the name is taken over through A"
+    );
+    assert_hello_refused(&b, "Ada", &ada.token).await;
+    let mut new_tab = Client::connect(&b).await;
+    new_tab.hello("Ada", "the next browser").await;
+    new_tab.join("General", None).await;
+    new_tab.say("General", "t1", "the name is mine now").await;
+}
+
+#[tokio::test]
 async fn the_same_channel_created_on_two_nodes_at_once_is_made_once() {
     let redis = Redis::start();
     let (a, b) = (node(&redis).await, node(&redis).await);

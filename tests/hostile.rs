@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::{
-    Client, Dial, RECV_TIMEOUT, Server, http_client_from, test_token, upgrade, upgrade_with_origin,
-};
+use common::bystanders::{Bystanders, NORMAL};
+use common::{Client, Dial, Server, http_client_from, test_token, upgrade, upgrade_with_origin};
 use hearth::protocol::{
     ApiError, Channel, ChatMessage, ClientFrame, ErrorCode, MAX_FRAME_BYTES, MESSAGE_MAX_CHARS,
     NameGrant, Seq, ServerFrame,
@@ -16,7 +15,6 @@ use hearth::protocol::{
 use reqwest::StatusCode;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -40,114 +38,6 @@ const THIRD_MACHINE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 const FOURTH_MACHINE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 
 const MIB: u64 = 1024 * 1024;
-
-/// A chat round trip on loopback takes milliseconds. This allows for a loaded
-/// two-core machine running the other tests at the same time, yet an attack that
-/// holds everyone else up still fails the check long before any timeout would.
-const NORMAL: Duration = Duration::from_secs(1);
-
-// --- the people who are not attacking ------------------------------------------
-
-/// Two people chatting in General on the attacked server.
-struct Bystanders {
-    ann: Client,
-    ben: Client,
-}
-
-impl Bystanders {
-    async fn arrive(server: &Server) -> Self {
-        Self::arrive_dialed(server, &Dial::default(), &Dial::default()).await
-    }
-
-    async fn arrive_dialed(server: &Server, ann: &Dial, ben: &Dial) -> Self {
-        let mut ann = server.client_dialed("Ann", ann).await;
-        let mut ben = server.client_dialed("Ben", ben).await;
-        ann.join("General", None).await;
-        ben.join("General", None).await;
-        let mut people = Self { ann, ben };
-        people.still_chat().await;
-        people
-    }
-
-    /// Ann writes to Ben and Ben answers: each is acknowledged and delivered within
-    /// `NORMAL`.
-    async fn still_chat(&mut self) {
-        // Unique across a restart too: a reused id would be acknowledged as a retry
-        // and not delivered again.
-        static EXCHANGES: AtomicUsize = AtomicUsize::new(0);
-        let n = EXCHANGES.fetch_add(1, Ordering::Relaxed);
-        exchange(&mut self.ann, &mut self.ben, &format!("ann-{n}")).await;
-        exchange(&mut self.ben, &mut self.ann, &format!("ben-{n}")).await;
-    }
-
-    /// Waits until Ann is told that `name` arrived: a stay too short to be announced
-    /// is never announced as a departure either.
-    async fn see_arrive(&mut self, name: &str) {
-        self.ann
-            .recv_until(&format!("Presence joined {name}"), |frame| match frame {
-                ServerFrame::Presence { joined, .. } if joined.iter().any(|n| n == name) => {
-                    Some(())
-                }
-                _ => None,
-            })
-            .await;
-    }
-
-    /// Waits until Ann is told that `name` left, while Ben keeps reading (reading is
-    /// what answers the server's pings). Returns how long that took.
-    async fn see_leave(&mut self, name: &str, limit: Duration) -> Duration {
-        let started = Instant::now();
-        let Self { ann, ben } = self;
-        let what = format!("Presence left {name}");
-        let left = ann.recv_until_within(&what, limit, |frame| match frame {
-            ServerFrame::Presence { left, .. } if left.iter().any(|n| n == name) => Some(()),
-            ServerFrame::Presence { left, .. } if left.iter().any(|n| n == "Ben" || n == "Ann") => {
-                panic!("{left:?} taken for gone while waiting for {name} to leave")
-            }
-            _ => None,
-        });
-        tokio::select! {
-            () = left => {}
-            () = ben.keep_reading(limit + RECV_TIMEOUT) => unreachable!("Ann's wait ends first"),
-        }
-        started.elapsed()
-    }
-}
-
-/// One message from `author` to `reader`, acknowledged and delivered within `NORMAL`.
-async fn exchange(author: &mut Client, reader: &mut Client, client_id: &str) {
-    let started = Instant::now();
-    let seq = author
-        .say_within(
-            "General",
-            client_id,
-            &format!("{client_id}: still here"),
-            NORMAL,
-        )
-        .await;
-    let seen = reader
-        .recv_until_within(
-            &format!("Message {client_id:?}"),
-            NORMAL,
-            |frame| match frame {
-                ServerFrame::Message { message } if message.client_id == client_id => {
-                    Some(message.seq)
-                }
-                _ => None,
-            },
-        )
-        .await;
-    assert_eq!(seen, seq, "the Ack and the Message agree");
-    let took = started.elapsed();
-    assert!(
-        took < NORMAL,
-        "[{}] -> [{}] took {took:?}",
-        author.name,
-        reader.name
-    );
-    // The author's own copy, so that backlogs hold only what tests look for.
-    author.recv_message(client_id).await;
-}
 
 // --- helpers ----------------------------------------------------------------------
 
@@ -709,49 +599,47 @@ async fn tabs_of_one_person_share_one_send_budget() {
 }
 
 #[tokio::test]
-async fn name_claims_and_channel_creations_are_limited_per_address() {
+async fn name_claims_and_releases_are_limited_per_address() {
     let server = Server::start_with(&[("HEARTH_CLAIMS_PER_MINUTE", "3")]).await;
     // Ann and Ben claiming their names use two of this address's three.
     let mut people = Bystanders::arrive(&server).await;
-    let create = |name: &'static str| {
-        let token = test_token("Ann");
+    // Creating a channel is limited apart (see the channel tests).
+    let (status, created) = server
+        .call::<Channel>(
+            "create_channel",
+            &[
+                ("name", "Lobby"),
+                ("as_name", "Ann"),
+                ("token", &test_token("Ann")),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created:?}");
+    let claim = |name: &'static str| {
         let server = &server;
         async move {
             server
-                .call::<Channel>(
-                    "create_channel",
-                    &[("name", name), ("as_name", "Ann"), ("token", &token)],
+                .call::<NameGrant>(
+                    "claim_name",
+                    &[("name", name), ("token", &test_token(name))],
                 )
                 .await
+                .1
         }
     };
-    let (status, created) = create("Lobby").await;
-    assert_eq!(status, StatusCode::OK, "{created:?}");
-
-    let (_, claimed) = server
-        .call::<NameGrant>(
-            "claim_name",
-            &[("name", "Cy"), ("token", &test_token("Cy"))],
-        )
-        .await;
+    assert!(claim("Cy").await.is_ok(), "the third claim in a minute");
     assert_eq!(
-        claimed,
+        claim("Dee").await,
         Err(ApiError::TooFast),
         "the fourth claim in a minute"
     );
-    let (_, created) = create("Second Lobby").await;
-    assert_eq!(
-        created,
-        Err(ApiError::TooFast),
-        "channel creations count too"
-    );
-    let (_, listed) = server.call::<Vec<Channel>>("channels", &[]).await;
-    let listed: Vec<String> = listed
-        .expect("channels are listed")
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    assert_eq!(listed, ["General", "Lobby"]);
+    let (_, released) = server
+        .call::<()>(
+            "release_name",
+            &[("name", "Cy"), ("token", &test_token("Cy"))],
+        )
+        .await;
+    assert_eq!(released, Err(ApiError::TooFast), "releases count too");
 
     // Another machine has its own allowance.
     let (status, claimed) = server

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
+pub mod bystanders;
 pub mod redis_server;
 use redis_server::restartable_port;
 
@@ -102,11 +103,21 @@ impl Server {
             .env_remove("HEARTH_MAX_CONNS")
             .env_remove("HEARTH_MAX_CONNS_PER_IP")
             .env_remove("HEARTH_HEADER_TIMEOUT_SECS")
-            // These tests send and claim far faster than a person; the limits have
-            // tests of their own, which set them here explicitly.
+            .env_remove("HEARTH_PUBLIC_URL")
+            .env_remove("HEARTH_TRUSTED_PROXIES")
+            .env_remove("HEARTH_MAX_TABS_PER_PERSON")
+            .env_remove("HEARTH_MAX_CHANNELS")
+            .env_remove("HEARTH_REQUEST_TIMEOUT_SECS")
+            // These tests send, claim and connect far faster than people, and put
+            // dozens of people in a room from one address; the limits have tests
+            // of their own, which set them here explicitly.
             .env("HEARTH_SEND_RATE", "1000000")
             .env("HEARTH_SEND_BURST", "1000000")
             .env("HEARTH_CLAIMS_PER_MINUTE", "1000000")
+            .env("HEARTH_API_PER_MINUTE", "1000000")
+            .env("HEARTH_CHANNELS_PER_HOUR", "1000000")
+            .env("HEARTH_ROOM_SEATS_PER_ADDRESS", "1000000")
+            .env("HEARTH_MAX_HTTP_CONNECTIONS_PER_IP", "1000000")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -575,7 +586,12 @@ impl Client {
     /// died), which a reconnecting client has to expect rather than fail on.
     pub async fn try_send(&mut self, frame: &ClientFrame) -> bool {
         let json = serde_json::to_string(frame).expect("client frames serialize");
-        timeout(RECV_TIMEOUT, self.ws.send(Message::text(json)))
+        self.try_send_raw(&json).await
+    }
+
+    /// [`Client::try_send`] for any text, frames that are not frames included.
+    pub async fn try_send_raw(&mut self, text: &str) -> bool {
+        timeout(RECV_TIMEOUT, self.ws.send(Message::text(text)))
             .await
             .expect("WebSocket send timed out")
             .is_ok()
