@@ -22,8 +22,12 @@ const server = (port: number, extraEnv: Record<string, string>, before = '') => 
     HEARTH_CONFIG: '/dev/null',
     HEARTH_DATA_DIR: `.data/${port}`,
     RUST_LOG: 'warn',
-    // The suite claims names and creates channels far faster than a person would.
+    // The suite claims names and creates channels far faster than a person would,
+    // and is one address playing many people.
     HEARTH_CLAIMS_PER_MINUTE: '10000',
+    HEARTH_API_PER_MINUTE: '10000',
+    HEARTH_CHANNELS_PER_HOUR: '10000',
+    HEARTH_ROOM_SEATS_PER_ADDRESS: '10000',
     ...extraEnv,
   },
 });

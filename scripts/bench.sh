@@ -66,7 +66,9 @@ start() {
       env HEARTH_CONFIG=/dev/null LEPTOS_SITE_ADDR="127.0.0.1:$PORT" LEPTOS_SITE_ROOT=target/site \
         HEARTH_DATA_DIR="$DATA" RUST_LOG=warn \
         HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
-        HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 "$@" \
+        HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 \
+        HEARTH_API_PER_MINUTE=1000000 HEARTH_ROOM_SEATS_PER_ADDRESS=100000 \
+        HEARTH_MAX_HTTP_CONNECTIONS_PER_IP=100000 HEARTH_CHANNELS_PER_HOUR=1000000 "$@" \
         taskset -c 0 ./target/release/hearth >/dev/null 2>&1 &
       ;;
     bare-rust)
@@ -110,6 +112,8 @@ start_cluster() {
       HEARTH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" RUST_LOG=warn \
       HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
       HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 \
+      HEARTH_API_PER_MINUTE=1000000 HEARTH_ROOM_SEATS_PER_ADDRESS=100000 \
+      HEARTH_MAX_HTTP_CONNECTIONS_PER_IP=100000 HEARTH_CHANNELS_PER_HOUR=1000000 \
       taskset -c "$cores" ./target/release/hearth >/dev/null 2>&1 &
     NODE_PIDS+=($!); NODE_ADDRS+=("127.0.0.1:$((PORT + i))")
   done
@@ -125,6 +129,16 @@ stop_cluster() {
 }
 
 joined() { local IFS=,; echo "$*"; }
+
+# make_channels N: N more channels on the server on $PORT, made as a person would.
+make_channels() {
+  local base="http://127.0.0.1:$PORT/api" token=bench-channel-maker
+  curl -s -o /dev/null "$base/claim_name" --data "name=Channel+Maker&token=$token"
+  for i in $(seq 1 "$1"); do
+    curl -s -o /dev/null "$base/create_channel" \
+      --data "name=Bench+$i&as_name=Channel+Maker&token=$token"
+  done
+}
 
 loadgen() { # SYSTEM SCENARIO ARGS...
   local system=$1 scenario=$2; shift 2
@@ -165,6 +179,16 @@ for system in "${SYSTEMS[@]}"; do
   loadgen "$system" idle --dialect "$(dialect "$system")" --rooms "$IDLE_ROOMS" --members 100 \
     --sources 4 --concurrency 512 --seconds "$IDLE_STEP"
   stop
+  if [ "$system" = hearth ]; then
+    # The same storm with as many channels as a server keeps (1,000): every welcome
+    # lists them all, and must cost no more for it.
+    say "idle: hearth with 1,000 channels, $IDLE_ROOMS rooms of 100"
+    start hearth
+    make_channels $((1000 - 1 - IDLE_ROOMS))
+    loadgen "hearth 1k chan" idle --rooms "$IDLE_ROOMS" --members 100 \
+      --sources 4 --concurrency 512 --seconds "$IDLE_STEP"
+    stop
+  fi
   if [ "$system" = hearth ] || [ "$system" = bare-rust ]; then
     say "big room: $system, $BIG_ROOM members, 10 messages/s"
     start "$system"

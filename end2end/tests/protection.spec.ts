@@ -44,3 +44,42 @@ test('invisible and direction-changing characters in messages are shown inertly'
   await ada.context.close();
   await bob.context.close();
 });
+
+test('a page on another site cannot make a visitor claim a name or create a channel', async ({ browser }) => {
+  // The visitor is on the small server's page: another origin (another port).
+  const visitor = await person(browser, 'Visitor', SMALL_URL);
+  const name = `Forged ${Date.now().toString(36)}`;
+  const target = test.info().project.use.baseURL as string;
+  // What a page elsewhere can do: post a form, and fetch without reading the answer.
+  const statuses = await visitor.page.evaluate(
+    async ({ target, name }) => {
+      const form = new URLSearchParams({ name, token: 'forged-token' });
+      const fetched = await fetch(`${target}/api/claim_name`, { method: 'POST', body: form, mode: 'no-cors' });
+      const frame = document.createElement('iframe');
+      frame.name = 'sink';
+      document.body.append(frame);
+      const posted = document.createElement('form');
+      posted.method = 'POST';
+      posted.action = `${target}/api/create_channel`;
+      posted.target = 'sink';
+      for (const [key, value] of Object.entries({ name: 'Forged channel', as_name: name, token: 'forged-token' })) {
+        const input = document.createElement('input');
+        input.name = key;
+        input.value = value;
+        posted.append(input);
+      }
+      document.body.append(posted);
+      const loaded = new Promise((resolve) => frame.addEventListener('load', resolve, { once: true }));
+      posted.submit();
+      await loaded;
+      return fetched.type;
+    },
+    { target, name },
+  );
+  expect(statuses).toBe('opaque');
+  // Neither happened: the name is free for whoever claims it, and no channel appeared.
+  const owner = await person(browser, 'Owner', undefined, name);
+  await expect(owner.page.locator('[data-testid="room-item"][data-room="Forged channel"]')).toHaveCount(0);
+  await owner.context.close();
+  await visitor.context.close();
+});

@@ -27,6 +27,9 @@ export class ControlledServer {
         HEARTH_DATA_DIR: this.dataDir,
         RUST_LOG: 'warn',
         HEARTH_CLAIMS_PER_MINUTE: '10000',
+        HEARTH_API_PER_MINUTE: '10000',
+        HEARTH_CHANNELS_PER_HOUR: '10000',
+        HEARTH_ROOM_SEATS_PER_ADDRESS: '10000',
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
