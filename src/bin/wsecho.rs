@@ -4,13 +4,17 @@
 //! refuses it. Messages may be far larger than Hearth's 16 KiB, so that the suite's
 //! large-message cases (section 9) exercise the same paths.
 //!
-//! Usage: `wsecho [ADDR]` (default `127.0.0.1:9001`); it serves until killed.
+//! Usage: `wsecho [ADDR]` (default `127.0.0.1:9001`); it serves, through Hearth's
+//! accept loop, until killed.
 
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hearth::server::config::Config;
 use hearth::server::frame;
+use hearth::server::limits::Guards;
+use hearth::server::listen;
 use hearth::server::socket::{self, Incoming, Socket, close_code};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -28,12 +32,16 @@ async fn main() {
         .unwrap_or_else(|| "127.0.0.1:9001".into())
         .parse()
         .expect("an address such as 127.0.0.1:9001");
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("bind the echo server");
+    // Hearth's own accept loop, as `/ws` is served.
+    let listener = listen::bind(addr).expect("bind the echo server");
     println!("wsecho listening on ws://{addr}");
     let app = Router::new().fallback(get(upgrade));
-    axum::serve(listener, app).await.expect("serve");
+    let limits = listen::ListenLimits {
+        header_timeout: Duration::from_secs(10),
+        drain_timeout: Duration::from_secs(1),
+    };
+    let guards = Guards::new(&Config::default());
+    listen::serve(listener, app, limits, guards, std::future::pending()).await;
 }
 
 async fn upgrade(mut request: Request) -> Response {
