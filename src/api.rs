@@ -40,13 +40,18 @@ pub async fn create_channel(
             .await?;
             // A name that could never be created costs no creation.
             let name = crate::protocol::validate_channel_name(&name)?;
-            limit_channel_creations(person, address)?;
+            limit_channel_creations(&person, address)?;
             let hub = expect_context::<std::sync::Arc<Hub>>();
-            blocking(move || {
+            let created = blocking(move || {
                 hub.create_channel(&name, crate::server::now_ms())
                     .map_err(ApiError::from)
             })
-            .await
+            .await;
+            // Only a channel made counts towards the person's hour.
+            if created.is_err() {
+                give_back_channel_creation(&person, address);
+            }
+            created
         }
         .await,
     )
@@ -127,16 +132,26 @@ async fn limit_claims() -> Result<(), ApiError> {
 /// Channel creations are limited per person and per address: each channel is
 /// listed to everyone and kept for good.
 #[cfg(feature = "ssr")]
-fn limit_channel_creations(person: String, address: std::net::IpAddr) -> Result<(), ApiError> {
+fn limit_channel_creations(person: &str, address: std::net::IpAddr) -> Result<(), ApiError> {
     let guards = expect_context::<std::sync::Arc<crate::server::limits::Guards>>();
     let now = std::time::Instant::now();
-    if guards.channels_by_address.try_take(&address, now)
-        && guards.channels_by_person.try_take(&person, now)
-    {
-        Ok(())
-    } else {
-        Err(ApiError::ChannelsTooFast(guards.channels_per_hour()))
+    if !guards.channels_by_address.try_take(&address, now) {
+        return Err(ApiError::ChannelsTooFast(guards.channels_per_hour()));
     }
+    if !guards.channels_by_person.try_take(&person.to_owned(), now) {
+        guards.channels_by_address.give_back(&address);
+        return Err(ApiError::ChannelsTooFast(guards.channels_per_hour()));
+    }
+    Ok(())
+}
+
+/// Returns the tokens of a creation that did not happen (the name exists, the cap
+/// is reached, the store is away).
+#[cfg(feature = "ssr")]
+fn give_back_channel_creation(person: &str, address: std::net::IpAddr) {
+    let guards = expect_context::<std::sync::Arc<crate::server::limits::Guards>>();
+    guards.channels_by_address.give_back(&address);
+    guards.channels_by_person.give_back(&person.to_owned());
 }
 
 /// Counts a refusal in the metrics, by reason.

@@ -160,6 +160,52 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_client_that_leaves_its_answers_unread_is_dropped() {
+    let server = Server::start_with(&[
+        ("HEARTH_MAX_HTTP_CONNECTIONS_PER_IP", "1"),
+        ("HEARTH_HEADER_TIMEOUT_SECS", "2"),
+    ])
+    .await;
+    let mut people = Bystanders::arrive_dialed(
+        &server,
+        &Dial::from(SECOND_MACHINE),
+        &Dial::from(THIRD_MACHINE),
+    )
+    .await;
+    // Thousands of pages asked for at once, through a tiny window, none read: the
+    // server's writes stop making progress once the buffers are full.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(ATTACKER), 0))
+        .unwrap();
+    let mut hoarder = socket.connect(server.addr).await.unwrap();
+    let asks = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(4_000);
+    hoarder.write_all(asks.as_bytes()).await.unwrap();
+    // Its one connection is its whole share while it lasts ...
+    let started = Instant::now();
+    let mut next = connect_from(ATTACKER, server.addr).await;
+    assert_eq!(status_within(&mut next, RECV_TIMEOUT).await, Some(429));
+    // ... which is until its answers have sat unread for the deadline.
+    loop {
+        let mut again = connect_from(ATTACKER, server.addr).await;
+        again
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        if status_within(&mut again, RECV_TIMEOUT).await == Some(200) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the unread connection still holds the address's share"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    people.still_chat().await;
+}
+
+#[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_address_has_its_share_of_requests() {
     let server = Server::start_with(&[
         ("HEARTH_TRUSTED_PROXIES", "127.0.0.1"),
@@ -297,6 +343,11 @@ async fn channel_creations_are_limited_per_person_and_address_and_capped_in_tota
     };
     let localhost = Ipv4Addr::LOCALHOST;
     assert!(create("Ann 1", "Ann", localhost).await.is_ok());
+    // A creation that does not happen costs nothing.
+    assert_eq!(
+        create("ann 1", "Ann", localhost).await,
+        Err(ApiError::ChannelExists("Ann 1".into()))
+    );
     assert!(create("Ann 2", "Ann", localhost).await.is_ok());
     assert_eq!(
         create("Ann 3", "Ann", localhost).await,
@@ -477,16 +528,7 @@ async fn squatters_from_one_address_fill_only_their_share_of_a_room() {
             since: None,
         })
         .await;
-    let refused = fifth
-        .recv_until("the refusal", |frame| match frame {
-            ServerFrame::Error {
-                code: ErrorCode::RoomFull,
-                message,
-            } => Some(message.clone()),
-            ServerFrame::Joined { .. } => panic!("a fifth person from one address was seated"),
-            _ => None,
-        })
-        .await;
+    let refused = fifth.refusal(ErrorCode::RoomFull).await;
     assert!(refused.contains("from your network"), "{refused}");
     // A squatter's second tab takes no seat; another machine still gets one.
     let mut second_tab = server
@@ -634,15 +676,7 @@ async fn leaves_and_unreadable_frames_in_a_loop_are_refused_then_cut_off() {
         for _ in 0..25 {
             looper.send_raw(&frame).await;
         }
-        let refused = looper
-            .recv_until("the refusal", |frame| match frame {
-                ServerFrame::Error {
-                    code: ErrorCode::RateLimited,
-                    message,
-                } => Some(message.clone()),
-                _ => None,
-            })
-            .await;
+        let refused = looper.refusal(ErrorCode::RateLimited).await;
         assert_eq!(refused, expected, "{frame}");
         // Ignoring the refusals gets the connection cut off.
         for _ in 0..200 {
@@ -653,6 +687,21 @@ async fn leaves_and_unreadable_frames_in_a_loop_are_refused_then_cut_off() {
         assert_eq!(looper.close_code().await, Some(CLOSE_POLICY), "{frame}");
         people.still_chat().await;
     }
+}
+
+#[tokio::test]
+async fn pings_take_from_the_send_budget_and_a_ping_flood_is_cut_off() {
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start_with(&[("HEARTH_SEND_BURST", "5"), ("HEARTH_SEND_RATE", "5")]).await;
+    let mut people = Bystanders::arrive(&server).await;
+    let mut pinger = server.client("Pip").await;
+    for _ in 0..200 {
+        if pinger.send_ws(Message::Ping(vec![1].into())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(pinger.close_code().await, Some(CLOSE_POLICY));
+    people.still_chat().await;
 }
 
 // --- 9. names taken over ---------------------------------------------------------------

@@ -143,7 +143,7 @@ pub struct Chat {
     /// The latest problem to show the person, in words.
     pub error: RwSignal<Option<String>>,
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-    socket: StoredValue<socket::Slot, LocalStorage>,
+    socket: StoredValue<socket::Slot, socket::SlotStorage>,
     /// The join on its way, if any, and what its answer or refusal means.
     joining: StoredValue<Joining>,
 }
@@ -169,7 +169,7 @@ impl Chat {
             room: RwSignal::new(None),
             pending: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
-            socket: StoredValue::new_local(Default::default()),
+            socket: socket::new_slot(),
             joining: StoredValue::new(Joining::Nothing),
         }
     }
@@ -610,6 +610,13 @@ mod socket {
     use wasm_bindgen::prelude::Closure;
     use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
+    /// The browser's socket and callbacks live on its one thread.
+    pub type SlotStorage = LocalStorage;
+
+    pub fn new_slot() -> StoredValue<Slot, SlotStorage> {
+        StoredValue::new_local(Slot::default())
+    }
+
     /// The live socket and the callbacks it holds, kept alive together.
     #[derive(Default)]
     pub struct Slot {
@@ -788,6 +795,15 @@ mod socket {
 
     #[derive(Default)]
     pub struct Slot;
+
+    /// Thread-safe on the server: a page's render may be polled on any of the
+    /// runtime's threads, and a value kept for one thread only panics when it is
+    /// dropped on another (which killed the connection rendering it).
+    pub type SlotStorage = leptos::prelude::SyncStorage;
+
+    pub fn new_slot() -> leptos::prelude::StoredValue<Slot, SlotStorage> {
+        leptos::prelude::StoredValue::new(Slot)
+    }
 
     pub fn open(_chat: Chat) {}
 

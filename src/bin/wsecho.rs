@@ -19,7 +19,6 @@ use hearth::server::socket::{self, Incoming, Socket, close_code};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// Autobahn's largest messages are 16 MiB.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -52,12 +51,12 @@ async fn upgrade(mut request: Request) -> Response {
     let upgraded = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let Ok(upgraded) = upgraded.await else { return };
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+        let Ok(parts) = upgraded.downcast::<TokioIo<listen::WriteDeadline>>() else {
             eprintln!("an upgraded connection was not a TCP stream");
             return;
         };
         let socket = Socket::new(
-            parts.io.into_inner(),
+            parts.io.into_inner().into_inner(),
             &parts.read_buf,
             MAX_MESSAGE,
             usize::MAX,

@@ -73,7 +73,8 @@ pub struct Flags {
     /// Name claims plus channel creations one address may make per minute.
     #[arg(long, env = "HEARTH_CLAIMS_PER_MINUTE")]
     pub claims_per_minute: Option<u32>,
-    /// Seconds a client has to send a request's headers, and a WebSocket its hello.
+    /// Seconds a client has to send a request's headers, then its body, and a
+    /// WebSocket its hello; and the longest it may leave an answer unread.
     #[arg(long, env = "HEARTH_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
     /// Extra origins allowed to open the WebSocket, comma-separated
@@ -98,9 +99,6 @@ pub struct Flags {
     /// may have open at once: its share of `max_http_connections`.
     #[arg(long, env = "HEARTH_MAX_HTTP_CONNECTIONS_PER_IP")]
     pub max_http_connections_per_ip: Option<usize>,
-    /// Seconds a request may take from its headers to its answer, body included.
-    #[arg(long, env = "HEARTH_REQUEST_TIMEOUT_SECS")]
-    pub request_timeout_secs: Option<u64>,
     /// The address people open Hearth at (e.g. `https://chat.example.org`): requests
     /// naming any other host are refused (DNS rebinding). Without it, only IP
     /// addresses and `localhost` are answered.
@@ -159,7 +157,6 @@ struct FileConfig {
     header_timeout_secs: Option<u64>,
     max_http_connections: Option<usize>,
     max_http_connections_per_ip: Option<usize>,
-    request_timeout_secs: Option<u64>,
     public_url: Option<String>,
     api_per_minute: Option<u32>,
     channels_per_hour: Option<u32>,
@@ -206,8 +203,6 @@ pub struct Config {
     pub max_http_connections: usize,
     /// One address's share of `max_http_connections`.
     pub max_http_connections_per_ip: usize,
-    /// Time a request may take from its headers to its answer.
-    pub request_timeout: Duration,
     /// The address people open Hearth at, if the operator named one.
     pub public_url: Option<PublicUrl>,
     /// Server-function calls per address per minute.
@@ -247,9 +242,17 @@ impl std::str::FromStr for PublicUrl {
             return Err(bad());
         }
         let scheme = if https { "https" } else { "http" };
+        let host = authority.host().to_ascii_lowercase();
+        // Browsers leave a scheme's own port out of `Origin`.
+        let origin = match authority.port_u16() {
+            Some(port) if port != if https { 443 } else { 80 } => {
+                format!("{scheme}://{host}:{port}")
+            }
+            _ => format!("{scheme}://{host}"),
+        };
         Ok(Self {
-            origin: format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()),
-            host: authority.host().to_ascii_lowercase(),
+            origin,
+            host,
             https,
         })
     }
@@ -316,7 +319,6 @@ impl Default for Config {
             // An eighth each: a crowd behind one address still loads pages, and
             // one address alone cannot hold every slot.
             max_http_connections_per_ip: 128,
-            request_timeout: Duration::from_secs(15),
             public_url: None,
             api_per_minute: 120,
             channels_per_hour: 10,
@@ -445,10 +447,6 @@ impl Config {
                 .max_http_connections_per_ip
                 .or(file.max_http_connections_per_ip)
                 .unwrap_or(defaults.max_http_connections_per_ip),
-            request_timeout: flags
-                .request_timeout_secs
-                .or(file.request_timeout_secs)
-                .map_or(defaults.request_timeout, Duration::from_secs),
             public_url: flags
                 .public_url
                 .or(file.public_url)
@@ -508,10 +506,6 @@ impl Config {
                 config.max_http_connections_per_ip,
                 "max_http_connections_per_ip",
             ),
-            (
-                config.request_timeout.as_secs() as usize,
-                "request_timeout_secs",
-            ),
             (config.api_per_minute as usize, "api_per_minute"),
             (config.channels_per_hour as usize, "channels_per_hour"),
             (config.max_channels, "max_channels"),
@@ -555,6 +549,27 @@ mod tests {
             ..Flags::default()
         };
         (file, flags)
+    }
+
+    #[test]
+    fn the_public_address_is_an_origin_as_browsers_write_it() {
+        let public: PublicUrl = "https://Chat.Example.org:443/".parse().unwrap();
+        assert_eq!(public.origin, "https://chat.example.org");
+        assert_eq!(public.host, "chat.example.org");
+        let local: PublicUrl = "http://127.0.0.1:3000".parse().unwrap();
+        assert_eq!(local.origin, "http://127.0.0.1:3000");
+        assert_eq!(
+            "http://[::1]:80".parse::<PublicUrl>().unwrap().origin,
+            "http://[::1]"
+        );
+        for bad in [
+            "chat.example.org",
+            "ftp://chat.example.org",
+            "https://chat.example.org/chat",
+            "https://u@chat.example.org",
+        ] {
+            assert!(bad.parse::<PublicUrl>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What every request passes before it is served: the host it names (DNS
 //! rebinding), the site it comes from (for server functions), its address's share of
-//! the server, and a body that is small and arrives in time. Routes added later are
-//! behind the same gate.
+//! the server, and a body that is small and arrives in time (the headers' deadline
+//! is hyper's, and the answer's is the accept loop's). Routes added later are behind
+//! the same gate.
 
 use super::AppState;
 use super::config::{Config, PublicUrl};
@@ -76,16 +77,11 @@ async fn admit(
     {
         return Err((StatusCode::TOO_MANY_REQUESTS, ApiError::TooFast));
     }
-    let answered = async {
-        let request = buffered(request, config.header_timeout).await?;
-        Ok(next.run(request).await)
-    };
-    tokio::time::timeout(config.request_timeout, answered)
-        .await
-        .unwrap_or(Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unavailable,
-        )))
+    // Once the request is in, the handler runs to its end: cutting it off could
+    // answer "unavailable" for a claim or a channel already stored. A client that
+    // then leaves the answer unread is dropped by the accept loop.
+    let request = buffered(request, config.header_timeout).await?;
+    Ok(next.run(request).await)
 }
 
 /// The request with its body read whole: at most [`MAX_BODY_BYTES`], all of it

@@ -40,6 +40,11 @@ impl TokenBucket {
         }
     }
 
+    /// Returns a token taken for something that then did not happen.
+    pub fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
     /// Whether the bucket has refilled completely (and can be forgotten).
     fn is_full(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -84,6 +89,14 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
             .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now))
             .try_take(now)
     }
+
+    /// Returns a token `key` took for something that then did not happen.
+    pub fn give_back(&self, key: &K) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(key) {
+            bucket.give_back();
+        }
+    }
 }
 
 /// The address a per-address limit counts under: an IPv6 client's /64 (one home or
@@ -118,17 +131,27 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> 
     // Entries are appended by each proxy, so the rightmost untrusted one is the
     // client as far as trusted proxies vouch; anything left of it could be forged.
     for entry in forwarded.iter().rev() {
-        match entry.parse::<IpAddr>() {
-            Ok(ip) if is_trusted(&ip) => continue,
-            Ok(ip) => return limited_address(ip),
-            Err(_) => return limited_address(peer),
+        match forwarded_address(entry) {
+            Some(ip) if is_trusted(&ip) => continue,
+            Some(ip) => return limited_address(ip),
+            None => return limited_address(peer),
         }
     }
     headers
         .get("x-real-ip")
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse().ok())
+        .and_then(forwarded_address)
         .map_or(limited_address(peer), limited_address)
+}
+
+/// An address as a proxy forwards it: bare, or with the client's port (some
+/// proxies write `203.0.113.9:51234`, or `[2001:db8::1]:51234`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
@@ -366,6 +389,12 @@ mod tests {
             client_address(ip("127.0.0.1"), &HeaderMap::new(), &proxy),
             ip("127.0.0.1")
         );
+        // With the client's port, as some proxies write it.
+        let with_port = headers(&[("x-forwarded-for", "203.0.113.9:51234")]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &with_port, &proxy),
+            ip("203.0.113.9")
+        );
         let garbage = headers(&[("x-forwarded-for", "not an address")]);
         assert_eq!(
             client_address(ip("127.0.0.1"), &garbage, &proxy),
@@ -412,6 +441,11 @@ mod tests {
         assert!(limiter.try_take(&"ada", now));
         assert!(!limiter.try_take(&"ada", now));
         assert!(limiter.try_take(&"bob", now));
+        // A token given back may be taken again, but never more than the burst.
+        limiter.give_back(&"ada");
+        limiter.give_back(&"ada");
+        assert!(limiter.try_take(&"ada", now));
+        assert!(!limiter.try_take(&"ada", now));
     }
 
     #[test]

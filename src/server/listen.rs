@@ -1,6 +1,7 @@
 //! The accept loop: TCP_NODELAY, a deadline for request headers (a client that sends
-//! them a byte at a time is dropped), a cap on open HTTP connections in total and per
-//! address, the client's address for handlers, and a graceful stop.
+//! them a byte at a time is dropped) and for answers left unread, a cap on open HTTP
+//! connections in total and per address, the client's address for handlers, and a
+//! graceful stop.
 
 use super::limits::{Guards, Refusal};
 use axum::Router;
@@ -12,12 +13,15 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
-use std::pin::pin;
+use std::io;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Sleep;
 use tower::ServiceExt;
 
 /// Handshakes the kernel completes and holds until they are accepted. Past it, it
@@ -41,7 +45,8 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// Settings of the accept loop.
 #[derive(Clone, Debug)]
 pub struct ListenLimits {
-    /// Time a client has to send a request's headers.
+    /// Time a client has to send a request's headers, and the longest it may
+    /// leave an answer unread.
     pub header_timeout: Duration,
     /// How long a stop waits for requests in flight.
     pub drain_timeout: Duration,
@@ -98,6 +103,7 @@ pub async fn serve(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
+            let stream = WriteDeadline::new(stream, header_timeout);
             let connection = builder
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .with_upgrades();
@@ -125,8 +131,109 @@ pub async fn serve(
     let _ = tokio::time::timeout(limits.drain_timeout, stopping.closed()).await;
 }
 
+/// A plain HTTP connection whose answers must be taken: a write that makes no
+/// progress for `limit` fails, and the connection with it. Without it a client that
+/// asks for pages and reads nothing (a tiny receive window) would hold its
+/// connection, and its share of the server's, for as long as it liked. The timer
+/// exists only while a write waits; an upgraded WebSocket leaves it behind
+/// ([`WriteDeadline::into_inner`]) and has its own.
+pub struct WriteDeadline {
+    stream: TcpStream,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteDeadline {
+    pub fn new(stream: TcpStream, limit: Duration) -> Self {
+        Self {
+            stream,
+            limit,
+            stalled: None,
+        }
+    }
+
+    pub fn into_inner(self) -> TcpStream {
+        self.stream
+    }
+
+    /// What a write that returned `polled` means: done (the deadline is forgotten),
+    /// or waiting (within the deadline, which starts with the first wait).
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let stalled = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match stalled.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client took nothing of its answer in time",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for WriteDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteDeadline {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.progress(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.progress(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.stream).poll_flush(cx);
+        self.progress(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// How long a refused connection is read from after its answer, so that the client
+/// reads the answer rather than a reset (closing on unread bytes resets).
+const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+
 /// Answers a connection beyond a cap (503 for the server's, 429 for its address's
-/// share) and closes it, without reading its request.
+/// share) and closes it, without looking at its request.
 async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     let (status, body) = match refusal {
         Refusal::ServerFull => (
@@ -149,6 +256,11 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     )
     .await;
     let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -76,7 +76,9 @@ impl Names {
         }
     }
 
-    /// Takes back what was remembered of `key`, if anything.
+    /// Takes back what was remembered of `key`, if anything, and counts it either
+    /// way: a check under way in the store (not remembered yet) is taken back too,
+    /// as it must not be remembered once it ends ([`Names::remember`]).
     fn take_back(&self, key: &str, only_for: Option<&[u8]>) {
         let mut verified = self.verified();
         if verified
@@ -84,8 +86,8 @@ impl Names {
             .is_some_and(|entry| only_for.is_none_or(|hash| entry.token_hash == hash))
         {
             verified.remove(key);
-            self.taken_back.fetch_add(1, Ordering::Release);
         }
+        self.taken_back.fetch_add(1, Ordering::Release);
     }
 
     /// A mark to pass to [`Names::still_trusts`]: take it before checking a token.
@@ -118,8 +120,14 @@ impl Names {
             .then(|| entry.held.clone())
     }
 
-    fn remember(&self, key: String, token_hash: Vec<u8>, held: &str, now: i64) {
+    /// Remembers a check made since `mark`, unless a check was taken back meanwhile
+    /// (the name given up or taken over while the store was being asked): that one
+    /// may predate it, so the next hello asks the store again.
+    fn remember(&self, mark: u64, key: String, token_hash: Vec<u8>, held: &str, now: i64) {
         let mut verified = self.verified();
+        if self.mark() != mark {
+            return;
+        }
         if verified.len() >= VERIFIED_MAX {
             verified.retain(|_, v| now - v.at < VERIFIED_FRESH_MS);
             if verified.len() >= VERIFIED_MAX {
@@ -192,10 +200,11 @@ impl Names {
             return Ok(None);
         }
         let (key, token_hash) = (name_key(name), hash(token));
+        let mark = self.mark();
         match self.store.holds_name(&key, &token_hash, now) {
             Ok(held) => {
                 if let Some(held) = &held {
-                    self.remember(key, token_hash, held, now);
+                    self.remember(mark, key, token_hash, held, now);
                 }
                 Ok(held)
             }
@@ -283,6 +292,19 @@ mod tests {
         assert!(names.still_trusts(mark, "Ada", &ada.token));
         assert!(names.release("Ada", &ada.token).unwrap().is_some());
         assert!(!names.still_trusts(mark, "Ada", &ada.token));
+    }
+
+    #[test]
+    fn a_check_that_ends_after_the_name_changed_hands_is_not_remembered() {
+        let names = Names::new(Arc::new(MemoryStore::new(10)), Duration::from_millis(1_000));
+        let old = names.claim("Ada", None, 0).unwrap().0;
+        // A tab of the old holder asks the store (which says yes) ...
+        let mark = names.mark();
+        // ... while another browser takes the name over, before the answer is kept.
+        names.claim("Ada", None, 5_000).unwrap();
+        names.remember(mark, name_key("Ada"), hash(&old.token), "Ada", 5_000);
+        assert_eq!(names.verify_recent("Ada", &old.token, 5_001), None);
+        assert!(!names.still_trusts(mark, "Ada", &old.token));
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub struct Received {
 }
 
 impl Received {
+    /// Whether the client pinged (and expects a pong).
+    pub fn is_ping(&self) -> bool {
+        self.pong.is_some()
+    }
+
     /// Queues the pong a ping asked for and returns what arrived.
     pub fn answer_pings(self, outbox: &Outbox) -> Incoming {
         if let Some(pong) = self.pong {

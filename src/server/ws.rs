@@ -5,6 +5,7 @@
 use super::AppState;
 use super::hub::{ConnId, Hub, HubError, encode};
 use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
+use super::listen::WriteDeadline;
 use super::metrics::Metrics;
 use super::names::Holder;
 use super::outbox::{Outbox, Signal};
@@ -18,7 +19,6 @@ use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// How long frames may wait on a client that reads nothing at all.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,10 +71,10 @@ pub async fn upgrade(
         };
         // The accept loop serves plain TCP streams, so the connection comes back as
         // one, with whatever the client sent right behind its request.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        match upgraded.downcast::<TokioIo<WriteDeadline>>() {
             Ok(parts) => {
                 let socket = Socket::new(
-                    parts.io.into_inner(),
+                    parts.io.into_inner().into_inner(),
                     &parts.read_buf,
                     MAX_FRAME_BYTES,
                     app.config.outbound_queue,
@@ -195,8 +195,13 @@ impl Connection<'_> {
                 received = reader.next(stream), if !stalled => match received {
                     Ok(received) => {
                         outbox.heard();
-                        let incoming = received.answer_pings(outbox);
-                        self.on_incoming(incoming, outbox)
+                        if received.is_ping() && !self.limits.allow_ping() {
+                            // Not answered: pings take from the send budget too.
+                            self.limits.is_flooding().then_some(End::Close(close_code::POLICY, "sending too fast"))
+                        } else {
+                            let incoming = received.answer_pings(outbox);
+                            self.on_incoming(incoming, outbox)
+                        }
                     }
                     Err(error) => Some(error.close_code().map_or(End::Gone, |(c, r)| End::Close(c, r))),
                 },
@@ -210,8 +215,9 @@ impl Connection<'_> {
             if let Some(end) = end {
                 return end;
             }
-            // Answers go now; what the socket does not take waits for `flush`.
-            if outbox.write_pending().is_err() {
+            // Answers go now, in one write for all the frames read together; what
+            // the socket does not take waits for `flush`.
+            if !reader.holds_whole_frame() && outbox.write_pending().is_err() {
                 return End::Gone;
             }
         }
@@ -266,8 +272,10 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(String, Str
         match first {
             Ok(Ok(Incoming::Text(text))) => break text,
             Ok(Ok(Incoming::Alive)) => {
-                // The pong goes now; what the socket does not take goes with the welcome.
-                if socket.outbox.write_pending().is_err() {
+                // The pong goes once the pings read together are answered (it
+                // replaces any before it); what the socket does not take goes with
+                // the welcome.
+                if !socket.reader.holds_whole_frame() && socket.outbox.write_pending().is_err() {
                     return Err(End::Gone);
                 }
                 continue;
@@ -370,6 +378,17 @@ impl FrameLimits {
             Ok(ClientFrame::Join { .. } | ClientFrame::Leave) => self.room_changes.try_take(now),
             _ => self.sends.try_take(now) && self.guards.person_sends.try_take(&self.person, now),
         };
+        self.note(allowed)
+    }
+
+    /// Whether a ping may be answered now: browsers never ping (they answer the
+    /// server's), and each pong is a write.
+    fn allow_ping(&mut self) -> bool {
+        let allowed = self.sends.try_take(Instant::now());
+        self.note(allowed)
+    }
+
+    fn note(&mut self, allowed: bool) -> bool {
         if allowed {
             self.refused_in_a_row = 0;
         } else {

@@ -751,6 +751,19 @@ impl Client {
         .await
     }
 
+    /// Waits for a refusal with `code` and returns its words; an answer to a join
+    /// meanwhile means the request was not refused, which fails the test.
+    pub async fn refusal(&mut self, code: ErrorCode) -> String {
+        self.recv_until(&format!("a refusal with {code:?}"), |frame| match frame {
+            ServerFrame::Error { code: got, message } if *got == code => Some(message.clone()),
+            ServerFrame::Joined { channel, .. } => {
+                panic!("the join of {channel:?} was answered, not refused with {code:?}")
+            }
+            _ => None,
+        })
+        .await
+    }
+
     /// Waits for the message with this client id to be delivered to this client.
     pub async fn recv_message(&mut self, client_id: &str) -> ChatMessage {
         self.recv_until(&format!("Message {client_id:?}"), |frame| match frame {
