@@ -68,7 +68,7 @@ start() {
         HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
         HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 \
         HEARTH_API_PER_MINUTE=1000000 HEARTH_ROOM_SEATS_PER_ADDRESS=100000 \
-        HEARTH_MAX_HTTP_CONNECTIONS_PER_IP=100000 HEARTH_CHANNELS_PER_HOUR=1000000 "$@" \
+        HEARTH_MAX_HTTP_CONNECTIONS_PER_IP=100000 HEARTH_CHANNELS_PER_HOUR=1000000 HEARTH_MAX_TABS_PER_PERSON=100000 "$@" \
         taskset -c 0 ./target/release/hearth >/dev/null 2>&1 &
       ;;
     bare-rust)
@@ -113,7 +113,7 @@ start_cluster() {
       HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
       HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 \
       HEARTH_API_PER_MINUTE=1000000 HEARTH_ROOM_SEATS_PER_ADDRESS=100000 \
-      HEARTH_MAX_HTTP_CONNECTIONS_PER_IP=100000 HEARTH_CHANNELS_PER_HOUR=1000000 \
+      HEARTH_MAX_HTTP_CONNECTIONS_PER_IP=100000 HEARTH_CHANNELS_PER_HOUR=1000000 HEARTH_MAX_TABS_PER_PERSON=100000 \
       taskset -c "$cores" ./target/release/hearth >/dev/null 2>&1 &
     NODE_PIDS+=($!); NODE_ADDRS+=("127.0.0.1:$((PORT + i))")
   done
@@ -180,13 +180,17 @@ for system in "${SYSTEMS[@]}"; do
     --sources 4 --concurrency 512 --seconds "$IDLE_STEP"
   stop
   if [ "$system" = hearth ]; then
-    # The same storm with as many channels as a server keeps (1,000): every welcome
-    # lists them all, and must cost no more for it.
-    say "idle: hearth with 1,000 channels, $IDLE_ROOMS rooms of 100"
+    # The same storm with as many channels as a server keeps (1,000, the two
+    # storms' rooms included): first tabs opened afresh, whose welcomes list every
+    # channel, then tabs coming back (as after a restart), which show the list
+    # already and whose welcomes must cost what they cost with a few channels.
+    say "idle: hearth with 1,000 channels, $IDLE_ROOMS rooms of 100, fresh then returning"
     start hearth
-    make_channels $((1000 - 1 - IDLE_ROOMS))
+    make_channels $((1000 - 1 - 2 * IDLE_ROOMS))
     loadgen "hearth 1k chan" idle --rooms "$IDLE_ROOMS" --members 100 \
       --sources 4 --concurrency 512 --seconds "$IDLE_STEP"
+    loadgen "hearth 1k back" idle --rooms "$IDLE_ROOMS" --members 100 \
+      --sources 4 --concurrency 512 --seconds "$IDLE_STEP" --returning
     stop
   fi
   if [ "$system" = hearth ] || [ "$system" = bare-rust ]; then

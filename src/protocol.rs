@@ -64,8 +64,14 @@ pub struct ChatMessage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Must be the first frame: who is on this connection, with the token that
-    /// claiming the name returned.
-    Hello { name: String, token: String },
+    /// claiming the name returned, and the version of the channel list the tab
+    /// already shows, if any (a tab coming back after a reconnect).
+    Hello {
+        name: String,
+        token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channels_version: Option<String>,
+    },
     /// Enter a channel (leaving the current one). With `since`, only the messages
     /// after that sequence number are replayed.
     Join {
@@ -87,10 +93,14 @@ pub enum ClientFrame {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    /// Answer to `Hello`: the accepted name and every channel.
+    /// Answer to `Hello`: the accepted name and every channel, with the list's
+    /// version; `channels` is `None` when the hello named that version (the tab has
+    /// the list: a crowd coming back after a restart is not sent a thousand
+    /// channels each).
     Welcome {
         name: String,
-        channels: Vec<Channel>,
+        channels: Option<Vec<Channel>>,
+        channels_version: String,
     },
     /// Someone created a channel.
     ChannelCreated { channel: Channel },
@@ -236,6 +246,10 @@ pub enum MessageError {
 /// confusable skeleton, in which they are spaces.)
 pub fn is_invisible(c: char) -> bool {
     use icu_properties::props::{BinaryProperty, DefaultIgnorableCodePoint};
+    // No printable ASCII character is ignorable: most names skip the table.
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
     c.is_control() || DefaultIgnorableCodePoint::for_char(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 

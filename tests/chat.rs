@@ -158,6 +158,7 @@ async fn hello_join_and_send_in_one_packet_are_answered_in_order() {
         ClientFrame::Hello {
             name: grant.name.clone(),
             token: grant.token.clone(),
+            channels_version: None,
         },
         ClientFrame::Join {
             channel: "General".into(),
@@ -171,7 +172,11 @@ async fn hello_join_and_send_in_one_packet_are_answered_in_order() {
     ])
     .await;
     match ben.recv().await {
-        ServerFrame::Welcome { name, channels } => {
+        ServerFrame::Welcome {
+            name,
+            channels: Some(channels),
+            ..
+        } => {
             assert_eq!(name, "Ben");
             assert_eq!(names(&channels), ["General"]);
         }
@@ -473,6 +478,7 @@ async fn invalid_names_are_refused_and_the_connection_closed() {
             .send(&ClientFrame::Hello {
                 name: name.into(),
                 token: "any".into(),
+                channels_version: None,
             })
             .await;
         let message = client

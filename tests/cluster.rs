@@ -504,6 +504,7 @@ async fn send_all(
         let hello = ClientFrame::Hello {
             name: grant.name.clone(),
             token: grant.token.clone(),
+            channels_version: None,
         };
         let join = ClientFrame::Join {
             channel: "General".into(),

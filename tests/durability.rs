@@ -135,6 +135,7 @@ async fn open_session(
     let hello = ClientFrame::Hello {
         name: grant.name.clone(),
         token: grant.token.clone(),
+        channels_version: None,
     };
     if !client.try_send(&hello).await {
         return None;

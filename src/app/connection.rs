@@ -146,6 +146,9 @@ pub struct Chat {
     socket: StoredValue<socket::Slot, socket::SlotStorage>,
     /// The join on its way, if any, and what its answer or refusal means.
     joining: StoredValue<Joining>,
+    /// The version of the channel list shown, which a hello names so that the
+    /// welcome need not carry the list again.
+    channels_version: StoredValue<Option<String>>,
 }
 
 /// Why this tab asked to join a room, while the answer is on its way.
@@ -171,6 +174,7 @@ impl Chat {
             error: RwSignal::new(None),
             socket: socket::new_slot(),
             joining: StoredValue::new(Joining::Nothing),
+            channels_version: StoredValue::new(None),
         }
     }
 
@@ -270,7 +274,11 @@ impl Chat {
     /// Applies one frame from the server to the state.
     fn apply(self, frame: ServerFrame) {
         match frame {
-            ServerFrame::Welcome { name, channels } => {
+            ServerFrame::Welcome {
+                name,
+                channels,
+                channels_version,
+            } => {
                 // The name as the server holds it: after a rename in another tab, this
                 // tab reconnected as the new name.
                 if self
@@ -280,16 +288,24 @@ impl Chat {
                     self.identity.set(Identity::Named(name));
                 }
                 self.status.set(Status::Connected);
-                self.channels.set(channels);
+                // No list: this tab shows this version of it already.
+                if let Some(channels) = channels {
+                    self.channels.set(channels);
+                }
+                self.channels_version.set_value(Some(channels_version));
                 if !socket::joined_with_hello(self) {
                     self.rejoin();
                 }
             }
-            ServerFrame::ChannelCreated { channel } => self.channels.update(|all| {
-                if !all.iter().any(|c| c.name == channel.name) {
-                    all.push(channel);
-                }
-            }),
+            ServerFrame::ChannelCreated { channel } => {
+                self.channels.update(|all| {
+                    if !all.iter().any(|c| c.name == channel.name) {
+                        all.push(channel);
+                    }
+                });
+                // The list is the new one, whose version the next welcome tells.
+                self.channels_version.set_value(None);
+            }
             ServerFrame::Joined {
                 channel,
                 history,
@@ -661,7 +677,12 @@ mod socket {
             chat.status.set(Status::Connecting);
         }
 
-        let hello = serde_json::to_string(&ClientFrame::Hello { name, token }).unwrap_or_default();
+        let hello = serde_json::to_string(&ClientFrame::Hello {
+            name,
+            token,
+            channels_version: chat.channels_version.get_value(),
+        })
+        .unwrap_or_default();
         let on_open = {
             let socket = socket.clone();
             Closure::<dyn FnMut(JsValueEvent)>::new(move |_| {
@@ -1088,6 +1109,38 @@ mod tests {
                 Some("This room is full.")
             );
             assert_eq!(chat.status.get_untracked(), Status::Idle);
+        });
+    }
+
+    #[test]
+    fn a_welcome_without_the_list_keeps_the_one_shown() {
+        with_chat(|chat| {
+            let welcome = |channels: Option<Vec<Channel>>, version: &str| ServerFrame::Welcome {
+                name: "ada".into(),
+                channels,
+                channels_version: version.into(),
+            };
+            let general = Channel {
+                name: "General".into(),
+                created_at: 0,
+            };
+            chat.apply(welcome(Some(vec![general.clone()]), "v1"));
+            assert_eq!(chat.channels_version.get_value().as_deref(), Some("v1"));
+            // Back after a reconnect, named "v1": the list stays as shown.
+            chat.apply(welcome(None, "v1"));
+            assert_eq!(
+                chat.channels.get_untracked(),
+                std::slice::from_ref(&general)
+            );
+            // A channel created: the next hello names no version, and gets the list.
+            chat.apply(ServerFrame::ChannelCreated {
+                channel: Channel {
+                    name: "Rust".into(),
+                    created_at: 1,
+                },
+            });
+            assert_eq!(chat.channels.get_untracked().len(), 2);
+            assert_eq!(chat.channels_version.get_value(), None);
         });
     }
 

@@ -170,17 +170,8 @@ fn put_head(out: &mut impl BufMut, opcode: u8, masked: bool, len: usize) {
 
 /// A whole unmasked frame as the server sends it.
 pub fn server_frame(opcode: u8, payload: &[u8]) -> Bytes {
-    fragment(opcode, true, payload)
-}
-
-/// An unmasked frame that is part of a message (RFC 6455 section 5.4): the first
-/// carries the message's opcode, the rest `OP_CONTINUATION`, and the last `fin`.
-pub fn fragment(opcode: u8, fin: bool, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(payload.len() + 10);
     put_head(&mut out, opcode, false, payload.len());
-    if !fin {
-        out[0] &= 0x7F;
-    }
     out.put_slice(payload);
     out.freeze()
 }

@@ -4,8 +4,9 @@
 //! is hyper's, and the answer's is the accept loop's). Routes added later are behind
 //! the same gate.
 
-use super::AppState;
 use super::config::{Config, PublicUrl};
+use super::limits::Guards;
+use super::metrics::Metrics;
 use crate::protocol::ApiError;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -14,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest request body taken: server functions carry a name, a token, a channel
@@ -26,8 +28,15 @@ const API_PREFIX: &str = "/api/";
 /// Seconds a client told to slow down is asked to wait.
 const RETRY_AFTER_SECS: u64 = 5;
 
+/// What the gate needs, shared by every request (one `Arc` to clone each).
+pub struct Gate {
+    pub config: Arc<Config>,
+    pub guards: Arc<Guards>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// The gate itself, as axum middleware in front of every route.
-pub async fn guard(State(app): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn guard(State(app): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     let api = request.uri().path().starts_with(API_PREFIX);
     match admit(&app, request, next, api).await {
         Ok(response) => response,
@@ -40,12 +49,7 @@ pub async fn guard(State(app): State<AppState>, request: Request, next: Next) ->
 
 type Refused = (StatusCode, ApiError);
 
-async fn admit(
-    app: &AppState,
-    request: Request,
-    next: Next,
-    api: bool,
-) -> Result<Response, Refused> {
+async fn admit(app: &Gate, request: Request, next: Next, api: bool) -> Result<Response, Refused> {
     let config = &app.config;
     let headers = request.headers();
     if let Some(host) = foreign_host(headers, config.public_url.as_ref()) {
@@ -121,21 +125,23 @@ async fn buffered(request: Request, deadline: Duration) -> Result<Request, Refus
 /// come from a browser.
 fn foreign_host(headers: &HeaderMap, public: Option<&PublicUrl>) -> Option<String> {
     let raw = headers.get(header::HOST)?;
-    let named = raw.to_str().ok().and_then(|host| {
-        let authority: axum::http::uri::Authority = host.parse().ok()?;
-        Some(authority.host().to_ascii_lowercase())
-    });
-    let Some(host) = named else {
+    let Some(authority) = raw
+        .to_str()
+        .ok()
+        .and_then(|host| host.parse::<axum::http::uri::Authority>().ok())
+    else {
         return Some(String::from_utf8_lossy(raw.as_bytes()).into_owned());
     };
-    let answered = is_address(&host) || public.is_some_and(|public| public.host == host);
-    (!answered).then_some(host)
+    let host = authority.host();
+    let answered =
+        is_address(host) || public.is_some_and(|public| public.host.eq_ignore_ascii_case(host));
+    (!answered).then(|| host.to_ascii_lowercase())
 }
 
-/// Whether a host name (lower case, no port) is an IP literal or `localhost`.
+/// Whether a host name (no port) is an IP literal or `localhost`.
 fn is_address(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>().is_ok() || host == "localhost"
+    bare.parse::<IpAddr>().is_ok() || host.eq_ignore_ascii_case("localhost")
 }
 
 /// Whether a page at `origin` belongs to this site: the configured public address,
@@ -160,7 +166,7 @@ pub fn origin_allowed(origin: &str, headers: &HeaderMap, config: &Config) -> boo
     };
     let named = host
         .parse::<axum::http::uri::Authority>()
-        .is_ok_and(|authority| !is_address(&authority.host().to_ascii_lowercase()));
+        .is_ok_and(|authority| !is_address(authority.host()));
     if named && config.public_url.is_some() {
         return false;
     }

@@ -174,7 +174,11 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            Arc::new(gate::Gate {
+                config: state.config.clone(),
+                guards: state.guards.clone(),
+                metrics: state.metrics.clone(),
+            }),
             gate::guard,
         ))
         .with_state(state);

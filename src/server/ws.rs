@@ -3,7 +3,7 @@
 //! included, straight to the socket; see `outbox`.)
 
 use super::AppState;
-use super::hub::{ConnId, Hub, HubError, encode};
+use super::hub::{ConnId, Hello, Hub, HubError, encode};
 use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
 use super::listen::WriteDeadline;
 use super::metrics::Metrics;
@@ -100,7 +100,7 @@ async fn run(mut socket: Socket, app: AppState, address: IpAddr, _slot: Connecti
     // The hello and the closing handshake are boxed: their state then lives only
     // while they run, and each idle connection's task stays small.
     let mark = app.names.mark();
-    let (name, token) = match Box::pin(await_hello(&mut socket, &app)).await {
+    let (hello, token) = match Box::pin(await_hello(&mut socket, &app)).await {
         Ok(identified) => identified,
         Err(End::Close(code, reason)) => {
             app.metrics.reject_close(code);
@@ -111,7 +111,7 @@ async fn run(mut socket: Socket, app: AppState, address: IpAddr, _slot: Connecti
     let hub = &app.hub;
     // The hub queues the welcome and writes it, ahead of anything else it sends.
     let holder = Holder::of_token(&token);
-    let id = match hub.connect(&name, holder, address, socket.outbox.clone()) {
+    let id = match hub.connect(&hello, holder, address, socket.outbox.clone()) {
         Ok(id) => id,
         Err(HubError::Unavailable) => {
             return Box::pin(socket.close(close_code::RESTART, "server restarting; reconnect"))
@@ -130,6 +130,7 @@ async fn run(mut socket: Socket, app: AppState, address: IpAddr, _slot: Connecti
     let member = Membership { hub, id };
     // A name given up between the check of this token and `connect` let go of the
     // tabs the hub had then, which did not include this one.
+    let name = hello.name;
     if !app.names.still_trusts(mark, &name, &token) {
         drop(member);
         let (code, reason) = (close_code::NAME_GIVEN_UP, close_code::NAME_GIVEN_UP_REASON);
@@ -262,8 +263,8 @@ impl Drop for Membership<'_> {
 }
 
 /// Waits for the first frame, which must be a hello with a valid name and the token
-/// that holds it; returns the name as held, and the token.
-async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(String, String), End> {
+/// that holds it; returns who said it (with the name as held), and the token.
+async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(Hello, String), End> {
     // One deadline for the whole wait (the header timeout: a hello is the socket's
     // headers), so pings cannot hold an anonymous connection open.
     let deadline = tokio::time::Instant::now() + app.config.header_timeout;
@@ -298,9 +299,20 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(String, Str
         }
     };
     let refusal = match serde_json::from_str::<ClientFrame>(&text) {
-        Ok(ClientFrame::Hello { name, token }) => match validate_name(&name) {
+        Ok(ClientFrame::Hello {
+            name,
+            token,
+            channels_version,
+        }) => match validate_name(&name) {
             Ok(name) => match verify_name(app, &name, &token).await {
-                Ok(held) => return Ok((held, token)),
+                Ok(held) => {
+                    let hello = Hello {
+                        name: held,
+                        // Versions are 16 hex digits; anything else is no version.
+                        channels_version: channels_version.filter(|v| v.len() <= 32),
+                    };
+                    return Ok((hello, token));
+                }
                 Err(e) => ServerFrame::Error {
                     code: e.code(),
                     message: e.to_string(),

@@ -476,11 +476,17 @@ impl Client {
         self.send(&ClientFrame::Hello {
             name: name.into(),
             token: token.into(),
+            channels_version: None,
         })
         .await;
         let (welcomed, channels) = self
             .recv_until("Welcome", |frame| match frame {
-                ServerFrame::Welcome { name, channels } => Some((name.clone(), channels.clone())),
+                ServerFrame::Welcome { name, channels, .. } => Some((
+                    name.clone(),
+                    channels
+                        .clone()
+                        .expect("a tab that shows no list is sent the list"),
+                )),
                 ServerFrame::Error { code, message } => {
                     panic!("hello as {name:?} refused: {code:?}: {message}")
                 }
@@ -890,6 +896,7 @@ pub async fn assert_hello_refused(server: &Server, name: &str, token: &str) {
         .send(&ClientFrame::Hello {
             name: name.into(),
             token: token.into(),
+            channels_version: None,
         })
         .await;
     client

@@ -91,7 +91,7 @@ pub async fn join_counting_online(
     channel: &str,
 ) -> Result<(Socket, usize), ClientError> {
     let mut socket = wire::connect(addr, IpAddr::V4(Ipv4Addr::LOCALHOST), "/ws").await?;
-    say_hello_and_join(&mut socket, grant, channel).await?;
+    say_hello_and_join(&mut socket, grant, channel, None).await?;
     loop {
         match next_frame(&mut socket).await {
             Some(ServerFrame::Joined { online_count, .. }) => return Ok((socket, online_count)),
@@ -102,15 +102,39 @@ pub async fn join_counting_online(
     }
 }
 
-/// Sends the two frames that open a Hearth session in `channel`, in one write.
+/// The version of the server's channel list, as a welcome tells it.
+pub async fn channels_version(addr: SocketAddr, grant: &NameGrant) -> Result<String, ClientError> {
+    let mut socket = wire::connect(addr, IpAddr::V4(Ipv4Addr::LOCALHOST), "/ws").await?;
+    let hello = encode(&ClientFrame::Hello {
+        name: grant.name.clone(),
+        token: grant.token.clone(),
+        channels_version: None,
+    });
+    socket.send_texts(&[&hello]).await?;
+    loop {
+        match next_frame(&mut socket).await {
+            Some(ServerFrame::Welcome {
+                channels_version, ..
+            }) => return Ok(channels_version),
+            Some(ServerFrame::Error { message, .. }) => return Err(ClientError::Refused(message)),
+            Some(_) => {}
+            None => return Err(ClientError::Closed("saying hello")),
+        }
+    }
+}
+
+/// Sends the two frames that open a Hearth session in `channel`, in one write; a
+/// tab coming back names the version of the channel list it shows.
 pub async fn say_hello_and_join(
     socket: &mut Socket,
     grant: &NameGrant,
     channel: &str,
+    channels_version: Option<&str>,
 ) -> Result<(), ClientError> {
     let hello = encode(&ClientFrame::Hello {
         name: grant.name.clone(),
         token: grant.token.clone(),
+        channels_version: channels_version.map(str::to_owned),
     });
     let join = encode(&ClientFrame::Join {
         channel: channel.to_owned(),

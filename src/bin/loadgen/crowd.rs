@@ -34,6 +34,11 @@ pub struct CrowdArgs {
     /// The number of the first room, for load generators sharing a prefix.
     #[arg(long, default_value_t = 0)]
     pub first_room: usize,
+    /// Tabs coming back (as after a restart), which show the channel list already:
+    /// each hello names its version, learned once before the storm, and the
+    /// welcomes carry no list.
+    #[arg(long)]
+    pub returning: bool,
 }
 
 pub struct Member {
@@ -90,6 +95,10 @@ pub async fn gather(target: &Target, args: &CrowdArgs) -> Result<Crowd, ClientEr
             })
             .collect(),
     };
+    let channels_version = match (args.returning, args.dialect) {
+        (true, Dialect::Hearth) => Some(client::channels_version(addr, &grants[0]).await?),
+        _ => None,
+    };
     let sources: Vec<IpAddr> = (1..=args.sources.max(1))
         .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
         .collect();
@@ -105,10 +114,18 @@ pub async fn gather(target: &Target, args: &CrowdArgs) -> Result<Crowd, ClientEr
             let room_name = rooms[room].clone();
             let source = sources[n % sources.len()];
             let node = nodes[n % nodes.len()];
+            let channels_version = channels_version.clone();
             async move {
                 let socket = tokio::time::timeout(
                     Duration::from_secs(30),
-                    session::join(dialect, node, source, &grant, &room_name),
+                    session::join(
+                        dialect,
+                        node,
+                        source,
+                        &grant,
+                        &room_name,
+                        channels_version.as_deref(),
+                    ),
                 )
                 .await
                 .map_err(|_| ClientError::Closed("the handshake timed out"))??;

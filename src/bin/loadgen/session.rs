@@ -21,11 +21,12 @@ pub async fn join(
     source: IpAddr,
     grant: &NameGrant,
     room: &str,
+    channels_version: Option<&str>,
 ) -> Result<Socket, ClientError> {
     match dialect {
         Dialect::Hearth => {
             let mut socket = wire::connect(addr, source, "/ws").await?;
-            client::say_hello_and_join(&mut socket, grant, room).await?;
+            client::say_hello_and_join(&mut socket, grant, room, channels_version).await?;
             wait_for(&mut socket, "\"type\":\"joined\"").await?;
             Ok(socket)
         }

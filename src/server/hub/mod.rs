@@ -177,10 +177,10 @@ struct State {
     /// Channel keys in creation order.
     order: Vec<String>,
     windows: HashMap<String, ChannelWindow>,
-    /// Every channel as the middle part of a welcome (a continuation frame),
-    /// built on the first hello after a change and shared by every welcome after
-    /// it: a hello costs the same however many channels there are.
-    channels_frame: Option<Bytes>,
+    /// Every channel as a JSON array, with its version, built on the first hello
+    /// after a change: a connect storm would otherwise serialize the whole list
+    /// once per connection. Tabs that already show this version are not sent it.
+    channels_json: Option<ChannelList>,
     /// Outboxes given their first frame under the lock, written once it is let go.
     to_flush: Vec<Arc<Outbox>>,
 }
@@ -292,16 +292,18 @@ impl Hub {
     }
 
     /// Registers a connection for a person who said hello from `address` and
-    /// queues its welcome (their name and every channel) ahead of anything else,
-    /// for the caller to write. Refused once the server is stopping
-    /// (`Unavailable`), and for a person who holds as many tabs as one may.
+    /// queues its welcome (their name and every channel, unless the tab shows the
+    /// list's version `seen` already) ahead of anything else, for the caller to
+    /// write. Refused once the server is stopping (`Unavailable`), and for a person
+    /// who holds as many tabs as one may.
     pub fn connect(
         &self,
-        name: &str,
+        hello: &Hello,
         holder: Holder,
         address: IpAddr,
         outbox: Arc<Outbox>,
     ) -> Result<ConnId, HubError> {
+        let name = hello.name.as_str();
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         // Checked under the lock, so `close_all` cannot miss a connection.
@@ -317,9 +319,11 @@ impl Hub {
         *state.tabs.entry(name.clone()).or_insert(0) += 1;
         // Not written here: when the client joined in the same packet as its hello,
         // the welcome leaves with the answer, in one write (see `ws::run`).
-        for part in welcome(&mut state, &name) {
-            outbox.push_own(part);
-        }
+        outbox.push_own(welcome(
+            &mut state,
+            &name,
+            hello.channels_version.as_deref(),
+        ));
         state.conns.insert(
             id,
             Conn {
@@ -346,25 +350,21 @@ impl Hub {
         let outbound = Outbox::detached(16);
         let localhost = IpAddr::from([127, 0, 0, 1]);
         let id = self
-            .connect(name, Holder::of_token(token), localhost, outbound.clone())
+            .connect(
+                &Hello::new(name),
+                Holder::of_token(token),
+                localhost,
+                outbound.clone(),
+            )
             .ok()?;
-        // Tests read the welcome (in three parts) through `welcome`, and the
-        // rest here.
-        for _part in 0..3 {
-            let _ = outbound.try_recv();
-        }
+        // Tests read the welcome through `welcome`, and the rest here.
+        let _welcome = outbound.try_recv();
         Some(Registration { id, outbound })
     }
 
-    /// The welcome for `name` as one whole frame, as a client puts it together.
     #[cfg(test)]
-    pub fn welcome(&self, name: &str) -> Bytes {
-        let parts = welcome(&mut self.lock(), name);
-        let payload: Vec<u8> = parts
-            .iter()
-            .flat_map(|part| frame::server_payload(part).to_vec())
-            .collect();
-        frame::text(&payload)
+    pub fn welcome(&self, name: &str, seen: Option<&str>) -> Bytes {
+        welcome(&mut self.lock(), name, seen)
     }
 
     /// Pings every connection (written straight to the sockets, no task woken), and
@@ -620,31 +620,65 @@ impl Hub {
     }
 }
 
-/// The answer to a hello from `name`: their name and every channel, as the message
-/// `ServerFrame::Welcome` serializes to (a unit test holds the two equal), sent in
-/// three fragments so the channel list, the one part that grows, is shared by every
-/// welcome rather than copied into each.
-fn welcome(state: &mut State, name: &str) -> [Bytes; 3] {
-    let channels = match &state.channels_frame {
-        Some(framed) => framed.clone(),
+/// Who said hello, and the channel list their tab shows.
+#[derive(Clone, Debug)]
+pub struct Hello {
+    /// The name as held.
+    pub name: String,
+    /// The version of the channel list the tab shows, if any.
+    pub channels_version: Option<String>,
+}
+
+impl Hello {
+    /// A hello from a tab that shows no channels yet.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            channels_version: None,
+        }
+    }
+}
+
+/// Every channel as JSON, and its version: the first 8 bytes of its SHA-256, the
+/// same on every node for the same list.
+#[derive(Clone)]
+struct ChannelList {
+    json: Arc<str>,
+    version: Arc<str>,
+}
+
+/// The answer to a hello from `name`: their name, the channel list unless the tab
+/// shows its version `seen`, and the version; the frame `ServerFrame::Welcome`
+/// serializes to (a unit test holds the two equal), with the list spliced in.
+fn welcome(state: &mut State, name: &str, seen: Option<&str>) -> Bytes {
+    let list = match &state.channels_json {
+        Some(list) => list.clone(),
         None => {
-            let json = serde_json::to_vec(&all_channels(state)).expect("channels always serialize");
-            let framed = frame::fragment(frame::OP_CONTINUATION, false, &json);
-            state.channels_frame = Some(framed.clone());
-            framed
+            use sha2::{Digest, Sha256};
+            let json =
+                serde_json::to_string(&all_channels(state)).expect("channels always serialize");
+            let digest = Sha256::digest(json.as_bytes());
+            let version: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            let list = ChannelList {
+                json: json.into(),
+                version: version.into(),
+            };
+            state.channels_json = Some(list.clone());
+            list
         }
     };
     let name = serde_json::to_string(name).expect("strings always serialize");
-    let opening = format!(r#"{{"type":"welcome","name":{name},"channels":"#);
-    [
-        frame::fragment(frame::OP_TEXT, false, opening.as_bytes()),
-        channels,
-        Bytes::from_static(WELCOME_END),
-    ]
+    let channels = if seen == Some(&*list.version) {
+        "null"
+    } else {
+        &*list.json
+    };
+    let version = &list.version;
+    let json = format!(
+        r#"{{"type":"welcome","name":{name},"channels":{channels},"channels_version":"{version}"}}"#
+    );
+    frame::text(json.as_bytes())
 }
-
-/// The last fragment of every welcome: the closing brace.
-const WELCOME_END: &[u8] = &[0x80 | frame::OP_CONTINUATION, 1, b'}'];
 
 fn all_channels(state: &State) -> Vec<Channel> {
     state
@@ -660,7 +694,7 @@ fn add_channel(state: &mut State, key: String, channel: Channel, history: usize)
         return false;
     }
     state.order.push(key.clone());
-    state.channels_frame = None;
+    state.channels_json = None;
     state.windows.insert(
         key,
         ChannelWindow::new(channel.clone(), 0, Vec::new(), history),
@@ -937,19 +971,42 @@ mod tests {
     #[tokio::test]
     async fn the_welcome_names_the_person_and_every_channel_as_it_is_now() {
         let hub = hub(10);
-        let welcome = |name: &str| decoded(hub.welcome(name));
+        let welcome = |name: &str, seen: Option<&str>| decoded(hub.welcome(name, seen));
         let name = "Ada \"the first\" \\ Lovelace";
+        let Some(ServerFrame::Welcome {
+            channels_version: first_version,
+            ..
+        }) = welcome(name, None)
+        else {
+            panic!("a welcome frame");
+        };
         assert_eq!(
-            welcome(name),
+            welcome(name, None),
             Some(ServerFrame::Welcome {
                 name: name.into(),
-                channels: hub.channels(),
+                channels: Some(hub.channels()),
+                channels_version: first_version.clone(),
+            })
+        );
+        // A tab that shows this list is not sent it again.
+        assert_eq!(
+            welcome(name, Some(&first_version)),
+            Some(ServerFrame::Welcome {
+                name: name.into(),
+                channels: None,
+                channels_version: first_version.clone(),
             })
         );
         hub.create_channel("Random", 5).unwrap();
-        let Some(ServerFrame::Welcome { channels, .. }) = welcome("bob") else {
-            panic!("a welcome frame");
+        let Some(ServerFrame::Welcome {
+            channels: Some(channels),
+            channels_version,
+            ..
+        }) = welcome("bob", Some(&first_version))
+        else {
+            panic!("a welcome with the list, which changed");
         };
+        assert_ne!(channels_version, first_version);
         let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["General", "Random"]);
     }
@@ -1120,7 +1177,7 @@ mod tests {
     /// `connect_detached` from `address`.
     fn connect_from(hub: &Hub, name: &str, address: [u8; 4]) -> Result<ConnId, HubError> {
         hub.connect(
-            name,
+            &Hello::new(name),
             Holder::of_token(name),
             IpAddr::from(address),
             Outbox::detached(16),
