@@ -418,6 +418,61 @@ async fn a_crowded_room_lists_its_first_hundred_names_and_counts_everyone() {
     assert_eq!(shown.online.len(), ONLINE_LIST_MAX);
 }
 
+/// People arriving at once, each claiming a name and saying hello without waiting
+/// for anyone: claims of other names while a tab says hello must not send it away
+/// (one check of a name given up as another said hello once closed the tab).
+#[tokio::test]
+async fn a_crowd_claiming_names_as_it_says_hello_is_all_let_in() {
+    let server = Server::start().await;
+    let mut watcher = server.client("Watcher").await;
+    watcher.join("General", None).await;
+    let mut grants = Vec::new();
+    for i in 0..40 {
+        grants.push(server.claim(&format!("Arrival {i:02}")).await);
+    }
+    // Others claiming names all the while.
+    let others = async {
+        for i in 0..200 {
+            server.claim(&format!("Other {i:03}")).await;
+        }
+    };
+    let arrivals = async {
+        let mut crowd = Vec::new();
+        for grant in grants {
+            let mut tab = Client::connect(&server).await;
+            tab.send_batch(&[
+                ClientFrame::Hello {
+                    name: grant.name,
+                    token: grant.token,
+                    channels_version: None,
+                },
+                ClientFrame::Join {
+                    channel: "General".into(),
+                    since: None,
+                },
+            ])
+            .await;
+            crowd.push(tab);
+        }
+        crowd
+    };
+    let ((), mut crowd) = tokio::join!(others, arrivals);
+    for tab in &mut crowd {
+        tab.recv_until("Joined", |frame| match frame {
+            ServerFrame::Joined { .. } => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    let count = watcher
+        .recv_until("everyone counted", |frame| match frame {
+            ServerFrame::Presence { online_count, .. } if *online_count == 41 => Some(41),
+            _ => None,
+        })
+        .await;
+    assert_eq!(count, 41);
+}
+
 #[tokio::test]
 async fn history_keeps_the_most_recent_window_and_resumes_exactly() {
     let server = Server::start_with(&[("HEARTH_HISTORY", "100")]).await;

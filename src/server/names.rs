@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How long a checked token is trusted without asking the store again: a tab that
 /// reconnects (or many tabs of one person) then says hello without a store read.
@@ -24,13 +25,24 @@ pub struct Names {
     store: Arc<dyn Store>,
     /// A name unused this long may be claimed by someone else.
     idle_expiry_ms: i64,
-    /// Recent successful checks, by name key.
-    verified: Mutex<HashMap<String, Verified>>,
-    /// Counts the checks taken back (a name claimed anew, or given up here or
-    /// through another node), so a connection can tell cheaply whether its check
-    /// may have been taken back before the hub knew of it.
+    checks: Mutex<Checks>,
+    /// Counts the names taken back (claimed anew, or given up here or through
+    /// another node), so a connection can tell cheaply whether its check may have
+    /// been taken back before the hub knew of it: nearly always, none was.
     taken_back: AtomicU64,
 }
+
+/// Recent successful checks, and recent take-backs, by name key.
+#[derive(Default)]
+struct Checks {
+    verified: HashMap<String, Verified>,
+    /// When each name was last taken back (the count then, and the time), kept
+    /// long enough to outlast any hello under way.
+    taken_back: HashMap<String, (u64, Instant)>,
+}
+
+/// How long a take-back is remembered: longer than a hello can take.
+const TAKE_BACK_REMEMBERED: Duration = Duration::from_secs(120);
 
 /// A name its holder no longer has (given up, or taken over after going unused):
 /// its key, and the holder whose open tabs must let go of it.
@@ -64,6 +76,8 @@ struct Verified {
     token_hash: Vec<u8>,
     held: String,
     at: i64,
+    /// The take-back count when it was remembered.
+    since: u64,
 }
 
 impl Names {
@@ -71,23 +85,31 @@ impl Names {
         Self {
             store,
             idle_expiry_ms: i64::try_from(idle_expiry.as_millis()).unwrap_or(i64::MAX),
-            verified: Mutex::default(),
+            checks: Mutex::default(),
             taken_back: AtomicU64::new(0),
         }
     }
 
-    /// Takes back what was remembered of `key`, if anything, and counts it either
-    /// way: a check under way in the store (not remembered yet) is taken back too,
-    /// as it must not be remembered once it ends ([`Names::remember`]).
+    /// Takes back what was remembered of `key`, if anything, and notes that the
+    /// name was taken back: a check of it under way in the store (not remembered
+    /// yet) must not be remembered once it ends, nor trusted ([`Names::still_trusts`]).
     fn take_back(&self, key: &str, only_for: Option<&[u8]>) {
-        let mut verified = self.verified();
-        if verified
+        let mut checks = self.checks();
+        if checks
+            .verified
             .get(key)
             .is_some_and(|entry| only_for.is_none_or(|hash| entry.token_hash == hash))
         {
-            verified.remove(key);
+            checks.verified.remove(key);
         }
-        self.taken_back.fetch_add(1, Ordering::Release);
+        let count = self.taken_back.fetch_add(1, Ordering::AcqRel) + 1;
+        let now = Instant::now();
+        if checks.taken_back.len() >= VERIFIED_MAX {
+            checks
+                .taken_back
+                .retain(|_, (_, at)| now.duration_since(*at) < TAKE_BACK_REMEMBERED);
+        }
+        checks.taken_back.insert(key.to_owned(), (count, now));
     }
 
     /// A mark to pass to [`Names::still_trusts`]: take it before checking a token.
@@ -95,52 +117,67 @@ impl Names {
         self.taken_back.load(Ordering::Acquire)
     }
 
-    /// Whether `token` still holds `name` as checked since `mark`: a check taken
-    /// back meanwhile (the name given up as the connection said hello) makes the
-    /// connection reconnect and be checked afresh. Costs nothing unless one was.
+    /// Whether `token` still holds `name` as checked since `mark`: if the name was
+    /// taken back meanwhile (given up or taken over as the connection said hello),
+    /// only a check remembered after that counts; otherwise the connection
+    /// reconnects and is checked afresh. Costs nothing unless a name was taken back.
     pub fn still_trusts(&self, mark: u64, name: &str, token: &str) -> bool {
-        self.mark() == mark
-            || self
-                .verified()
-                .get(&name_key(name))
-                .is_some_and(|entry| entry.token_hash == hash(token))
+        if self.mark() == mark {
+            return true;
+        }
+        let key = name_key(name);
+        let checks = self.checks();
+        match checks.taken_back.get(&key) {
+            Some(&(count, _)) if count > mark => checks
+                .verified
+                .get(&key)
+                .is_some_and(|entry| entry.since >= count && entry.token_hash == hash(token)),
+            _ => true,
+        }
     }
 
-    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
-        // A plain map; any state behind a poisoned lock is still a valid cache.
-        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    fn checks(&self) -> std::sync::MutexGuard<'_, Checks> {
+        // Plain maps; any state behind a poisoned lock is still a valid cache.
+        self.checks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The name as held, if `token` was checked for `name` within the last minute;
     /// `None` means "ask the store" (`verify`), not "refused". Never blocks.
     pub fn verify_recent(&self, name: &str, token: &str, now: i64) -> Option<String> {
-        let verified = self.verified();
-        let entry = verified.get(&name_key(name))?;
+        let checks = self.checks();
+        let entry = checks.verified.get(&name_key(name))?;
         (now - entry.at < VERIFIED_FRESH_MS && entry.token_hash == hash(token))
             .then(|| entry.held.clone())
     }
 
-    /// Remembers a check made since `mark`, unless a check was taken back meanwhile
-    /// (the name given up or taken over while the store was being asked): that one
-    /// may predate it, so the next hello asks the store again.
+    /// Remembers a check made since `mark`, unless its name was taken back
+    /// meanwhile (given up or taken over while the store was being asked): the
+    /// check may predate that, so the next hello asks the store again.
     fn remember(&self, mark: u64, key: String, token_hash: Vec<u8>, held: &str, now: i64) {
-        let mut verified = self.verified();
-        if self.mark() != mark {
+        let mut checks = self.checks();
+        if checks
+            .taken_back
+            .get(&key)
+            .is_some_and(|&(count, _)| count > mark)
+        {
             return;
         }
-        if verified.len() >= VERIFIED_MAX {
-            verified.retain(|_, v| now - v.at < VERIFIED_FRESH_MS);
-            if verified.len() >= VERIFIED_MAX {
-                verified.clear();
+        if checks.verified.len() >= VERIFIED_MAX {
+            checks
+                .verified
+                .retain(|_, v| now - v.at < VERIFIED_FRESH_MS);
+            if checks.verified.len() >= VERIFIED_MAX {
+                checks.verified.clear();
             }
         }
-        let held = held.to_owned();
-        verified.insert(
+        let since = self.mark();
+        checks.verified.insert(
             key,
             Verified {
                 token_hash,
-                held,
+                held: held.to_owned(),
                 at: now,
+                since,
             },
         );
     }
@@ -212,8 +249,8 @@ impl Names {
                 // The store is away (a cluster's Redis restarting): a token this node
                 // checked before still holds its name, so people already here can
                 // reconnect and read while sends wait.
-                let verified = self.verified();
-                match verified.get(&key) {
+                let checks = self.checks();
+                match checks.verified.get(&key) {
                     Some(entry)
                         if entry.token_hash == token_hash
                             && now - entry.at < TRUSTED_WHILE_AWAY_MS =>
@@ -292,6 +329,20 @@ mod tests {
         assert!(names.still_trusts(mark, "Ada", &ada.token));
         assert!(names.release("Ada", &ada.token).unwrap().is_some());
         assert!(!names.still_trusts(mark, "Ada", &ada.token));
+    }
+
+    #[test]
+    fn claims_of_other_names_do_not_unsettle_a_hello_under_way() {
+        let names = Names::new(Arc::new(MemoryStore::new(10)), Duration::from_secs(3600));
+        let bo = names.claim("Bo", None, 0).unwrap().0;
+        let mark = names.mark();
+        assert!(names.verify("Bo", &bo.token, 1).unwrap().is_some());
+        // A crowd arriving: each claims a name while Bo's tab says hello.
+        for i in 0..3 {
+            names.claim(&format!("Cy {i}"), None, 2).unwrap();
+        }
+        assert_ne!(names.mark(), mark);
+        assert!(names.still_trusts(mark, "Bo", &bo.token));
     }
 
     #[test]
