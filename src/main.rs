@@ -8,8 +8,13 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = match hearth::server::config::Config::load() {
-        Ok(config) => config,
+    use hearth::server::config::{Config, Startup};
+    let config = match Config::load() {
+        Ok(Startup::Serve(config)) => config,
+        Ok(Startup::Print(settings)) => {
+            print!("{settings}");
+            return std::process::ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("hearth: {e}");
             return std::process::ExitCode::from(2);

@@ -84,7 +84,7 @@ async fn admit(app: &Gate, request: Request, next: Next, api: bool) -> Result<Re
     // Once the request is in, the handler runs to its end: cutting it off could
     // answer "unavailable" for a claim or a channel already stored. A client that
     // then leaves the answer unread is dropped by the accept loop.
-    let request = buffered(request, config.header_timeout).await?;
+    let request = buffered(request, config.header_timeout()).await?;
     Ok(next.run(request).await)
 }
 

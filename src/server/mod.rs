@@ -127,19 +127,19 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
             room_capacity: config.room_capacity,
             history: config.history,
             commit_queue: config.commit_queue,
-            ping_interval: config.ping_interval,
-            idle_timeout: config.idle_timeout,
+            ping_interval: config.ping_interval(),
+            idle_timeout: config.idle_timeout(),
             max_tabs_per_person: config.max_tabs_per_person,
             room_seats_per_address: config.room_seats_per_address,
             max_channels: config.max_channels,
         },
         metrics.clone(),
     )?;
-    let names = Arc::new(Names::new(store, config.name_idle));
+    let names = Arc::new(Names::new(store, config.name_idle()));
     let membership = cluster
         .map(|redis| {
             let hub = Arc::downgrade(&hub);
-            cluster::Membership::join(redis, hub, names.clone(), config.presence_ttl)
+            cluster::Membership::join(redis, hub, names.clone(), config.presence_ttl())
         })
         .transpose()
         .map_err(|e| StoreError::Backend(format!("cannot join the cluster: {e}")))?;
@@ -206,7 +206,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         "starting"
     );
     let limits = listen::ListenLimits {
-        header_timeout: config.header_timeout,
+        header_timeout: config.header_timeout(),
         drain_timeout: std::time::Duration::from_secs(5),
     };
     let (router, running) = router(config)?;

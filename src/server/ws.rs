@@ -267,7 +267,7 @@ impl Drop for Membership<'_> {
 async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(Hello, String), End> {
     // One deadline for the whole wait (the header timeout: a hello is the socket's
     // headers), so pings cannot hold an anonymous connection open.
-    let deadline = tokio::time::Instant::now() + app.config.header_timeout;
+    let deadline = tokio::time::Instant::now() + app.config.header_timeout();
     let text = loop {
         let first = tokio::time::timeout_at(deadline, socket.recv()).await;
         match first {

@@ -53,7 +53,17 @@ const SEND_ID_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 const LAST_SEEN_RESOLUTION_MS: i64 = 3600 * 1000;
 
 /// How much a commit survives, as SQLite's `synchronous` setting.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// fsync on every commit: survives power loss and operating-system crashes.
