@@ -10,7 +10,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     use hearth::server::config::{Config, Startup};
     let config = match Config::load() {
-        Ok(Startup::Serve(config)) => config,
+        Ok(Startup::Serve(config)) => *config,
         Ok(Startup::Print(settings)) => {
             print!("{settings}");
             return std::process::ExitCode::SUCCESS;

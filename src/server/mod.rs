@@ -142,7 +142,7 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
             cluster::Membership::join(redis, hub, names.clone(), config.presence_ttl())
         })
         .transpose()
-        .map_err(|e| StoreError::Backend(format!("cannot join the cluster: {e}")))?;
+        .map_err(|e| StoreError::failed(e).at("cannot join the cluster"))?;
     let guards = Guards::new(&config);
     let state = AppState {
         hub: hub.clone(),

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
 pub mod bystanders;
+#[path = "../../src/server/store/redis/test_server.rs"]
 pub mod redis_server;
 use redis_server::restartable_port;
 

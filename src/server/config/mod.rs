@@ -134,7 +134,7 @@ pub enum ConfigError {
 
 /// What the command line asks for.
 pub enum Startup {
-    Serve(Config),
+    Serve(Box<Config>),
     /// `--print-config`: the settings in effect, to print.
     Print(String),
 }
@@ -158,7 +158,7 @@ impl Config {
         Ok(if print {
             Startup::Print(format!("{HEADER}{}", config.render(Some(&sources))))
         } else {
-            Startup::Serve(config)
+            Startup::Serve(Box::new(config))
         })
     }
 

@@ -272,7 +272,7 @@ impl Hub {
         std::thread::Builder::new()
             .name("hearth-committer".into())
             .spawn(move || run_committer(weak, health, jobs, stored))
-            .map_err(|e| StoreError::Backend(format!("cannot start the committer: {e}")))?;
+            .map_err(|e| StoreError::failed(e).at("cannot start the committer"))?;
         tokio::spawn(run_publisher(Arc::downgrade(&hub), to_publish));
         tokio::spawn(run_ticker(Arc::downgrade(&hub), ping_interval));
         Ok(hub)

@@ -42,11 +42,11 @@ impl CommitterHealth {
 
     pub(super) fn check(&self) -> Result<(), StoreError> {
         if self.stopped.load(Ordering::Acquire) {
-            return Err(StoreError::Backend("messages are not being stored".into()));
+            return Err(StoreError::backend("messages are not being stored"));
         }
         let failed = self.failed_in_a_row.load(Ordering::Acquire);
         if failed >= FAILED_BATCHES_NOT_READY {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "the last {failed} attempts to store messages failed"
             )));
         }

@@ -27,7 +27,7 @@ impl Faulty {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.failing.load(Ordering::Relaxed) {
-            return Err(StoreError::Backend("the disk is full".into()));
+            return Err(StoreError::backend("the disk is full"));
         }
         Ok(())
     }

@@ -1,10 +1,7 @@
 //! The in-memory store: the same rules as the durable one, kept nowhere. Repeated
 //! sends are recognised while their message is within the kept window.
 
-use super::{
-    Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Store, StoreError,
-    decide_claim,
-};
+use super::{Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Store, StoreError};
 use crate::protocol::{Channel, ChatMessage, Seq};
 use crate::server::name_key::LookAlikes;
 use std::collections::{HashMap, VecDeque};
@@ -147,7 +144,7 @@ impl Store for MemoryStore {
             .names
             .get(&claim.key)
             .map(|(name, hash, seen)| (name.as_str(), hash.as_slice(), *seen));
-        let claimed = decide_claim(held, claim, idle_expiry_ms)?;
+        let claimed = super::policy::decide_claim(held, claim, idle_expiry_ms)?;
         state.names.insert(
             claim.key.clone(),
             (claimed.name.clone(), claim.token_hash.clone(), claim.now),

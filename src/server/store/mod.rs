@@ -10,6 +10,7 @@
 #[cfg(test)]
 pub mod faulty;
 mod memory;
+pub mod policy;
 mod recent_sends;
 mod redis;
 mod sqlite;
@@ -19,6 +20,7 @@ pub use redis::{Changes, PresenceReport, ReadFrom, RedisStore};
 pub use sqlite::{Durability, SqliteStore};
 
 use crate::protocol::{Channel, ChatMessage, Seq};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// What a store can refuse or fail at.
@@ -33,8 +35,56 @@ pub enum StoreError {
     #[error("there are {0} channels, as many as there may be")]
     TooManyChannels(usize),
     #[error("storage failed: {0}")]
-    Backend(String),
+    Backend(#[source] Failure),
 }
+
+impl StoreError {
+    /// The store failed, as `what` says.
+    pub fn backend(what: impl Into<String>) -> Self {
+        StoreError::Backend(Failure {
+            what: what.into(),
+            source: None,
+        })
+    }
+
+    /// The store failed with `source` (SQLite's error, Redis's), which is kept.
+    pub fn failed(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend(Failure {
+            what: source.to_string(),
+            source: Some(Arc::new(source)),
+        })
+    }
+
+    /// The same error, its words prefixed with where it happened (a file's path).
+    pub fn at(self, place: impl std::fmt::Display) -> Self {
+        match self {
+            StoreError::Backend(failure) => StoreError::Backend(Failure {
+                what: format!("{place}: {}", failure.what),
+                source: failure.source,
+            }),
+            other => other,
+        }
+    }
+}
+
+/// How the store itself failed (a disk, a lost connection, a file from a newer
+/// version), in words, with the error it came from when there was one.
+#[derive(Debug, Clone, Error)]
+#[error("{what}")]
+pub struct Failure {
+    what: String,
+    #[source]
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Failures compare by their words: the errors they came from need not compare.
+impl PartialEq for Failure {
+    fn eq(&self, other: &Self) -> bool {
+        self.what == other.what
+    }
+}
+
+impl Eq for Failure {}
 
 /// A message as the hub hands it to the store, before it has a number.
 #[derive(Clone, Debug)]
@@ -130,30 +180,6 @@ pub struct Claimed {
     pub displaced: Option<Vec<u8>>,
 }
 
-/// Who gets a name, given its holder now (name as held, token hash, last use):
-/// the same token keeps it, another takes it only once it has gone unused for
-/// `idle_expiry_ms`. Stores that decide in Rust call this; Redis's script says the
-/// same in Lua.
-pub fn decide_claim(
-    held: Option<(&str, &[u8], i64)>,
-    claim: &NameClaim,
-    idle_expiry_ms: i64,
-) -> Result<Claimed, StoreError> {
-    match held {
-        Some((held, hash, _)) if hash == claim.token_hash => Ok(Claimed {
-            name: held.to_owned(),
-            displaced: None,
-        }),
-        Some((_, _, last_seen)) if claim.now - last_seen < idle_expiry_ms => {
-            Err(StoreError::NameTaken(claim.name.clone()))
-        }
-        held => Ok(Claimed {
-            name: claim.name.clone(),
-            displaced: held.map(|(_, hash, _)| hash.to_vec()),
-        }),
-    }
-}
-
 pub trait Store: Send + Sync + 'static {
     /// Every channel in creation order, with its kept window.
     fn load(&self) -> Result<Vec<ChannelLog>, StoreError>;
@@ -178,7 +204,7 @@ pub trait Store: Send + Sync + 'static {
     fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError>;
 
     /// Gives the name to the claimant unless another token holds it and used it
-    /// within `idle_expiry_ms` ([`decide_claim`]).
+    /// within `idle_expiry_ms` ([`policy::decide_claim`]).
     fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<Claimed, StoreError>;
 
     /// The name as held, if this token holds the name with this key; marks it as

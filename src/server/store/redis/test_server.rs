@@ -1,5 +1,9 @@
-//! A private `redis-server` for tests. The library's unit tests include this file
-//! too (by path), so both kinds of test start Redis the same way.
+//! A private `redis-server` for tests: the library's unit tests use it here, and
+//! the integration tests include this file (by path), so both kinds of test start
+//! Redis the same way.
+
+// The integration tests use all of it; the unit tests, part.
+#![allow(dead_code)]
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU16, Ordering};
