@@ -42,11 +42,8 @@ pub async fn create_channel(
             let name = crate::protocol::validate_channel_name(&name)?;
             limit_channel_creations(&person, address)?;
             let hub = expect_context::<std::sync::Arc<Hub>>();
-            let created = blocking(move || {
-                hub.create_channel(&name, crate::server::now_ms())
-                    .map_err(ApiError::from)
-            })
-            .await;
+            let created =
+                blocking(move || hub.create_channel(&name, crate::server::now_ms())).await;
             // Only a channel made counts towards the person's hour.
             if created.is_err() {
                 give_back_channel_creation(&person, address);

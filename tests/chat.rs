@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Client, Server, now_ms, upgrade_with_origin};
-use hearth::app::connection::Room;
+use hearth::protocol::Room;
 use hearth::protocol::{
     ApiError, Channel, ChannelNameError, ClientFrame, ErrorCode, MESSAGE_MAX_CHARS, NameError,
     NameGrant, ONLINE_LIST_MAX, ServerFrame,

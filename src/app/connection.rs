@@ -3,7 +3,9 @@
 //! touch the socket.
 
 use super::storage;
-use crate::protocol::{Channel, ChatMessage, ClientFrame, ErrorCode, NameGrant, Seq, ServerFrame};
+use crate::protocol::{
+    Channel, ChatMessage, ClientFrame, ErrorCode, NameGrant, Room, Seq, ServerFrame,
+};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -61,63 +63,6 @@ impl Status {
     /// Whether frames can be sent now.
     pub fn is_open(self) -> bool {
         matches!(self, Status::Connected | Status::Degraded)
-    }
-}
-
-/// The open room: what it holds and who is in it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Room {
-    pub channel: String,
-    pub messages: Vec<ChatMessage>,
-    /// Who is online, in name order: everyone, or the first names of a big room.
-    pub online: Vec<String>,
-    /// How many people are online, shown or not.
-    pub online_count: usize,
-}
-
-// Frames only arrive in the browser; the server renders the page without them.
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-impl Room {
-    /// Applies a presence update: changes to the list, or (with `replace`) the
-    /// whole list.
-    pub fn apply_presence(
-        &mut self,
-        joined: Vec<String>,
-        left: &[String],
-        count: usize,
-        replace: bool,
-    ) {
-        if replace {
-            self.online = joined;
-        } else {
-            self.online.retain(|name| !left.contains(name));
-            for name in joined {
-                if !self.online.contains(&name) {
-                    self.online.push(name);
-                }
-            }
-        }
-        self.online.sort();
-        self.online_count = count;
-    }
-
-    fn last_seq(&self) -> Option<Seq> {
-        self.messages.last().map(|m| m.seq)
-    }
-
-    /// Adds a message unless it is already shown; messages arrive in order.
-    fn push(&mut self, message: ChatMessage) {
-        if self.last_seq().is_none_or(|last| message.seq > last) {
-            self.messages.push(message);
-        }
-    }
-
-    /// Whether `message` comes after one this room has not shown: numbers have no
-    /// holes, so one was missed (in a cluster, a node can skip messages it read too
-    /// late to find).
-    fn misses_one_before(&self, message: &ChatMessage) -> bool {
-        self.last_seq()
-            .is_some_and(|last| message.seq > last.saturating_add(1))
     }
 }
 
@@ -1142,18 +1087,5 @@ mod tests {
             assert_eq!(chat.channels.get_untracked().len(), 2);
             assert_eq!(chat.channels_version.get_value(), None);
         });
-    }
-
-    #[test]
-    fn rooms_never_show_a_message_twice() {
-        let mut room = Room::default();
-        room.push(message(1));
-        room.push(message(2));
-        room.push(message(2));
-        room.push(message(1));
-        assert_eq!(
-            room.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
-            [1, 2]
-        );
     }
 }

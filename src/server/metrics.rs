@@ -95,26 +95,9 @@ impl Metrics {
         self.reject(code.as_str());
     }
 
-    /// Counts a refused server-function call (a name claim, a channel creation).
+    /// Counts a refusal, by its code (the one vocabulary of HTTP and the socket).
     pub fn reject_api(&self, error: &ApiError) {
-        let reason = match error {
-            ApiError::Name(_) => "invalid_name",
-            ApiError::ChannelName(_) => "invalid_channel_name",
-            ApiError::ChannelExists(_) => "channel_exists",
-            ApiError::NameTaken(_) => "name_taken",
-            ApiError::NotIdentified => "not_identified",
-            ApiError::Unavailable => "unavailable",
-            ApiError::TooFast => "too_many_claims",
-            ApiError::ChannelsTooFast(_) => "too_many_channel_creations",
-            ApiError::TooManyChannels(_) => "channel_cap",
-            ApiError::CrossSite => "cross_site",
-            ApiError::TooLarge => "too_large",
-            ApiError::TooSlow => "too_slow",
-            ApiError::Crowded => "too_many_requests_open",
-            ApiError::WrongHost(_) => "wrong_host",
-            ApiError::Transport(_) => "bad_request",
-        };
-        self.reject(reason);
+        self.reject_code(error.code());
     }
 
     /// Counts a connection closed for what its client sent.

@@ -1,10 +1,9 @@
 //! Owned display names without accounts: claiming a name returns a secret token that
 //! later proves it. Tokens are stored only as SHA-256 hashes.
 
-use super::hub::HubError;
 use super::name_key::name_key;
 use super::store::{NameClaim, Store};
-use crate::protocol::{NameGrant, TOKEN_MAX_BYTES, validate_name};
+use crate::protocol::{ApiError, NameGrant, TOKEN_MAX_BYTES, validate_name};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,7 +190,7 @@ impl Names {
         raw_name: &str,
         token: Option<String>,
         now: i64,
-    ) -> Result<(NameGrant, Option<LetGo>), crate::protocol::ApiError> {
+    ) -> Result<(NameGrant, Option<LetGo>), ApiError> {
         let name = validate_name(raw_name)?;
         let token = token
             .filter(|t| !t.is_empty() && t.len() <= TOKEN_MAX_BYTES)
@@ -210,9 +209,10 @@ impl Names {
         let claimed = self
             .store
             .claim_name(&claim, self.idle_expiry_ms)
-            .map_err(|e| match HubError::from(e) {
-                HubError::NameTaken(_) => crate::protocol::ApiError::NameTaken(name.clone()),
-                _ => crate::protocol::ApiError::Unavailable,
+            .map_err(|e| match ApiError::from(e) {
+                // As the claimant typed it.
+                ApiError::NameTaken(_) => ApiError::NameTaken(name.clone()),
+                other => other,
             })?;
         // The name may have changed hands: what was remembered for it no longer
         // holds. Only now: a refused claim must not unsettle the holder, whose
@@ -232,7 +232,7 @@ impl Names {
     /// The name as held, if `token` holds `name` (marking it used); the spelling
     /// held is the one everyone sees, whatever capitals were typed. Blocks on the
     /// store.
-    pub fn verify(&self, name: &str, token: &str, now: i64) -> Result<Option<String>, HubError> {
+    pub fn verify(&self, name: &str, token: &str, now: i64) -> Result<Option<String>, ApiError> {
         if !is_plausible(name, token) {
             return Ok(None);
         }
@@ -266,7 +266,7 @@ impl Names {
     /// Frees `name` if `token` holds it, and returns its key and the holder whose
     /// tabs must now let go of it; `None` if `token` did not hold it (nothing is
     /// worked out for a name or token that could not be held). Blocks on the store.
-    pub fn release(&self, name: &str, token: &str) -> Result<Option<LetGo>, HubError> {
+    pub fn release(&self, name: &str, token: &str) -> Result<Option<LetGo>, ApiError> {
         if !is_plausible(name, token) {
             return Ok(None);
         }

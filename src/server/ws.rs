@@ -3,14 +3,14 @@
 //! included, straight to the socket; see `outbox`.)
 
 use super::AppState;
-use super::hub::{ConnId, Hello, Hub, HubError, encode};
+use super::hub::{ConnId, Hello, Hub, encode};
 use super::limits::{ConnectionSlot, Guards, Refusal, TokenBucket};
 use super::listen::WriteDeadline;
 use super::metrics::Metrics;
 use super::names::Holder;
 use super::outbox::{Outbox, Signal};
 use super::socket::{self, Incoming, Socket, close_code};
-use crate::protocol::{ClientFrame, ErrorCode, MAX_FRAME_BYTES, ServerFrame, validate_name};
+use crate::protocol::{ApiError, ClientFrame, MAX_FRAME_BYTES, ServerFrame, validate_name};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -113,16 +113,15 @@ async fn run(mut socket: Socket, app: AppState, address: IpAddr, _slot: Connecti
     let holder = Holder::of_token(&token);
     let id = match hub.connect(&hello, holder, address, socket.outbox.clone()) {
         Ok(id) => id,
-        Err(HubError::Unavailable) => {
+        Err(ApiError::Unavailable) => {
             return Box::pin(socket.close(close_code::RESTART, "server restarting; reconnect"))
                 .await;
         }
         Err(refused) => {
             app.metrics.reject_code(refused.code());
-            socket.outbox.push_own(encode(&ServerFrame::Error {
-                code: refused.code(),
-                message: refused.to_string(),
-            }));
+            socket
+                .outbox
+                .push_own(encode(&ServerFrame::refusal(&refused)));
             return Box::pin(socket.close(close_code::POLICY, "too many tabs")).await;
         }
     };
@@ -313,20 +312,11 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(Hello, Stri
                     };
                     return Ok((hello, token));
                 }
-                Err(e) => ServerFrame::Error {
-                    code: e.code(),
-                    message: e.to_string(),
-                },
+                Err(e) => ServerFrame::refusal(&e),
             },
-            Err(e) => ServerFrame::Error {
-                code: ErrorCode::InvalidName,
-                message: e.to_string(),
-            },
+            Err(e) => ServerFrame::refusal(&e.into()),
         },
-        Ok(_) | Err(_) => ServerFrame::Error {
-            code: ErrorCode::NotIdentified,
-            message: "The first message must be a hello with your name.".into(),
-        },
+        Ok(_) | Err(_) => ServerFrame::refusal(&ApiError::HelloFirst),
     };
     if let ServerFrame::Error { code, .. } = &refusal {
         app.metrics.reject_code(*code);
@@ -338,7 +328,7 @@ async fn await_hello(socket: &mut Socket, app: &AppState) -> Result<(Hello, Stri
 /// Checks that `token` holds `name` (from memory when it was checked a moment ago,
 /// otherwise off the async runtime, in the store); returns the name as
 /// held, so one person is one name whatever capitals a tab typed.
-async fn verify_name(app: &AppState, name: &str, token: &str) -> Result<String, HubError> {
+async fn verify_name(app: &AppState, name: &str, token: &str) -> Result<String, ApiError> {
     if let Some(held) = app.names.verify_recent(name, token, super::now_ms()) {
         return Ok(held);
     }
@@ -346,8 +336,8 @@ async fn verify_name(app: &AppState, name: &str, token: &str) -> Result<String, 
     let (owned, token) = (name.to_owned(), token.to_owned());
     tokio::task::spawn_blocking(move || names.verify(&owned, &token, super::now_ms()))
         .await
-        .map_err(|_| HubError::Unavailable)??
-        .ok_or_else(|| HubError::NameTaken(name.to_owned()))
+        .map_err(|_| ApiError::Unavailable)??
+        .ok_or_else(|| ApiError::NameTaken(name.to_owned()))
 }
 
 /// What to do after one frame.
@@ -421,50 +411,33 @@ fn handle(hub: &Hub, id: ConnId, text: &str, limits: &mut FrameLimits) -> Handle
     if limits.allow(&frame) {
         return Handled::Reply(match frame {
             Ok(frame) => answer(hub, id, frame),
-            Err(e) => Some(ServerFrame::Error {
-                code: ErrorCode::BadFrame,
-                message: format!("That message could not be understood: {e}."),
-            }),
+            Err(e) => Some(ServerFrame::refusal(&ApiError::BadFrame(e.to_string()))),
         });
     }
     if limits.is_flooding() {
         return Handled::Flooding;
     }
-    let message = match &frame {
+    let refusal = match &frame {
         Ok(ClientFrame::Send { client_id, .. }) => {
-            return Handled::Reply(Some(ServerFrame::SendFailed {
-                client_id: client_id.clone(),
-                code: ErrorCode::RateLimited,
-                message: "You are sending messages too fast. Please slow down.".into(),
-            }));
+            ServerFrame::send_failed(client_id.clone(), &ApiError::SendingTooFast)
         }
         Ok(ClientFrame::Join { .. } | ClientFrame::Leave) => {
-            "You are switching rooms too fast. Please wait a moment."
+            ServerFrame::refusal(&ApiError::SwitchingTooFast)
         }
-        _ => "You are sending too fast. Please wait a moment.",
+        _ => ServerFrame::refusal(&ApiError::FramesTooFast),
     };
-    Handled::Reply(Some(ServerFrame::Error {
-        code: ErrorCode::RateLimited,
-        message: message.into(),
-    }))
+    Handled::Reply(Some(refusal))
 }
 
 /// Answers a frame within its limits.
 fn answer(hub: &Hub, id: ConnId, frame: ClientFrame) -> Option<ServerFrame> {
     match frame {
-        ClientFrame::Hello { .. } => Some(ServerFrame::Error {
-            code: ErrorCode::BadFrame,
-            message: "This connection already said hello.".into(),
-        }),
+        ClientFrame::Hello { .. } => Some(ServerFrame::refusal(&ApiError::AlreadyIdentified)),
         // The answer goes through the hub's queue, in order with the rest.
-        ClientFrame::Join { channel, since } => {
-            hub.join_queued(id, &channel, since)
-                .err()
-                .map(|e| ServerFrame::Error {
-                    code: e.code(),
-                    message: e.to_string(),
-                })
-        }
+        ClientFrame::Join { channel, since } => hub
+            .join_queued(id, &channel, since)
+            .err()
+            .map(|e| ServerFrame::refusal(&e)),
         ClientFrame::Leave => {
             hub.leave(id);
             None
@@ -476,10 +449,6 @@ fn answer(hub: &Hub, id: ConnId, frame: ClientFrame) -> Option<ServerFrame> {
         } => hub
             .send(id, &channel, client_id.clone(), &text, super::now_ms())
             .err()
-            .map(|e| ServerFrame::SendFailed {
-                client_id,
-                code: e.code(),
-                message: e.to_string(),
-            }),
+            .map(|e| ServerFrame::send_failed(client_id, &e)),
     }
 }

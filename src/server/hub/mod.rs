@@ -23,8 +23,8 @@ use super::socket::close_code;
 use super::store::{NewChannel, NewMessage, Store, StoreError};
 use super::window::{ChannelWindow, Kept, Replay};
 use crate::protocol::{
-    CLIENT_ID_MAX_BYTES, Channel, ChannelNameError, ChatMessage, ErrorCode, MessageError, Seq,
-    ServerFrame, channel_key, validate_channel_name, validate_message,
+    ApiError, CLIENT_ID_MAX_BYTES, Channel, ChatMessage, Seq, ServerFrame, channel_key,
+    validate_channel_name, validate_message,
 };
 use bytes::Bytes;
 use presence::{
@@ -38,7 +38,6 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 /// Connections pinged under one hold of the lock: about a millisecond of socket
@@ -48,83 +47,18 @@ const PINGS_PER_TURN: usize = 64;
 /// Identifies one WebSocket connection (one browser tab).
 pub type ConnId = u64;
 
-/// What the hub refuses, in words a person can act on.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum HubError {
-    #[error("{0}")]
-    ChannelName(#[from] ChannelNameError),
-    #[error("A channel named “{0}” already exists.")]
-    ChannelExists(String),
-    #[error("There is no channel named “{0}”.")]
-    NoSuchChannel(String),
-    #[error("This room is full ({capacity} people are in “{channel}”). Pick another room.")]
-    RoomFull { channel: String, capacity: usize },
-    #[error(
-        "{seats} people from your network are in “{channel}” already, as many as one network may seat. Pick another room."
-    )]
-    SeatsTaken { channel: String, seats: usize },
-    #[error("This name is open in {tabs} tabs already. Close one and try again.")]
-    TooManyTabs { tabs: usize },
-    #[error("This server has reached its limit of {0} channels.")]
-    TooManyChannels(usize),
-    #[error("{0}")]
-    Message(#[from] MessageError),
-    #[error("A send needs a client id of 1 to {CLIENT_ID_MAX_BYTES} bytes.")]
-    ClientId,
-    #[error("Open “{0}” before sending to it.")]
-    NotInChannel(String),
-    #[error("The server is busy or restarting; your message will be sent again shortly.")]
-    Unavailable,
-    #[error("{}", crate::protocol::name_taken(.0))]
-    NameTaken(String),
-}
-
-impl HubError {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            HubError::ChannelName(_) => ErrorCode::InvalidChannelName,
-            HubError::ChannelExists(_) => ErrorCode::ChannelExists,
-            HubError::NoSuchChannel(_) => ErrorCode::NoSuchChannel,
-            HubError::RoomFull { .. } | HubError::SeatsTaken { .. } => ErrorCode::RoomFull,
-            HubError::TooManyTabs { .. } => ErrorCode::TooManyTabs,
-            HubError::TooManyChannels(_) => ErrorCode::TooManyChannels,
-            HubError::Message(_) => ErrorCode::InvalidMessage,
-            HubError::ClientId => ErrorCode::BadFrame,
-            HubError::NotInChannel(_) => ErrorCode::NotInChannel,
-            HubError::Unavailable => ErrorCode::Unavailable,
-            HubError::NameTaken(_) => ErrorCode::NameTaken,
-        }
-    }
-}
-
-/// A refusal as a server function answers it: the same words. Only channel
-/// creation reaches the hub over HTTP; what else the hub refuses is the socket's.
-impl From<HubError> for crate::protocol::ApiError {
-    fn from(error: HubError) -> Self {
-        use crate::protocol::ApiError;
-        match error {
-            HubError::ChannelName(e) => ApiError::ChannelName(e),
-            HubError::ChannelExists(name) => ApiError::ChannelExists(name),
-            HubError::NameTaken(name) => ApiError::NameTaken(name),
-            HubError::TooManyChannels(max) => ApiError::TooManyChannels(max),
-            other => {
-                tracing::warn!(error = %other, "a socket refusal reached a server function");
-                ApiError::Unavailable
-            }
-        }
-    }
-}
-
-impl From<StoreError> for HubError {
+/// A store's refusal as people read it; a failure of the store itself is logged
+/// and read as "busy".
+impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::ChannelExists(name) => HubError::ChannelExists(name),
-            StoreError::NoSuchChannel(name) => HubError::NoSuchChannel(name),
-            StoreError::NameTaken(name) => HubError::NameTaken(name),
-            StoreError::TooManyChannels(max) => HubError::TooManyChannels(max),
+            StoreError::ChannelExists(name) => ApiError::ChannelExists(name),
+            StoreError::NoSuchChannel(name) => ApiError::NoSuchChannel(name),
+            StoreError::NameTaken(name) => ApiError::NameTaken(name),
+            StoreError::TooManyChannels(max) => ApiError::TooManyChannels(max),
             StoreError::Backend(e) => {
                 tracing::error!(error = %e, "store failed");
-                HubError::Unavailable
+                ApiError::Unavailable
             }
         }
     }
@@ -302,17 +236,17 @@ impl Hub {
         holder: Holder,
         address: IpAddr,
         outbox: Arc<Outbox>,
-    ) -> Result<ConnId, HubError> {
+    ) -> Result<ConnId, ApiError> {
         let name = hello.name.as_str();
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         // Checked under the lock, so `close_all` cannot miss a connection.
         if self.closing.load(Ordering::Acquire) {
-            return Err(HubError::Unavailable);
+            return Err(ApiError::Unavailable);
         }
         let tabs = self.limits.max_tabs_per_person;
         let name: Arc<str> = match state.tabs.get_key_value(name) {
-            Some((_, &open)) if open >= tabs => return Err(HubError::TooManyTabs { tabs }),
+            Some((_, &open)) if open >= tabs => return Err(ApiError::TooManyTabs { tabs }),
             Some((held, _)) => held.clone(),
             None => name.into(),
         };
@@ -447,7 +381,7 @@ impl Hub {
 
     /// Durably creates a channel and tells every connection about it. Blocks on the
     /// store: call it from a blocking context.
-    pub fn create_channel(&self, raw_name: &str, now: i64) -> Result<Channel, HubError> {
+    pub fn create_channel(&self, raw_name: &str, now: i64) -> Result<Channel, ApiError> {
         let name = validate_channel_name(raw_name)?;
         let new = NewChannel::new(&name, now);
         let channel = self
@@ -472,7 +406,7 @@ impl Hub {
         id: ConnId,
         raw_channel: &str,
         since: Option<Seq>,
-    ) -> Result<ServerFrame, HubError> {
+    ) -> Result<ServerFrame, ApiError> {
         let answer = self.join_locked(&mut self.lock(), id, raw_channel, since)?;
         Ok(serde_json::from_slice(frame::server_payload(&answer)).expect("a joined frame"))
     }
@@ -485,7 +419,7 @@ impl Hub {
         id: ConnId,
         raw_channel: &str,
         since: Option<Seq>,
-    ) -> Result<(), HubError> {
+    ) -> Result<(), ApiError> {
         let mut state = self.lock();
         let answer = self.join_locked(&mut state, id, raw_channel, since)?;
         deliver(&mut state, &[id], &answer);
@@ -498,19 +432,19 @@ impl Hub {
         id: ConnId,
         raw_channel: &str,
         since: Option<Seq>,
-    ) -> Result<Bytes, HubError> {
+    ) -> Result<Bytes, ApiError> {
         let key = channel_key(&validate_channel_name(raw_channel)?);
         let Some(window) = state.windows.get(&key) else {
-            return Err(HubError::NoSuchChannel(raw_channel.trim().to_owned()));
+            return Err(ApiError::NoSuchChannel(raw_channel.trim().to_owned()));
         };
         let display = window.channel.name.clone();
         let Some(conn) = state.conns.get(&id) else {
             // Gone because the server is stopping (`close_all`), or cut off for
             // falling behind, in which case its socket is closing anyway.
             return Err(if self.closing.load(Ordering::Acquire) {
-                HubError::Unavailable
+                ApiError::Unavailable
             } else {
-                HubError::NoSuchChannel(display)
+                ApiError::NoSuchChannel(display)
             });
         };
         let (name, address) = (conn.name.clone(), conn.address);
@@ -518,14 +452,14 @@ impl Hub {
             if !is_online(state, &key, &name)
                 && online_count(state, &key) >= self.limits.room_capacity
             {
-                return Err(HubError::RoomFull {
+                return Err(ApiError::RoomFull {
                     channel: display,
                     capacity: self.limits.room_capacity,
                 });
             }
             let seats = self.limits.room_seats_per_address;
             if seats_taken(state, &key, &name, address) >= seats {
-                return Err(HubError::SeatsTaken {
+                return Err(ApiError::SeatsTaken {
                     channel: display,
                     seats,
                 });
@@ -555,9 +489,9 @@ impl Hub {
         client_id: String,
         raw_text: &str,
         now: i64,
-    ) -> Result<(), HubError> {
+    ) -> Result<(), ApiError> {
         if client_id.is_empty() || client_id.len() > CLIENT_ID_MAX_BYTES {
-            return Err(HubError::ClientId);
+            return Err(ApiError::ClientId);
         }
         let text = validate_message(raw_text)?;
         let key = channel_key(raw_channel);
@@ -567,14 +501,14 @@ impl Hub {
             // emptied the rooms, a late send is refused because the server is
             // stopping, not because its sender seems to be in no room.
             if self.closing.load(Ordering::Acquire) {
-                return Err(HubError::Unavailable);
+                return Err(ApiError::Unavailable);
             }
             state
                 .conns
                 .get(&id)
                 .filter(|c| c.room.as_deref() == Some(key.as_str()))
                 .map(|c| c.name.to_string())
-                .ok_or_else(|| HubError::NotInChannel(raw_channel.trim().to_owned()))?
+                .ok_or_else(|| ApiError::NotInChannel(raw_channel.trim().to_owned()))?
         };
         let job = Job::Send {
             conn: id,
@@ -589,7 +523,7 @@ impl Hub {
         };
         self.commits
             .try_send(job)
-            .map_err(|_| HubError::Unavailable)
+            .map_err(|_| ApiError::Unavailable)
     }
 
     /// Stops taking sends and waits until every queued one is stored and published.
@@ -864,6 +798,7 @@ fn display_name(state: &State, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{ErrorCode, MessageError};
     use crate::server::store::MemoryStore;
 
     pub(super) fn hub(capacity: usize) -> Arc<Hub> {
@@ -1019,11 +954,11 @@ mod tests {
         hub.close_all(1012, "restarting");
         assert!(matches!(
             hub.send(ada.id, "General", "c1".into(), "hello", 1),
-            Err(HubError::Unavailable)
+            Err(ApiError::Unavailable)
         ));
         assert!(matches!(
             hub.join(ada.id, "General", None),
-            Err(HubError::Unavailable)
+            Err(ApiError::Unavailable)
         ));
     }
 
@@ -1175,7 +1110,7 @@ mod tests {
     }
 
     /// `connect_detached` from `address`.
-    fn connect_from(hub: &Hub, name: &str, address: [u8; 4]) -> Result<ConnId, HubError> {
+    fn connect_from(hub: &Hub, name: &str, address: [u8; 4]) -> Result<ConnId, ApiError> {
         hub.connect(
             &Hello::new(name),
             Holder::of_token(name),
@@ -1198,7 +1133,7 @@ mod tests {
         hub.join(bob, "General", None).unwrap();
         assert_eq!(
             hub.join(cy, "General", None).err(),
-            Some(HubError::SeatsTaken {
+            Some(ApiError::SeatsTaken {
                 channel: "General".into(),
                 seats: 2
             })
@@ -1226,7 +1161,7 @@ mod tests {
         connect_from(&hub, "ada", here).unwrap();
         assert_eq!(
             connect_from(&hub, "ada", here).err(),
-            Some(HubError::TooManyTabs { tabs: 2 })
+            Some(ApiError::TooManyTabs { tabs: 2 })
         );
         assert!(connect_from(&hub, "bob", here).is_ok());
         hub.disconnect(first);
@@ -1245,7 +1180,7 @@ mod tests {
         }
         assert!(matches!(
             hub.join(cy.id, "general", None),
-            Err(HubError::RoomFull { capacity: 2, .. })
+            Err(ApiError::RoomFull { capacity: 2, .. })
         ));
         hub.disconnect(bob.id);
         assert!(hub.join(cy.id, "General", None).is_ok());
@@ -1300,16 +1235,16 @@ mod tests {
         let ada = hub.connect_detached("ada").unwrap();
         assert_eq!(
             hub.send(ada.id, "General", "c1".into(), "hi", 0),
-            Err(HubError::NotInChannel("General".into()))
+            Err(ApiError::NotInChannel("General".into()))
         );
         hub.join(ada.id, "General", None).unwrap();
         assert_eq!(
             hub.send(ada.id, "General", String::new(), "hi", 0),
-            Err(HubError::ClientId)
+            Err(ApiError::ClientId)
         );
         assert_eq!(
             hub.send(ada.id, "General", "c1".into(), "  ", 0),
-            Err(HubError::Message(MessageError::Empty))
+            Err(ApiError::Message(MessageError::Empty))
         );
         assert_eq!(hub.send(ada.id, "General", "c1".into(), "hi", 0), Ok(()));
     }
@@ -1347,7 +1282,7 @@ mod tests {
         // After shutdown nothing more is taken.
         assert_eq!(
             hub.send(ada.id, "General", "c2".into(), "late", 6),
-            Err(HubError::Unavailable)
+            Err(ApiError::Unavailable)
         );
     }
 }

@@ -359,7 +359,7 @@ pub(super) fn take_out_of_room(state: &mut State, id: ConnId) {
 mod tests {
     use super::super::tests::{decoded, hub, in_general};
     use super::*;
-    use crate::app::connection::Room as Shown;
+    use crate::protocol::Room as Shown;
     use crate::server::hub::Registration;
 
     #[tokio::test]

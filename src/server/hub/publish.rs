@@ -4,10 +4,8 @@
 //! committer goes on to store the next batch. In a cluster, messages other nodes
 //! stored come in the same way.
 
-use super::{
-    ConnId, Hub, HubError, State, add_channel, broadcast_room, deliver, encode, encode_message,
-};
-use crate::protocol::{ChatMessage, Seq, ServerFrame};
+use super::{ConnId, Hub, State, add_channel, broadcast_room, deliver, encode, encode_message};
+use crate::protocol::{ApiError, ChatMessage, Seq, ServerFrame};
 use crate::server::store::{Appended, Changes, NewMessage, StoreError};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -174,7 +172,7 @@ impl Hub {
                     seq,
                 },
                 Appended::Refused { client_id, error } => {
-                    let error = HubError::from(error);
+                    let error = ApiError::from(error);
                     ServerFrame::SendFailed {
                         client_id,
                         code: error.code(),
