@@ -2,7 +2,10 @@
 //! other nodes of a cluster report, and the one shared timer that announces changes
 //! per room (and pings every connection).
 
-use super::{ConnId, Hub, State, deliver, display_name, encode};
+use super::encode::encode;
+use super::fanout::deliver;
+use super::rooms::display_name;
+use super::{ConnId, Hub, State};
 use crate::protocol::{ONLINE_LIST_MAX, ServerFrame};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;

@@ -4,7 +4,10 @@
 //! committer goes on to store the next batch. In a cluster, messages other nodes
 //! stored come in the same way.
 
-use super::{ConnId, Hub, State, add_channel, broadcast_room, deliver, encode, encode_message};
+use super::encode::{encode, encode_message};
+use super::fanout::{broadcast_room, deliver};
+use super::rooms::add_channel;
+use super::{ConnId, Hub, State};
 use crate::protocol::{ApiError, ChatMessage, Seq, ServerFrame};
 use crate::server::store::{Appended, Changes, NewMessage, StoreError};
 use bytes::Bytes;

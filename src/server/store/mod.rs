@@ -19,7 +19,7 @@ pub use memory::MemoryStore;
 pub use redis::{Changes, PresenceReport, ReadFrom, RedisStore};
 pub use sqlite::{Durability, SqliteStore};
 
-use crate::protocol::{Channel, ChatMessage, Seq};
+use crate::protocol::{ApiError, Channel, ChatMessage, Seq};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -85,6 +85,23 @@ impl PartialEq for Failure {
 }
 
 impl Eq for Failure {}
+
+/// A store's refusal as people read it; a failure of the store itself is logged
+/// and read as "busy".
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::ChannelExists(name) => ApiError::ChannelExists(name),
+            StoreError::NoSuchChannel(name) => ApiError::NoSuchChannel(name),
+            StoreError::NameTaken(name) => ApiError::NameTaken(name),
+            StoreError::TooManyChannels(max) => ApiError::TooManyChannels(max),
+            StoreError::Backend(e) => {
+                tracing::error!(error = %e, "store failed");
+                ApiError::Unavailable
+            }
+        }
+    }
+}
 
 /// A message as the hub hands it to the store, before it has a number.
 #[derive(Clone, Debug)]
