@@ -1,3 +1,6 @@
+//! The `hearth` binary: reads the settings, starts logging, and serves until told
+//! to stop. Without the `ssr` feature (the WASM build) there is nothing to run.
+
 #[cfg(feature = "ssr")]
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

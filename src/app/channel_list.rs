@@ -1,6 +1,7 @@
 //! Every channel, live, and the form that creates one.
 
-use super::connection::{Chat, Identity};
+use super::chat::Identity;
+use super::connection::Chat;
 use super::form::submit_handler;
 use crate::api::create_channel;
 use crate::protocol::{CHANNEL_NAME_MAX_CHARS, channel_key, validate_channel_name};
@@ -66,7 +67,7 @@ fn NewChannelForm() -> impl IntoView {
                     draft.set(String::new());
                     chat.open_channel(&channel.name);
                 }
-                Err(e) => chat.error.set(Some(e.to_string())),
+                Err(e) => chat.show_error(Some(e.to_string())),
             }
         })
     });

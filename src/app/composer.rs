@@ -24,7 +24,7 @@ pub fn Composer() -> impl IntoView {
                 draft.set(String::new());
             }
             // Keep the draft so nothing typed is lost.
-            Err(e) => chat.error.set(Some(e.to_string())),
+            Err(e) => chat.show_error(Some(e.to_string())),
         }
     };
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {

@@ -13,7 +13,7 @@ pub fn ErrorBanner() -> impl IntoView {
                 <button
                     class="icon-button"
                     aria-label="Dismiss"
-                    on:click=move |_| chat.error.set(None)
+                    on:click=move |_| chat.show_error(None)
                 >
                     "×"
                 </button>

@@ -27,7 +27,7 @@ where
         }
         let raw = draft.get_untracked();
         if let Err(e) = check(&raw) {
-            chat.error.set(Some(e.to_string()));
+            chat.show_error(Some(e.to_string()));
             return;
         }
         let Some(request) = send(raw) else {

@@ -1,6 +1,7 @@
 //! Choosing a display name, and showing the chosen one.
 
-use super::connection::{Chat, Identity};
+use super::chat::Identity;
+use super::connection::Chat;
 use super::form::submit_handler;
 use super::storage;
 use crate::api::claim_name;
@@ -19,19 +20,12 @@ pub fn NamePrompt() -> impl IntoView {
     let submit = submit_handler(chat, draft, busy, validate_name, move |raw| {
         Some(async move {
             match claim_name(raw, storage::saved_token()).await {
-                Ok(grant) => {
-                    chat.error.set(None);
-                    chat.become_named(grant);
-                }
-                Err(e) => chat.error.set(Some(e.to_string())),
+                Ok(grant) => chat.become_named(grant),
+                Err(e) => chat.show_error(Some(e.to_string())),
             }
         })
     });
-    let cancel = move |_| {
-        if let Some(name) = storage::saved_name() {
-            chat.identity.set(Identity::Named(name));
-        }
-    };
+    let cancel = move |_| chat.keep_name();
 
     view! {
         <section class="card name-prompt" aria-labelledby="name-prompt-title">

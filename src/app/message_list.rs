@@ -1,6 +1,7 @@
 //! The messages of the open room, oldest first, with this tab's pending sends last.
 
-use super::connection::{Chat, Pending};
+use super::chat::Pending;
+use super::connection::Chat;
 use super::time::{full_date, iso, short_time};
 use crate::protocol::ChatMessage;
 use leptos::prelude::*;

@@ -1,8 +1,9 @@
 //! The page: one component per file, sharing the chat state through context.
 
 mod channel_list;
+mod chat;
 mod composer;
-pub mod connection;
+mod connection;
 mod error_banner;
 mod form;
 mod identity;
@@ -14,10 +15,12 @@ mod storage;
 mod time;
 
 use channel_list::ChannelList;
-use connection::{Chat, Identity};
+use chat::Identity;
+use connection::Chat;
 use error_banner::ErrorBanner;
 use identity::{CurrentName, NamePrompt};
 use leptos::either::Either;
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 use room::RoomView;
 use status::ConnectionStatus;
@@ -119,9 +122,9 @@ fn ChatPage() -> impl IntoView {
             <main class="main">
                 <ErrorBanner />
                 {move || match chat.identity.get() {
-                    Identity::Unknown => view! { <p class="placeholder">"Loading…"</p> }.into_any(),
-                    Identity::Anonymous => view! { <NamePrompt /> }.into_any(),
-                    Identity::Named(_) => view! { <RoomView /> }.into_any(),
+                    Identity::Unknown => EitherOf3::A(view! { <p class="placeholder">"Loading…"</p> }),
+                    Identity::Anonymous => EitherOf3::B(view! { <NamePrompt /> }),
+                    Identity::Named(_) => EitherOf3::C(view! { <RoomView /> }),
                 }}
             </main>
         </div>

@@ -2,7 +2,7 @@
 //! hydration: the server has no localStorage, and reading it while rendering would
 //! make the first client render differ from the server's.
 
-use super::connection::Pending;
+use super::chat::Pending;
 use std::collections::HashSet;
 
 const NAME_KEY: &str = "hearth.name";

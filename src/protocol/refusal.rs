@@ -6,66 +6,82 @@ use super::rules::{ChannelNameError, MessageError, NameError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Why something was refused, for programs; the accompanying text is for people.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    InvalidName,
-    InvalidChannelName,
-    ChannelExists,
-    NoSuchChannel,
-    RoomFull,
-    InvalidMessage,
-    NotInChannel,
-    NotIdentified,
+/// Defines [`ErrorCode`] from one list of variants and their words on the wire, so
+/// the enum, its words and the list of all codes cannot disagree.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $code:ident => $word:literal,)*) => {
+        /// Why something was refused, for programs; the accompanying text is for
+        /// people. On the wire it is its word (`"room_full"`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $code,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order listed.
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$code,)*];
+
+            /// The code as it appears on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$code => $word,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidName => "invalid_name",
+    InvalidChannelName => "invalid_channel_name",
+    ChannelExists => "channel_exists",
+    NoSuchChannel => "no_such_channel",
+    RoomFull => "room_full",
+    InvalidMessage => "invalid_message",
+    NotInChannel => "not_in_channel",
+    NotIdentified => "not_identified",
     /// The name is held by another browser.
-    NameTaken,
+    NameTaken => "name_taken",
     /// The message could not be stored now; it stays pending and is retried.
-    Unavailable,
+    Unavailable => "unavailable",
     /// Too many sends too fast; this one is retried after a pause.
-    RateLimited,
-    BadFrame,
-    Internal,
+    RateLimited => "rate_limited",
+    BadFrame => "bad_frame",
+    Internal => "internal",
     /// The person holds as many connections (tabs) as one may.
-    TooManyTabs,
+    TooManyTabs => "too_many_tabs",
     /// There are as many channels as there may be.
-    TooManyChannels,
+    TooManyChannels => "too_many_channels",
     /// A request from another site's page.
-    CrossSite,
+    CrossSite => "cross_site",
     /// A request naming a host this server does not answer for.
-    WrongHost,
+    WrongHost => "wrong_host",
     /// A request body over the limit.
-    TooLarge,
+    TooLarge => "too_large",
     /// A request body that did not arrive in time.
-    TooSlow,
+    TooSlow => "too_slow",
+}
+
+// By hand rather than derived: the words are those of `as_str`, and the browser
+// carries one table of them instead of serde's own copy with its matching code.
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|code| code.as_str() == word)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&word, &[]))
+    }
 }
 
 impl ErrorCode {
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidName => "invalid_name",
-            ErrorCode::InvalidChannelName => "invalid_channel_name",
-            ErrorCode::ChannelExists => "channel_exists",
-            ErrorCode::NoSuchChannel => "no_such_channel",
-            ErrorCode::RoomFull => "room_full",
-            ErrorCode::InvalidMessage => "invalid_message",
-            ErrorCode::NotInChannel => "not_in_channel",
-            ErrorCode::NotIdentified => "not_identified",
-            ErrorCode::NameTaken => "name_taken",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::BadFrame => "bad_frame",
-            ErrorCode::Internal => "internal",
-            ErrorCode::TooManyTabs => "too_many_tabs",
-            ErrorCode::TooManyChannels => "too_many_channels",
-            ErrorCode::CrossSite => "cross_site",
-            ErrorCode::WrongHost => "wrong_host",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::TooSlow => "too_slow",
-        }
-    }
-
     /// Whether a send refused with this code may succeed if sent again later.
     pub fn is_retryable(self) -> bool {
         matches!(self, ErrorCode::Unavailable | ErrorCode::RateLimited)
@@ -75,7 +91,9 @@ impl ErrorCode {
 /// What was refused and why: the sentence is its text (`Display`), the code its
 /// [`ApiError::code`]. Server functions answer with it (the body the page
 /// decodes), and the socket sends its code and sentence in `Error` and
-/// `SendFailed` frames.
+/// `SendFailed` frames. What only the socket refuses is never read back as an
+/// `ApiError` (the page reads the frame's code), so those variants skip
+/// deserializing and the page carries no code for them.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ApiError {
     // What was typed.
@@ -85,12 +103,16 @@ pub enum ApiError {
     ChannelName(#[from] ChannelNameError),
     #[error("{0}")]
     Message(#[from] MessageError),
+    #[serde(skip_deserializing)]
     #[error("A send needs a client id of 1 to {CLIENT_ID_MAX_BYTES} bytes.")]
     ClientId,
+    #[serde(skip_deserializing)]
     #[error("That message could not be understood: {0}.")]
     BadFrame(String),
+    #[serde(skip_deserializing)]
     #[error("This connection already said hello.")]
     AlreadyIdentified,
+    #[serde(skip_deserializing)]
     #[error("The first message must be a hello with your name.")]
     HelloFirst,
     // Names.
@@ -105,23 +127,30 @@ pub enum ApiError {
     ChannelExists(String),
     #[error("There is no channel named “{0}”.")]
     NoSuchChannel(String),
+    #[serde(skip_deserializing)]
     #[error("Open “{0}” before sending to it.")]
     NotInChannel(String),
+    #[serde(skip_deserializing)]
     #[error("This room is full ({capacity} people are in “{channel}”). Pick another room.")]
     RoomFull { channel: String, capacity: usize },
+    #[serde(skip_deserializing)]
     #[error(
         "{seats} people from your network are in “{channel}” already, as many as one network may seat. Pick another room."
     )]
     SeatsTaken { channel: String, seats: usize },
+    #[serde(skip_deserializing)]
     #[error("This name is open in {tabs} tabs already. Close one and try again.")]
     TooManyTabs { tabs: usize },
     #[error("This server has reached its limit of {0} channels.")]
     TooManyChannels(usize),
     // Too fast.
+    #[serde(skip_deserializing)]
     #[error("You are sending messages too fast. Please slow down.")]
     SendingTooFast,
+    #[serde(skip_deserializing)]
     #[error("You are switching rooms too fast. Please wait a moment.")]
     SwitchingTooFast,
+    #[serde(skip_deserializing)]
     #[error("You are sending too fast. Please wait a moment.")]
     FramesTooFast,
     #[error("You are doing that too often. Please wait a moment and try again.")]
@@ -215,6 +244,16 @@ impl leptos::server_fn::error::FromServerFnError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_travel_as_their_words() {
+        for &code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+        assert!(serde_json::from_str::<ErrorCode>("\"no_such_code\"").is_err());
+    }
 
     #[test]
     fn api_errors_read_as_sentences() {

@@ -1,5 +1,36 @@
 //! The server: configuration, the hub, the WebSocket endpoint, the store, and the
 //! axum router that ties them to the Leptos pages and server functions.
+//!
+//! # Where things are
+//!
+//! A request's way in:
+//! - [`config`]: every setting, defined once (file, environment, flag).
+//! - [`listen`]: the accept loop: the header deadline, HTTP connections per address,
+//!   writes that must make progress, graceful stop.
+//! - [`gate`]: what every request passes first: the host it names, the site it comes
+//!   from, its address's share, a small body in time.
+//! - [`limits`]: token buckets and connection counts, per person and per address.
+//! - [`operations`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! A connection's life:
+//! - [`ws`]: origin check, hello, the frame loop, leaving.
+//! - [`socket`], [`reader`], [`frame`]: the WebSocket wire format; text checked as it
+//!   arrives; frames built once and shared by every recipient.
+//! - [`outbox`]: a connection's bounded queue of outgoing frames, which the hub
+//!   writes straight to the socket.
+//!
+//! The chat itself:
+//! - [`hub`]: who is connected (`registry`), rooms and channels (`rooms`), presence
+//!   (`presence`), the committer that stores and publishes sends (`publish`), and
+//!   delivery (`encode`, `fanout`).
+//! - [`window`]: a channel's kept messages in memory, as the bytes they were
+//!   published as; joins and resumes are served from it.
+//! - [`names`] and [`name_key`]: display names held by token, and when two names
+//!   look the same.
+//! - [`store`]: where everything is kept: `sqlite` (the default), `memory` (tests
+//!   and benchmarks), `redis` (clusters); `policy` holds the rules all of them share.
+//! - [`cluster`]: a node's membership: the other nodes' messages, channels and
+//!   presence.
 
 pub mod cluster;
 pub mod config;
