@@ -633,11 +633,13 @@ async fn blank_and_ignorable_characters_make_no_second_ada() {
 
 /// A request to `path` naming `host`, answered with this status.
 async fn status_for_host(server: &Server, path: &str, host: &str) -> u16 {
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut stream = TcpStream::connect(server.addr)
+        .await
+        .expect("the server accepts");
     stream
         .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
         .await
-        .unwrap();
+        .expect("the request is written");
     status_within(&mut stream, RECV_TIMEOUT)
         .await
         .expect("an answer")

@@ -86,6 +86,7 @@ pub async fn connect(addr: SocketAddr, source: IpAddr, path: &str) -> io::Result
 /// connections (and the last run's in TIME_WAIT) that search dominated the connect
 /// storm. `IP_BIND_ADDRESS_NO_PORT` defers the choice to `connect`, which only
 /// needs the whole four-tuple to be unique.
+#[expect(unsafe_code, reason = "setsockopt has no safe binding in std or tokio")]
 fn reserve_port_at_connect(socket: &TcpSocket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let enable: libc::c_int = 1;
