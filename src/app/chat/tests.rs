@@ -43,6 +43,14 @@ fn send(p: &Pending) -> Effect {
     Effect::Send(send_frame(p))
 }
 
+fn ack(client_id: &str) -> ServerFrame {
+    ServerFrame::Ack {
+        client_id: client_id.into(),
+        channel: "General".into(),
+        seq: 1,
+    }
+}
+
 fn error(code: ErrorCode, message: &str) -> ServerFrame {
     ServerFrame::Error {
         code,
@@ -154,14 +162,7 @@ fn a_send_goes_to_the_open_room_and_waits_there_until_acknowledged() {
     };
     assert_eq!(effects, [send(&sent)]);
     assert_eq!(chat.pending, [sent]);
-    chat.on_frame(
-        ServerFrame::Ack {
-            client_id: "c1".into(),
-            channel: "General".into(),
-            seq: 1,
-        },
-        true,
-    );
+    chat.on_frame(ack("c1"), true);
     assert_eq!(chat.pending, []);
 }
 
@@ -312,14 +313,7 @@ fn the_status_says_when_the_server_cannot_save_and_when_it_can_again() {
     chat.note_delay(ErrorCode::Unavailable, "The server is busy.".into());
     assert_eq!(chat.status, Status::Degraded);
     assert!(chat.status.is_open(), "retries still go out");
-    chat.on_frame(
-        ServerFrame::Ack {
-            client_id: "c1".into(),
-            channel: "General".into(),
-            seq: 1,
-        },
-        true,
-    );
+    chat.on_frame(ack("c1"), true);
     assert_eq!(chat.status, Status::Connected);
 }
 

@@ -353,36 +353,53 @@ fn a_number_kept_in_the_channel_row_by_older_versions_still_counts() {
     assert_eq!(store.load().unwrap()[0].last_seq, 40);
     assert_eq!(next_seq(&store, 2), 41);
     // Older versions, which would trust the row's number, are kept out.
-    let version: i64 = store
-        .lock()
-        .db
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(schema_version(&store), SCHEMA_VERSION);
 }
 
-#[test]
-fn names_kept_by_lower_case_are_keyed_by_look_on_upgrade() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store whose file holds these names as schema `version` kept them (key, name,
+/// token, last seen), opened again by this version.
+fn reopened_with_names_of(
+    dir: &tempfile::TempDir,
+    version: i64,
+    names: &[(&str, &str, &[u8], i64)],
+) -> SqliteStore {
     {
-        let store = store(&dir);
+        let store = store(dir);
         let db = &store.lock().db;
-        // As version 3 kept them: keyed by lower case, so a Cyrillic "А" made
-        // another name.
-        for (key, name, token, last_seen) in [
-            ("ada", "Ada", b"t-ada", 10),
-            ("\u{430}da", "\u{410}da", b"t-cyr", 20),
-            ("grace", "Grace", b"t-grc", 5),
-        ] {
+        for (key, name, token, last_seen) in names {
             db.execute(
                 "INSERT INTO names (key, name, token_hash, last_seen) VALUES (?1, ?2, ?3, ?4)",
                 params![key, name, token.to_vec(), last_seen],
             )
             .unwrap();
         }
-        db.pragma_update(None, "user_version", 3).unwrap();
+        db.pragma_update(None, "user_version", version).unwrap();
     }
-    let store = store(&dir);
+    store(dir)
+}
+
+fn schema_version(store: &SqliteStore) -> i64 {
+    store
+        .lock()
+        .db
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn names_kept_by_lower_case_are_keyed_by_look_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    // As version 3 kept them: keyed by lower case, so a Cyrillic "А" made another
+    // name.
+    let store = reopened_with_names_of(
+        &dir,
+        3,
+        &[
+            ("ada", "Ada", b"t-ada", 10),
+            ("\u{430}da", "\u{410}da", b"t-cyr", 20),
+            ("grace", "Grace", b"t-grc", 5),
+        ],
+    );
     // The more recently used of the look-alikes keeps the name; the other holder
     // is asked for a name again.
     assert_eq!(
@@ -403,24 +420,16 @@ fn names_kept_by_lower_case_are_keyed_by_look_on_upgrade() {
 #[test]
 fn names_keyed_before_blanks_counted_as_spaces_are_keyed_anew_on_upgrade() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = store(&dir);
-        let db = &store.lock().db;
-        // As version 4 kept them: an empty braille cell after "Ada" made another
-        // key, so two people could be drawn as "Ada".
-        for (key, name, token, last_seen) in [
+    // As version 4 kept them: an empty braille cell after "Ada" made another key,
+    // so two people could be drawn as "Ada".
+    let store = reopened_with_names_of(
+        &dir,
+        4,
+        &[
             ("ada", "Ada", b"t-ada", 20),
             ("ada\u{2800}", "Ada\u{2800}", b"t-brl", 10),
-        ] {
-            db.execute(
-                "INSERT INTO names (key, name, token_hash, last_seen) VALUES (?1, ?2, ?3, ?4)",
-                params![key, name, token.to_vec(), last_seen],
-            )
-            .unwrap();
-        }
-        db.pragma_update(None, "user_version", 4).unwrap();
-    }
-    let store = store(&dir);
+        ],
+    );
     assert_eq!(
         store.holds_name(&name_key("Ada"), b"t-ada", 30).unwrap(),
         Some("Ada".to_owned())
@@ -432,10 +441,5 @@ fn names_keyed_before_blanks_counted_as_spaces_are_keyed_anew_on_upgrade() {
         None
     );
     assert_eq!(rows(&store, "names"), 1);
-    let version: i64 = store
-        .lock()
-        .db
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(schema_version(&store), SCHEMA_VERSION);
 }
