@@ -28,7 +28,7 @@ FLASK_RATES=(25 50 100 200)
 
 say "building the server, the load generator and the site (release)"
 cargo build --release --features loadgen --bin hearth --bin loadgen
-cargo leptos build --release
+cargo leptos build --release --precompress
 command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
 if [ "$QUICK" = 0 ]; then
   say "installing the peers"

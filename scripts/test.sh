@@ -9,6 +9,6 @@ say "unit and integration tests"
 # client among them) then run too.
 cargo test --features loadgen
 say "building the site for the end-to-end tests"
-cargo leptos build --release
+cargo leptos build --release --precompress
 say "end-to-end tests (Chromium)"
 (cd end2end && npx playwright test)

@@ -1,4 +1,6 @@
 import { expect, test } from '@playwright/test';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { SMALL_URL } from '../playwright.config';
 import { createRoom, messageTexts, openRoom, person, uniqueRoom } from './helpers';
 
@@ -46,8 +48,17 @@ test('invisible and direction-changing characters in messages are shown inertly'
 });
 
 test('a page on another site cannot make a visitor claim a name or create a channel', async ({ browser }) => {
-  // The visitor is on the small server's page: another origin (another port).
-  const visitor = await person(browser, 'Visitor', SMALL_URL);
+  // The visitor is on a page of another site: another origin (another port), with
+  // no policy of Hearth's own to stop what it sends.
+  const elsewhere = createServer((_request, response) => {
+    response.writeHead(200, { 'content-type': 'text/html' });
+    response.end('<!DOCTYPE html><title>Elsewhere</title><p>Win a prize!</p>');
+  });
+  await new Promise<void>((listening) => elsewhere.listen(0, '127.0.0.1', listening));
+  const { port } = elsewhere.address() as AddressInfo;
+  const context = await browser.newContext();
+  const visitor = { page: await context.newPage(), context };
+  await visitor.page.goto(`http://127.0.0.1:${port}/`);
   const name = `Forged ${Date.now().toString(36)}`;
   const target = test.info().project.use.baseURL as string;
   // What a page elsewhere can do: post a form, and fetch without reading the answer.
@@ -82,4 +93,5 @@ test('a page on another site cannot make a visitor claim a name or create a chan
   await expect(owner.page.locator('[data-testid="room-item"][data-room="Forged channel"]')).toHaveCount(0);
   await owner.context.close();
   await visitor.context.close();
+  elsewhere.close();
 });

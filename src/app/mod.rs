@@ -38,7 +38,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 // The id lets `cargo leptos watch` swap the stylesheet in place.
-                <link id="leptos" rel="stylesheet" href="/pkg/hearth.css" />
+                <link id="leptos" rel="stylesheet" href=stylesheet() />
                 <title>"Hearth"</title>
             </head>
             <body>
@@ -46,6 +46,15 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </body>
         </html>
     }
+}
+
+/// The stylesheet's address: named by its content in a release build.
+fn stylesheet() -> String {
+    #[cfg(feature = "ssr")]
+    if let Some(assets) = use_context::<std::sync::Arc<crate::server::assets::Assets>>() {
+        return assets.stylesheet().to_owned();
+    }
+    "/pkg/hearth.css".to_owned()
 }
 
 /// The chat at `/`; any other address that is not a file gets a short notice (the

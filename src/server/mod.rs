@@ -32,10 +32,12 @@
 //! - [`cluster`]: a node's membership: the other nodes' messages, channels and
 //!   presence.
 
+pub mod assets;
 pub mod cluster;
 pub mod config;
 pub mod frame;
 pub mod gate;
+pub mod headers;
 pub mod hub;
 pub mod limits;
 pub mod listen;
@@ -51,6 +53,7 @@ pub mod window;
 pub mod ws;
 
 use crate::app::{App, shell};
+use assets::Assets;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
@@ -143,12 +146,19 @@ pub struct Running {
 }
 
 /// The whole HTTP surface: pages, server functions, `/ws`, static files.
-pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
+pub fn router(config: Config) -> Result<(Router, Running), ServeError> {
+    let assets = Arc::new(Assets::load(config.asset_hashes.as_deref())?);
     let leptos_options = LeptosOptions::builder()
-        .output_name("hearth")
+        .output_name(assets::OUTPUT_NAME)
         .site_root(config.site_root.as_str())
-        .site_pkg_dir("pkg")
+        .site_pkg_dir(assets::PKG_DIR)
         .site_addr(config.site_addr)
+        .hash_files(assets.hash_file().is_some())
+        .hash_file(
+            assets
+                .hash_file()
+                .map_or("hash.txt".into(), |path| path.to_string_lossy().into()),
+        )
         .build();
     let OpenedStore { store, cluster } = open_store(&config)?;
     let metrics = Arc::new(Metrics::default());
@@ -187,6 +197,17 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
     let context_hub = hub.clone();
     let context_metrics = state.metrics.clone();
     let context_guards = guards.clone();
+    let context_assets = assets.clone();
+    let fallback_assets = assets.clone();
+    let site_headers = Arc::new(headers::SiteHeaders::new(
+        &state.config.frame_ancestors,
+        state
+            .config
+            .public_url
+            .as_ref()
+            .is_some_and(|url| url.https),
+        assets,
+    ));
     let router = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(operations::healthz))
@@ -200,10 +221,18 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
                 provide_context(names.clone());
                 provide_context(context_guards.clone());
                 provide_context(context_metrics.clone());
+                provide_context(context_assets.clone());
             },
             move || shell(leptos_options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Files of the site, precompressed where the build made brotli and gzip
+        // copies; any other address is the app's "not found" page.
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(
+            move || provide_context(fallback_assets.clone()), shell
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(gate::Gate {
                 config: state.config.clone(),
@@ -212,6 +241,13 @@ pub fn router(config: Config) -> Result<(Router, Running), StoreError> {
             }),
             gate::guard,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            site_headers,
+            headers::apply,
+        ))
+        // What is not precompressed (pages, server functions' answers) is
+        // compressed as it is sent; the WebSocket's upgrade has no body to compress.
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state);
     Ok((
         router,
@@ -272,6 +308,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Assets(#[from] assets::AssetsError),
 }
 
 async fn shutdown_signal() {

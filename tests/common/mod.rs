@@ -108,7 +108,9 @@ impl Server {
             .env_remove("HEARTH_TRUSTED_PROXIES")
             .env_remove("HEARTH_MAX_TABS_PER_PERSON")
             .env_remove("HEARTH_MAX_CHANNELS")
-            .env_remove("HEARTH_REQUEST_TIMEOUT_SECS")
+            .env_remove("HEARTH_FRAME_ANCESTORS")
+            .env_remove("HEARTH_ASSET_HASHES")
+            .env_remove("LEPTOS_SITE_ROOT")
             // These tests send, claim and connect far faster than people, and put
             // dozens of people in a room from one address; the limits have tests
             // of their own, which set them here explicitly.

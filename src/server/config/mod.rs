@@ -48,6 +48,15 @@ settings! {
     /// requests naming any other host are refused (DNS rebinding). Without it, only
     /// IP addresses and `localhost` are answered.
     public_url: Option<PublicUrl> = None, env = "HEARTH_PUBLIC_URL";
+    /// Sites that may show Hearth inside a frame, comma-separated (e.g.
+    /// `https://intranet.example.org`): its Content-Security-Policy's
+    /// `frame-ancestors`. None by default: no other site can frame the chat.
+    #[arg(value_delimiter = ',')]
+    frame_ancestors: Vec<String> = Vec::new(), env = "HEARTH_FRAME_ANCESTORS";
+    /// The file naming the content hashes in the client's file names, which
+    /// cargo-leptos writes beside the binary (`hash.txt`). Without it, the one
+    /// beside the binary is read, if there is one.
+    asset_hashes: Option<PathBuf> = None, env = "HEARTH_ASSET_HASHES";
     /// Seconds between the server's pings to each connection (as Socket.IO).
     ping_interval_secs: u64 = 25, env = "HEARTH_PING_INTERVAL_SECS";
     /// Seconds of silence (no frame, no pong) after which a connection is closed;
@@ -123,6 +132,11 @@ pub enum ConfigError {
     },
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error(
+        "frame_ancestors: {0:?} is not a site (e.g. https://intranet.example.org), \
+         or contains a space, a comma, a semicolon or a quote"
+    )]
+    FrameAncestor(String),
     #[error("send_rate must be a number above 0")]
     Rate,
     #[error(
@@ -194,6 +208,20 @@ impl Config {
             .filter(|origin| !origin.is_empty())
             .collect();
         self.redis_url = self.redis_url.take().filter(|url| !url.trim().is_empty());
+        self.frame_ancestors = std::mem::take(&mut self.frame_ancestors)
+            .into_iter()
+            .map(|site| site.trim().to_owned())
+            .filter(|site| !site.is_empty())
+            .collect();
+        // Each goes into a header as it is: nothing that could end the directive,
+        // or the header.
+        if let Some(site) = self.frame_ancestors.iter().find(|site| {
+            !site
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '\''))
+        }) {
+            return Err(ConfigError::FrameAncestor(site.clone()));
+        }
         if !(self.send_rate > 0.0 && self.send_rate.is_finite()) {
             return Err(ConfigError::Rate);
         }
