@@ -1,5 +1,6 @@
 //! Every channel, live, and the form that creates one.
 
+use super::Drawer;
 use super::chat::Identity;
 use super::connection::Chat;
 use super::form::submit_handler;
@@ -10,6 +11,7 @@ use leptos::prelude::*;
 #[component]
 pub fn ChannelList() -> impl IntoView {
     let chat = expect_context::<Chat>();
+    let drawer = expect_context::<Drawer>();
     let current = move || {
         chat.room
             .with(|room| room.as_ref().map(|r| channel_key(&r.channel)))
@@ -27,7 +29,10 @@ pub fn ChannelList() -> impl IntoView {
                         let is_current = move || current().as_deref() == Some(key.as_str());
                         let open = {
                             let name = name.clone();
-                            move |_| chat.open_channel(&name)
+                            move |_| {
+                                chat.open_channel(&name);
+                                drawer.close();
+                            }
                         };
                         view! {
                             <li>
@@ -57,6 +62,7 @@ pub fn ChannelList() -> impl IntoView {
 #[component]
 fn NewChannelForm() -> impl IntoView {
     let chat = expect_context::<Chat>();
+    let drawer = expect_context::<Drawer>();
     let draft = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
     let submit = submit_handler(chat, draft, busy, validate_channel_name, move |raw| {
@@ -66,6 +72,7 @@ fn NewChannelForm() -> impl IntoView {
                 Ok(channel) => {
                     draft.set(String::new());
                     chat.open_channel(&channel.name);
+                    drawer.close();
                 }
                 Err(e) => chat.show_error(Some(e.to_string())),
             }

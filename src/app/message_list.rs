@@ -3,7 +3,7 @@
 use super::chat::Pending;
 use super::connection::Chat;
 use super::time::{full_date, iso, short_time};
-use crate::protocol::ChatMessage;
+use crate::protocol::{ChatMessage, Room, Seq};
 use leptos::prelude::*;
 
 #[component]
@@ -28,6 +28,19 @@ pub fn MessageList() -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     };
+    // A screen reader hears each message as it arrives, and not the history a
+    // room opens with.
+    let announced = RwSignal::new(String::new());
+    Effect::new(move |seen: Option<Option<(String, Seq)>>| {
+        let own = chat.name();
+        chat.room.with(|room| {
+            let room = room.as_ref()?;
+            if let Some(words) = announcement(seen.flatten().as_ref(), room, own.as_deref()) {
+                announced.set(words);
+            }
+            Some((room.channel.clone(), room.last_seq().unwrap_or(0)))
+        })
+    });
     // Follow the conversation: scroll to the newest message when one arrives.
     Effect::new(move |_| {
         chat.room.track();
@@ -39,7 +52,8 @@ pub fn MessageList() -> impl IntoView {
     });
 
     view! {
-        <ol class="message-list" data-testid="message-list" node_ref=list aria-live="polite">
+        <p class="visually-hidden" aria-live="polite" data-testid="announcer">{announced}</p>
+        <ol class="message-list" data-testid="message-list" node_ref=list aria-label="Messages">
             <Show when=move || messages().is_empty() && pending().is_empty()>
                 <li class="placeholder">"No messages yet. Say hello!"</li>
             </Show>
@@ -57,6 +71,18 @@ pub fn MessageList() -> impl IntoView {
             />
         </ol>
     }
+}
+
+/// What is read out for the open room now that it shows `room`, having shown up
+/// to `seen` (its channel and last number): the newest message by someone else,
+/// if it arrived since. A room just opened is not read out.
+fn announcement(seen: Option<&(String, Seq)>, room: &Room, own: Option<&str>) -> Option<String> {
+    let (channel, last) = seen?;
+    if *channel != room.channel {
+        return None;
+    }
+    let newest = room.messages.last().filter(|m| m.seq > *last)?;
+    (Some(newest.author.as_str()) != own).then(|| format!("{}: {}", newest.author, newest.text))
 }
 
 /// One delivered message. Text is rendered as text, never as HTML.
@@ -121,5 +147,46 @@ fn PendingItem(pending: Pending) -> impl IntoView {
                 }
             })}
         </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::sample_message;
+
+    fn room(channel: &str, seqs: &[Seq]) -> Room {
+        Room {
+            channel: channel.into(),
+            messages: seqs.iter().map(|&seq| sample_message(seq)).collect(),
+            online: vec![],
+            online_count: 0,
+        }
+    }
+
+    #[test]
+    fn only_messages_arriving_in_the_open_room_from_others_are_read_out() {
+        let seen = ("General".to_owned(), 2);
+        // A room just opened, or switched to: its history is not read.
+        assert_eq!(announcement(None, &room("General", &[1, 2]), None), None);
+        assert_eq!(
+            announcement(Some(&seen), &room("Rust", &[1, 2, 3]), None),
+            None
+        );
+        // Nothing new.
+        assert_eq!(
+            announcement(Some(&seen), &room("General", &[1, 2]), None),
+            None
+        );
+        // Someone else's message arrives.
+        assert_eq!(
+            announcement(Some(&seen), &room("General", &[1, 2, 3]), Some("bob")).as_deref(),
+            Some("ada: m3")
+        );
+        // One's own is not read back.
+        assert_eq!(
+            announcement(Some(&seen), &room("General", &[1, 2, 3]), Some("ada")),
+            None
+        );
     }
 }

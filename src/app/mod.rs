@@ -7,6 +7,7 @@ mod connection;
 mod error_banner;
 mod form;
 mod identity;
+mod keys;
 mod message_list;
 mod online_list;
 mod room;
@@ -86,6 +87,25 @@ fn requested_path() -> Option<String> {
     None
 }
 
+/// On phones the channel list is a drawer over the room; picking a room (or Esc)
+/// closes it.
+#[derive(Clone, Copy)]
+pub struct Drawer(RwSignal<bool>);
+
+impl Drawer {
+    pub fn is_open(self) -> bool {
+        self.0.get()
+    }
+
+    pub fn toggle(self) {
+        self.0.update(|open| *open = !*open);
+    }
+
+    pub fn close(self) {
+        self.0.set(false);
+    }
+}
+
 /// The whole chat: channels on the side, the open room in the middle.
 #[component]
 fn ChatPage() -> impl IntoView {
@@ -101,20 +121,18 @@ fn ChatPage() -> impl IntoView {
             chat.pending.with(|outbox| storage::save_outbox(outbox));
         }
     });
-    let (drawer_open, set_drawer_open) = signal(false);
-    // On phones the channel list is a drawer; opening a room closes it.
-    Effect::new(move |_| {
-        chat.room.track();
-        set_drawer_open.set(false);
-    });
+    let drawer = Drawer(RwSignal::new(false));
+    provide_context(drawer);
+    keys::install(chat, drawer);
 
     view! {
-        <div class="app" class:drawer-open=drawer_open>
+        <div class="app" class:drawer-open=move || drawer.is_open()>
             <header class="topbar">
                 <button
                     class="icon-button drawer-toggle"
                     aria-label="Channels"
-                    on:click=move |_| set_drawer_open.update(|open| *open = !*open)
+                    aria-expanded=move || if drawer.is_open() { "true" } else { "false" }
+                    on:click=move |_| drawer.toggle()
                 >
                     "☰"
                 </button>
