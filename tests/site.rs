@@ -273,3 +273,35 @@ async fn operators_name_who_may_frame_it_and_https_sites_ask_for_https_only() {
     let page = get(&plain, "/", &[]).await;
     assert!(page.headers().get("strict-transport-security").is_none());
 }
+
+#[tokio::test]
+async fn the_service_worker_keeps_this_builds_files_and_is_itself_always_checked() {
+    let site = Site::build();
+    let server = site.serve(&[]).await;
+    let worker = get(&server, "/sw.js", &[]).await;
+    assert_eq!(worker.status(), 200);
+    let headers = worker.headers().clone();
+    assert!(header(&headers, "content-type").starts_with("text/javascript"));
+    // A stale worker would keep serving an old build.
+    assert_eq!(header(&headers, "cache-control"), "no-cache");
+    assert_eq!(
+        header(&headers, "content-security-policy"),
+        "default-src 'none'; connect-src 'self'"
+    );
+    let source = worker.text().await.unwrap();
+    assert!(
+        source.contains(&format!("\"/pkg/hearth.{HASH}.js\"")),
+        "{source}"
+    );
+    assert!(source.contains("\"/pkg/hearth.Cs5.css\""), "{source}");
+
+    for (path, size) in [
+        ("/icons/icon-192.png", 192u32),
+        ("/icons/icon-512.png", 512),
+    ] {
+        let icon = get(&server, path, &[]).await;
+        assert_eq!(header(icon.headers(), "content-type"), "image/png");
+        let png = icon.bytes().await.unwrap();
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), size);
+    }
+}

@@ -110,7 +110,7 @@ fn MessageItem(message: ChatMessage) -> impl IntoView {
 
 /// A send the server has not shown back yet, or refused.
 #[component]
-fn PendingItem(pending: Pending) -> impl IntoView {
+pub fn PendingItem(pending: Pending) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let failed = pending.failed.clone();
     let is_failed = failed.is_some();

@@ -9,6 +9,7 @@ mod form;
 mod identity;
 mod keys;
 mod message_list;
+mod offline;
 mod online_list;
 mod room;
 mod status;
@@ -36,6 +37,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <link rel="apple-touch-icon" href="/icons/icon-192.png" />
+                <link rel="manifest" href="/manifest.webmanifest" />
+                // The browser's own bar takes the colour of the top bar.
+                <meta name="theme-color" content="#ffffff" media="(prefers-color-scheme: light)" />
+                <meta name="theme-color" content="#211d1a" media="(prefers-color-scheme: dark)" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 // The id lets `cargo leptos watch` swap the stylesheet in place.
@@ -113,7 +119,10 @@ fn ChatPage() -> impl IntoView {
     provide_context(chat);
     // Effects run only in the browser, after hydration: the first moment
     // localStorage and WebSocket exist.
-    Effect::new(move |_| chat.start());
+    Effect::new(move |_| {
+        chat.start();
+        offline::keep_the_page();
+    });
     // The outbox follows every change, so a reload or a closed tab loses no send;
     // not before `start` has read the saved one, which would erase it.
     Effect::new(move |_| {

@@ -2,7 +2,7 @@
 
 use super::composer::Composer;
 use super::connection::Chat;
-use super::message_list::MessageList;
+use super::message_list::{MessageList, PendingItem};
 use super::online_list::OnlineList;
 use leptos::prelude::*;
 
@@ -21,6 +21,7 @@ pub fn RoomView() -> impl IntoView {
                     <section class="card empty-room">
                         <h2>"Pick a channel"</h2>
                         <p class="muted">"Choose a channel from the list, or create a new one."</p>
+                        <Outbox />
                     </section>
                 }
             }
@@ -40,6 +41,25 @@ pub fn RoomView() -> impl IntoView {
                     <OnlineList />
                 </div>
             </section>
+        </Show>
+    }
+}
+
+/// What this browser has written and not yet sent, while no room is open (after a
+/// reload without a network, say): it goes out when its room opens again.
+#[component]
+fn Outbox() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    view! {
+        <Show when=move || chat.pending.with(|p| !p.is_empty())>
+            <h3 class="section-title">"Waiting to be sent"</h3>
+            <ol class="message-list outbox" aria-label="Waiting to be sent">
+                <For
+                    each=move || chat.pending.get()
+                    key=|p| (p.client_id.clone(), p.failed.clone())
+                    children=|p| view! { <PendingItem pending=p /> }
+                />
+            </ol>
         </Show>
     }
 }

@@ -49,6 +49,7 @@ pub mod outbox;
 pub mod reader;
 pub mod socket;
 pub mod store;
+pub mod webapp;
 pub mod window;
 pub mod ws;
 
@@ -79,6 +80,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
     pub leptos_options: LeptosOptions,
+    /// The service worker's text, naming this build's files.
+    pub service_worker: bytes::Bytes,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -192,6 +195,7 @@ pub fn router(config: Config) -> Result<(Router, Running), ServeError> {
         metrics,
         config: Arc::new(config),
         leptos_options: leptos_options.clone(),
+        service_worker: webapp::worker_source(&assets.shell()).into(),
     };
     let routes = generate_route_list(App);
     let context_hub = hub.clone();
@@ -213,6 +217,9 @@ pub fn router(config: Config) -> Result<(Router, Running), ServeError> {
         .route("/healthz", get(operations::healthz))
         .route("/readyz", get(operations::readyz))
         .route("/metrics", get(operations::metrics))
+        .route("/sw.js", get(webapp::service_worker))
+        .route("/icons/icon-192.png", get(webapp::icon_192))
+        .route("/icons/icon-512.png", get(webapp::icon_512))
         .leptos_routes_with_context(
             &state,
             routes,
