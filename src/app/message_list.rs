@@ -17,16 +17,12 @@ pub fn MessageList() -> impl IntoView {
                 .unwrap_or_default()
         })
     };
-    let pending = move || {
+    let nothing_pending_here = move || {
         let channel = chat
             .room
             .with(|room| room.as_ref().map(|r| r.channel.clone()));
-        chat.pending.with(|all| {
-            all.iter()
-                .filter(|p| Some(&p.channel) == channel.as_ref())
-                .cloned()
-                .collect::<Vec<_>>()
-        })
+        chat.pending
+            .with(|all| !all.iter().any(|p| Some(&p.channel) == channel.as_ref()))
     };
     // A screen reader hears each message as it arrives, and not the history a
     // room opens with.
@@ -54,7 +50,7 @@ pub fn MessageList() -> impl IntoView {
     view! {
         <p class="visually-hidden" aria-live="polite" data-testid="announcer">{announced}</p>
         <ol class="message-list" data-testid="message-list" node_ref=list aria-label="Messages">
-            <Show when=move || messages().is_empty() && pending().is_empty()>
+            <Show when=move || messages().is_empty() && nothing_pending_here()>
                 <li class="placeholder">"No messages yet. Say hello!"</li>
             </Show>
             <For
@@ -64,11 +60,7 @@ pub fn MessageList() -> impl IntoView {
                 key=|message| (message.channel.clone(), message.seq)
                 children=|message| view! { <MessageItem message /> }
             />
-            <For
-                each=pending
-                key=|p| (p.client_id.clone(), p.failed.clone())
-                children=|p| view! { <PendingItem pending=p /> }
-            />
+            <PendingItems everywhere=false />
         </ol>
     }
 }
@@ -108,9 +100,34 @@ fn MessageItem(message: ChatMessage) -> impl IntoView {
     }
 }
 
+/// This tab's sends the server has not shown back yet: those to the open room, or
+/// (`everywhere`) to every room.
+#[component]
+pub fn PendingItems(everywhere: bool) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let pending = move || {
+        let channel = chat
+            .room
+            .with(|room| room.as_ref().map(|r| r.channel.clone()));
+        chat.pending.with(|all| {
+            all.iter()
+                .filter(|p| everywhere || Some(&p.channel) == channel.as_ref())
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <For
+            each=pending
+            key=|p| (p.client_id.clone(), p.failed.clone())
+            children=|p| view! { <PendingItem pending=p /> }
+        />
+    }
+}
+
 /// A send the server has not shown back yet, or refused.
 #[component]
-pub fn PendingItem(pending: Pending) -> impl IntoView {
+fn PendingItem(pending: Pending) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let failed = pending.failed.clone();
     let is_failed = failed.is_some();

@@ -2,8 +2,9 @@
 
 use super::composer::Composer;
 use super::connection::Chat;
-use super::message_list::{MessageList, PendingItem};
+use super::message_list::{MessageList, PendingItems};
 use super::online_list::OnlineList;
+use leptos::either::Either;
 use leptos::prelude::*;
 
 #[component]
@@ -13,35 +14,37 @@ pub fn RoomView() -> impl IntoView {
         chat.room
             .with(|room| room.as_ref().map(|r| r.channel.clone()))
     };
-    view! {
-        <Show
-            when=move || title().is_some()
-            fallback=|| {
-                view! {
-                    <section class="card empty-room">
-                        <h2>"Pick a channel"</h2>
-                        <p class="muted">"Choose a channel from the list, or create a new one."</p>
-                        <Outbox />
-                    </section>
-                }
-            }
-        >
-            <section class="room">
-                <header class="room-header">
-                    <h2 data-testid="room-title" class="room-title">
-                        <span class="hash" aria-hidden="true">"#"</span>
-                        {move || title().unwrap_or_default()}
-                    </h2>
-                </header>
-                <div class="room-body">
-                    <div class="conversation">
-                        <MessageList />
-                        <Composer />
+    // Switched by hand rather than `<Show fallback>`, whose fallback is an
+    // `AnyView` that keeps a second, asynchronous hydration of it in the WASM.
+    let open = Memo::new(move |_| chat.room.with(Option::is_some));
+    move || {
+        if open.get() {
+            Either::Left(view! {
+                <section class="room">
+                    <header class="room-header">
+                        <h2 data-testid="room-title" class="room-title">
+                            <span class="hash" aria-hidden="true">"#"</span>
+                            {move || title().unwrap_or_default()}
+                        </h2>
+                    </header>
+                    <div class="room-body">
+                        <div class="conversation">
+                            <MessageList />
+                            <Composer />
+                        </div>
+                        <OnlineList />
                     </div>
-                    <OnlineList />
-                </div>
-            </section>
-        </Show>
+                </section>
+            })
+        } else {
+            Either::Right(view! {
+                <section class="card empty-room">
+                    <h2>"Pick a channel"</h2>
+                    <p class="muted">"Choose a channel from the list, or create a new one."</p>
+                    <Outbox />
+                </section>
+            })
+        }
     }
 }
 
@@ -50,16 +53,15 @@ pub fn RoomView() -> impl IntoView {
 #[component]
 fn Outbox() -> impl IntoView {
     let chat = expect_context::<Chat>();
-    view! {
-        <Show when=move || chat.pending.with(|p| !p.is_empty())>
-            <h3 class="section-title">"Waiting to be sent"</h3>
-            <ol class="message-list outbox" aria-label="Waiting to be sent">
-                <For
-                    each=move || chat.pending.get()
-                    key=|p| (p.client_id.clone(), p.failed.clone())
-                    children=|p| view! { <PendingItem pending=p /> }
-                />
-            </ol>
-        </Show>
+    let waiting = Memo::new(move |_| chat.pending.with(|p| !p.is_empty()));
+    move || {
+        waiting.get().then(|| {
+            view! {
+                <h3 class="section-title">"Waiting to be sent"</h3>
+                <ol class="message-list outbox" aria-label="Waiting to be sent">
+                    <PendingItems everywhere=true />
+                </ol>
+            }
+        })
     }
 }

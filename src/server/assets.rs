@@ -106,7 +106,8 @@ impl Assets {
     }
 
     /// What a visitor needs to open the page without a network: the page, the
-    /// client's files and the icons.
+    /// client's files and the tab's icon (not the app icons, which only an
+    /// installation needs: a first visit does not download them).
     pub fn shell(&self) -> Vec<&str> {
         vec![
             "/",
@@ -114,9 +115,6 @@ impl Assets {
             &self.wasm,
             &self.stylesheet,
             "/favicon.svg",
-            "/manifest.webmanifest",
-            "/icons/icon-192.png",
-            "/icons/icon-512.png",
         ]
     }
 }
