@@ -12,10 +12,12 @@
 //! - [`app`]: the page. `chat` is the tab's state and every rule that changes it,
 //!   pure and unit-tested; `connection` is the runner that performs the effects
 //!   those rules return (its `socket` is the tab's one WebSocket; `storage` is
-//!   localStorage); the rest are components, one per file.
+//!   localStorage; `keys` the keyboard shortcuts; `offline` registers the service
+//!   worker); the rest are components, one per file.
 //! - [`server`] (server only): configuration, the accept loop and the gate every
-//!   request passes, the hub that serves rooms from memory, the WebSocket layer, and
-//!   the stores (SQLite, memory, Redis). Its own documentation maps it.
+//!   request passes, the headers and cached files of the site, the hub that serves
+//!   rooms from memory, the WebSocket layer, and the stores (SQLite, memory, Redis).
+//!   Its own documentation maps it.
 //!
 //! The binaries: `main.rs` serves Hearth; `bin/loadgen` (feature `loadgen`) is the
 //! load generator the benchmarks use; `bin/wsecho` is an echo server on Hearth's

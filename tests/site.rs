@@ -118,6 +118,8 @@ async fn a_hashed_file_is_sent_precompressed_and_kept_for_good() {
         header(&headers, "cache-control"),
         "public, max-age=31536000, immutable"
     );
+    // A shared cache keeps one copy per encoding, not the brotli one for everyone.
+    assert_eq!(header(&headers, "vary"), "accept-encoding");
     assert_hardened(&headers);
     assert_eq!(
         header(&headers, "content-security-policy"),
@@ -136,6 +138,7 @@ async fn a_hashed_file_is_sent_precompressed_and_kept_for_good() {
     // A client that cannot decompress gets the file as it is.
     let plain = get(&server, &path, &[]).await;
     assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(header(plain.headers(), "vary"), "accept-encoding");
     assert_eq!(
         plain.bytes().await.unwrap().as_ref(),
         site.script.as_slice()

@@ -45,6 +45,8 @@ for (const colorScheme of ['light', 'dark'] as const) {
     // A phone: the channel list is a drawer, closed and open.
     await ada.page.setViewportSize({ width: 390, height: 844 });
     await expectAccessible(ada.page, `a phone (${colorScheme})`);
+    // Nothing is cut off at the side: the page is no wider than the screen.
+    expect(await ada.page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     await ada.page.getByRole('button', { name: 'Channels' }).click();
     await expectAccessible(ada.page, `a phone with the channels open (${colorScheme})`);
     for (const p of [ada, bob, cleo]) await p.context.close();

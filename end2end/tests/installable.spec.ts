@@ -96,6 +96,9 @@ test('with the network gone, a returning visitor still sees the page, their name
   await expect(ada.page.getByTestId('connection-status')).toHaveAttribute('data-state', /reconnecting|connecting/);
   await expect(ada.page.getByTestId('pending-message')).toHaveCount(1);
   await expect(ada.page.getByTestId('pending-message')).toContainText('written offline');
+  // Outside its room, the outbox says where each message goes.
+  await expect(ada.page.getByTestId('pending-channel')).toHaveText('to #General');
+  await expect(ada.page.getByRole('heading', { name: 'Waiting for the connection' })).toBeVisible();
 
   // The network and the server return: the page reconnects by itself.
   await server.start();

@@ -120,14 +120,15 @@ pub fn PendingItems(everywhere: bool) -> impl IntoView {
         <For
             each=pending
             key=|p| (p.client_id.clone(), p.failed.clone())
-            children=|p| view! { <PendingItem pending=p /> }
+            children=move |p| view! { <PendingItem pending=p show_channel=everywhere /> }
         />
     }
 }
 
-/// A send the server has not shown back yet, or refused.
+/// A send the server has not shown back yet, or refused; outside its room, it says
+/// where it goes.
 #[component]
-fn PendingItem(pending: Pending) -> impl IntoView {
+fn PendingItem(pending: Pending, show_channel: bool) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let failed = pending.failed.clone();
     let is_failed = failed.is_some();
@@ -140,6 +141,14 @@ fn PendingItem(pending: Pending) -> impl IntoView {
         >
             <div class="message-meta">
                 <span class="message-author">{chat.name().unwrap_or_default()}</span>
+                {show_channel
+                    .then(|| {
+                        view! {
+                            <span class="message-time" data-testid="pending-channel">
+                                {format!("to #{}", pending.channel)}
+                            </span>
+                        }
+                    })}
                 <span class="message-time" data-testid="pending-state">
                     {move || {
                         if is_failed {

@@ -37,10 +37,22 @@ pub fn RoomView() -> impl IntoView {
                 </section>
             })
         } else {
+            // Without a connection there is no list to pick from yet.
+            let connected = move || chat.status.get().is_open();
             Either::Right(view! {
                 <section class="card empty-room">
-                    <h2>"Pick a channel"</h2>
-                    <p class="muted">"Choose a channel from the list, or create a new one."</p>
+                    <h2>
+                        {move || if connected() { "Pick a channel" } else { "Waiting for the connection" }}
+                    </h2>
+                    <p class="muted">
+                        {move || {
+                            if connected() {
+                                "Choose a channel from the list, or create a new one."
+                            } else {
+                                "Hearth reconnects by itself. What you write is kept and sent once it is back."
+                            }
+                        }}
+                    </p>
                     <Outbox />
                 </section>
             })

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY,
-    STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    STRICT_TRANSPORT_SECURITY, VARY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -118,6 +118,12 @@ pub async fn apply(State(site): State<Arc<SiteHeaders>>, request: Request, next:
             STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),
         );
+    }
+    // A file served precompressed is one of several encodings of the address
+    // (tower-http's `ServeDir` does not say so); a shared cache that kept the
+    // brotli copy for a year must not hand it to a client that cannot read it.
+    if status.is_success() && !headers.contains_key(VARY) {
+        headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
     }
     if !status.is_informational() && !headers.contains_key(CACHE_CONTROL) {
         headers.insert(

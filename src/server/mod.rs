@@ -12,6 +12,14 @@
 //! - [`limits`]: token buckets and connection counts, per person and per address.
 //! - [`operations`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //!
+//! The site around the chat:
+//! - [`assets`]: the client's files by their content-hashed names (cargo-leptos's
+//!   `hash.txt`), and the shell a visitor needs offline.
+//! - [`headers`]: what every response says about itself: the Content-Security-Policy,
+//!   framing, `nosniff`, HSTS, how long it may be kept, the page's validator.
+//! - [`webapp`]: what makes the page installable: the icons drawn at build time and
+//!   the service worker.
+//!
 //! A connection's life:
 //! - [`ws`]: origin check, hello, the frame loop, leaving.
 //! - [`socket`], [`reader`], [`frame`]: the WebSocket wire format; text checked as it
