@@ -32,10 +32,11 @@ pub async fn create_channel(
             // at the store (`Names::verify`).
             let person = blocking(move || {
                 let now = crate::server::now_ms();
-                match names.verify(&as_name, &token, now) {
-                    Ok(Some(held)) => Ok(held),
-                    _ => Err(ApiError::NotIdentified),
-                }
+                // A store that cannot answer is not a wrong token: the person is
+                // told to wait, not to choose their name again.
+                names
+                    .verify(&as_name, &token, now)?
+                    .ok_or(ApiError::NotIdentified)
             })
             .await?;
             // A name that could never be created costs no creation.

@@ -52,8 +52,8 @@ async fn channels_are_created_over_http_and_appear_live() {
         .await;
     assert_eq!(announced, created);
 
-    // Leptos answers every server-function error with 500 and the JSON-encoded
-    // `ApiError`; the page tells refusals apart by the decoded variant, not the status.
+    // A refusal answers with the status of its code and the JSON-encoded `ApiError`
+    // the page decodes: a channel that exists is a conflict, a bad name unprocessable.
     // Other capitals and spacing make no new channel, nor do letters drawn the same
     // (a Cyrillic "е", fullwidth letters): the refusal names the channel that exists.
     for (attempt, existing) in [
@@ -63,7 +63,7 @@ async fn channels_are_created_over_http_and_appear_live() {
         ("ＲＵＳＴ talk", "Rust Talk"),
     ] {
         let (status, refused) = server.create_channel(attempt).await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{attempt:?}");
+        assert_eq!(status, StatusCode::CONFLICT, "{attempt:?}");
         let err = refused.expect_err(attempt);
         assert_eq!(err, ApiError::ChannelExists(existing.into()), "{attempt:?}");
         assert_eq!(
@@ -80,7 +80,7 @@ async fn channels_are_created_over_http_and_appear_live() {
         (too_long.as_str(), ChannelNameError::TooLong),
     ] {
         let (status, refused) = server.create_channel(attempt).await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{attempt:?}");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{attempt:?}");
         assert_eq!(refused, Err(ApiError::ChannelName(why)), "{attempt:?}");
     }
 
@@ -551,7 +551,7 @@ async fn invalid_names_are_refused_and_the_connection_closed() {
         let (status, refused) = server
             .call::<NameGrant>("claim_name", &[("name", name)])
             .await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{name:?}");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name:?}");
         assert_eq!(refused, Err(ApiError::Name(why)), "{name:?}");
     }
 

@@ -51,11 +51,7 @@ async fn claim_with(
     let (status, result) = server.call::<NameGrant>("claim_name", &form).await;
     match &result {
         Ok(_) => assert_eq!(status, StatusCode::OK, "claiming {name:?}"),
-        Err(_) => assert_eq!(
-            status,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "claiming {name:?}"
-        ),
+        Err(error) => assert_eq!(status.as_u16(), error.http_status(), "claiming {name:?}"),
     }
     result
 }
@@ -685,7 +681,7 @@ async fn a_name_belongs_to_the_browser_holding_its_token() {
     tab.join("General", None).await;
 
     let (status, refused) = create_channel_as(&server, "Ada's", "Ada", "a-guess").await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(refused, Err(ApiError::NotIdentified));
     let (_, refused) = create_channel_as(&server, "Nobodys", "Nobody", "any").await;
     assert_eq!(refused, Err(ApiError::NotIdentified), "an unclaimed name");
@@ -695,7 +691,7 @@ async fn a_name_belongs_to_the_browser_holding_its_token() {
     let (status, refused) = server
         .call::<()>("release_name", &[("name", "Ada"), ("token", "a-guess")])
         .await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(refused, Err(ApiError::NotIdentified));
     assert_hello_refused(&server, "Ada", "a-guess").await;
     let (status, released) = server

@@ -1,45 +1,9 @@
 import { chromium, expect, test } from '@playwright/test';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openApp, person, send } from './helpers';
-
-/** A server of this test's own, which it can stop and start again on the same data. */
-class OwnServer {
-  private process?: ChildProcess;
-  private readonly dataDir = mkdtempSync(join(tmpdir(), 'hearth-offline-'));
-  constructor(readonly port: number) {}
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    this.process = spawn('../target/release/hearth', [], {
-      stdio: 'ignore',
-      env: {
-        ...process.env,
-        LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}`,
-        LEPTOS_SITE_ROOT: '../target/site',
-        HEARTH_CONFIG: '/dev/null',
-        HEARTH_DATA_DIR: this.dataDir,
-        RUST_LOG: 'warn',
-      },
-    });
-    for (let tries = 0; tries < 100; tries++) {
-      if (await fetch(`${this.url}/healthz`).then((r) => r.ok, () => false)) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`the server on ${this.url} did not start`);
-  }
-
-  async stop(): Promise<void> {
-    const exited = new Promise((r) => this.process?.once('exit', r));
-    this.process?.kill('SIGKILL');
-    await exited;
-  }
-}
+import { ControlledServer } from './server';
 
 test('the manifest makes the chat installable, with icons of the sizes it names', async ({ request }) => {
   const manifest = await request.get('/manifest.webmanifest');
@@ -74,7 +38,7 @@ test('the manifest makes the chat installable, with icons of the sizes it names'
 test('with the network gone, a returning visitor still sees the page, their name and what waits to be sent', async ({
   browser,
 }) => {
-  const server = new OwnServer(3105);
+  const server = new ControlledServer(3105);
   await server.start();
   const ada = await person(browser, 'Ada', server.url);
   // The service worker keeps the page once it controls it.
@@ -83,7 +47,7 @@ test('with the network gone, a returning visitor still sees the page, their name
   await expect(ada.page.getByTestId('message-text')).toHaveText(['said while online']);
 
   // The server is gone and so is the network; what is written now waits.
-  await server.stop();
+  await server.kill();
   await ada.context.setOffline(true);
   await expect(ada.page.getByTestId('connection-status')).toHaveAttribute('data-state', 'reconnecting');
   await send(ada.page, 'written offline');
@@ -110,5 +74,5 @@ test('with the network gone, a returning visitor still sees the page, their name
   await expect(ada.page.getByTestId('message-text')).toHaveText(['said while online', 'written offline']);
   await expect(ada.page.getByTestId('pending-message')).toHaveCount(0);
   await ada.context.close();
-  await server.stop();
+  await server.kill();
 });

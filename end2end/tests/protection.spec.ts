@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SMALL_URL } from '../playwright.config';
 import { createRoom, messageTexts, openRoom, person, uniqueRoom } from './helpers';
+import { ControlledServer } from './server';
 
 test('sending too fast is explained, and the held-back messages still arrive once, in order', async ({ browser }) => {
   // The small server allows a burst of three messages, then one a second.
@@ -94,4 +95,29 @@ test('a page on another site cannot make a visitor claim a name or create a chan
   await owner.context.close();
   await visitor.context.close();
   elsewhere.close();
+});
+
+test('refusals of every kind reach the person as words, whatever their status', async ({ browser }) => {
+  const server = new ControlledServer(3106, { HEARTH_CHANNELS_PER_HOUR: '1' });
+  await server.start();
+  try {
+    const ada = await person(browser, 'Ada', server.url);
+    const answers: number[] = [];
+    ada.page.on('response', (r) => {
+      if (r.url().includes('/api/create_channel')) answers.push(r.status());
+    });
+    // A conflict (409): the channel exists. It costs none of the hour's one channel.
+    await ada.page.getByTestId('new-room-input').fill('General');
+    await ada.page.getByTestId('new-room-submit').click();
+    await expect(ada.page.getByTestId('error-banner')).toContainText('A channel named “General” already exists.');
+    await createRoom(ada.page, uniqueRoom('first'));
+    // Too often (429, with how long to wait): one channel an hour.
+    await ada.page.getByTestId('new-room-input').fill(uniqueRoom('second'));
+    await ada.page.getByTestId('new-room-submit').click();
+    await expect(ada.page.getByTestId('error-banner')).toContainText('You can create 1 channel an hour');
+    expect(answers).toEqual([409, 200, 429]);
+    await ada.context.close();
+  } finally {
+    await server.kill();
+  }
 });

@@ -11,7 +11,11 @@ export class ControlledServer {
   readonly url: string;
   private readonly dataDir: string;
 
-  constructor(private readonly port: number) {
+  /** `env` adds to or overrides the settings below. */
+  constructor(
+    private readonly port: number,
+    private readonly env: Record<string, string> = {},
+  ) {
     this.url = `http://127.0.0.1:${port}`;
     this.dataDir = path.resolve(__dirname, '..', '.data', String(port));
     rmSync(this.dataDir, { recursive: true, force: true });
@@ -30,6 +34,7 @@ export class ControlledServer {
         HEARTH_API_PER_MINUTE: '10000',
         HEARTH_CHANNELS_PER_HOUR: '10000',
         HEARTH_ROOM_SEATS_PER_ADDRESS: '10000',
+        ...this.env,
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -60,6 +60,8 @@ error_codes! {
     TooLarge => "too_large",
     /// A request body that did not arrive in time.
     TooSlow => "too_slow",
+    /// A request whose arguments could not be read (missing, misspelt, not text).
+    BadRequest => "bad_request",
 }
 
 // By hand rather than derived: the words are those of `as_str`, and the browser
@@ -85,6 +87,38 @@ impl ErrorCode {
     /// Whether a send refused with this code may succeed if sent again later.
     pub fn is_retryable(self) -> bool {
         matches!(self, ErrorCode::Unavailable | ErrorCode::RateLimited)
+    }
+
+    /// The HTTP status a refusal with this code is answered with: what a proxy, a
+    /// dashboard or a program expects. 4xx is the client's to fix (or, for 429,
+    /// to wait out), 5xx the server's. The one table of it.
+    pub fn http_status(self) -> u16 {
+        match self {
+            // What was sent cannot be read.
+            ErrorCode::BadFrame | ErrorCode::BadRequest => 400,
+            // What was sent breaks a rule of what may be typed.
+            ErrorCode::InvalidName | ErrorCode::InvalidChannelName | ErrorCode::InvalidMessage => {
+                422
+            }
+            // No name held with that token: choose it again. (403 rather than 401,
+            // which would promise an HTTP authentication scheme Hearth does not have.)
+            ErrorCode::NotIdentified => 403,
+            ErrorCode::CrossSite => 403,
+            ErrorCode::NoSuchChannel => 404,
+            // The server's state refuses it: someone holds the name, the channel
+            // exists, the room or the server's channel list is full.
+            ErrorCode::NameTaken
+            | ErrorCode::ChannelExists
+            | ErrorCode::NotInChannel
+            | ErrorCode::RoomFull
+            | ErrorCode::TooManyChannels => 409,
+            ErrorCode::TooSlow => 408,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::WrongHost => 421,
+            ErrorCode::RateLimited | ErrorCode::TooManyTabs => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
     }
 }
 
@@ -156,7 +190,8 @@ pub enum ApiError {
     #[error("You are doing that too often. Please wait a moment and try again.")]
     TooFast,
     #[error(
-        "You can create {0} channels an hour, from one person or one address. Please wait before creating another."
+        "You can create {} an hour, from one person or one address. Please wait before creating another.",
+        channels(*.0)
     )]
     ChannelsTooFast(u32),
     #[error("Too many requests from your address are open at once. Please try again shortly.")]
@@ -175,9 +210,20 @@ pub enum ApiError {
         "This server does not answer for the host “{0}”. If you run it, set HEARTH_PUBLIC_URL to the address people open it at."
     )]
     WrongHost(String),
+    #[error("That request could not be understood: {0}.")]
+    BadRequest(String),
     // Between the page and the server.
     #[error("The server could not be reached: {0}")]
     Transport(String),
+}
+
+/// "1 channel", "10 channels".
+fn channels(count: u32) -> String {
+    if count == 1 {
+        "1 channel".into()
+    } else {
+        format!("{count} channels")
+    }
 }
 
 impl ApiError {
@@ -209,8 +255,14 @@ impl ApiError {
             ApiError::TooLarge => ErrorCode::TooLarge,
             ApiError::TooSlow => ErrorCode::TooSlow,
             ApiError::WrongHost(_) => ErrorCode::WrongHost,
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
             ApiError::Transport(_) => ErrorCode::Internal,
         }
+    }
+
+    /// The HTTP status this refusal is answered with ([`ErrorCode::http_status`]).
+    pub fn http_status(&self) -> u16 {
+        self.code().http_status()
     }
 }
 
@@ -237,7 +289,15 @@ impl leptos::server_fn::error::FromServerFnError for ApiError {
     type Encoder = leptos::server_fn::codec::JsonEncoding;
 
     fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
-        ApiError::Transport(value.to_string())
+        use leptos::server_fn::error::ServerFnErrorErr as E;
+        match value {
+            // On the server: the request's arguments did not decode. The caller's
+            // to fix, not a fault.
+            E::Args(why) => ApiError::BadRequest(why),
+            E::MissingArg(name) => ApiError::BadRequest(format!("“{name}” is missing")),
+            // In the browser: the request did not go, or its answer did not decode.
+            other => ApiError::Transport(other.to_string()),
+        }
     }
 }
 
@@ -266,6 +326,29 @@ mod tests {
             ApiError::ChannelExists("General".into()).to_string(),
             "A channel named “General” already exists."
         );
+        assert!(
+            ApiError::ChannelsTooFast(1)
+                .to_string()
+                .starts_with("You can create 1 channel an hour")
+        );
+        assert!(
+            ApiError::ChannelsTooFast(10)
+                .to_string()
+                .starts_with("You can create 10 channels an hour")
+        );
+    }
+
+    #[test]
+    fn refusals_are_the_callers_and_faults_the_servers() {
+        for &code in ErrorCode::ALL {
+            let status = code.http_status();
+            let server_fault = matches!(code, ErrorCode::Internal | ErrorCode::Unavailable);
+            assert_eq!(status >= 500, server_fault, "{code:?} answers {status}");
+            assert!((400..600).contains(&status), "{code:?} answers {status}");
+        }
+        assert_eq!(ApiError::NameTaken("Ada".into()).http_status(), 409);
+        assert_eq!(ApiError::ChannelsTooFast(10).http_status(), 429);
+        assert_eq!(ApiError::Name(NameError::Empty).http_status(), 422);
     }
 
     #[test]

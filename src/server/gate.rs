@@ -4,13 +4,14 @@
 //! is hyper's, and the answer's is the accept loop's). Routes added later are behind
 //! the same gate.
 
+use super::api_status::{API_PREFIX, RetryAfter, describe};
 use super::config::{Config, PublicUrl};
 use super::limits::Guards;
 use super::metrics::Metrics;
 use crate::protocol::ApiError;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -22,17 +23,12 @@ use std::time::{Duration, Instant};
 /// name. An endpoint that needs more (uploads) gets a route of its own.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Where server functions are routed.
-const API_PREFIX: &str = "/api/";
-
-/// Seconds a client told to slow down is asked to wait.
-const RETRY_AFTER_SECS: u64 = 5;
-
 /// What the gate needs, shared by every request (one `Arc` to clone each).
 pub struct Gate {
     pub config: Arc<Config>,
     pub guards: Arc<Guards>,
     pub metrics: Arc<Metrics>,
+    pub retry: RetryAfter,
 }
 
 /// The gate itself, as axum middleware in front of every route.
@@ -40,23 +36,21 @@ pub async fn guard(State(app): State<Arc<Gate>>, request: Request, next: Next) -
     let api = request.uri().path().starts_with(API_PREFIX);
     match admit(&app, request, next, api).await {
         Ok(response) => response,
-        Err((status, error)) => {
+        Err(error) => {
             app.metrics.reject_api(&error);
-            refusal(status, &error, api)
+            refusal(&error, api, &app.retry)
         }
     }
 }
 
-type Refused = (StatusCode, ApiError);
-
-async fn admit(app: &Gate, request: Request, next: Next, api: bool) -> Result<Response, Refused> {
+async fn admit(app: &Gate, request: Request, next: Next, api: bool) -> Result<Response, ApiError> {
     let config = &app.config;
     let headers = request.headers();
     if let Some(host) = foreign_host(headers, config.public_url.as_ref()) {
-        return Err((StatusCode::MISDIRECTED_REQUEST, ApiError::WrongHost(host)));
+        return Err(ApiError::WrongHost(host));
     }
     if api && !api_call_from_this_site(headers, config) {
-        return Err((StatusCode::FORBIDDEN, ApiError::CrossSite));
+        return Err(ApiError::CrossSite);
     }
     let peer = request
         .extensions()
@@ -71,7 +65,7 @@ async fn admit(app: &Gate, request: Request, next: Next, api: bool) -> Result<Re
             guards
                 .proxied_requests
                 .acquire(address)
-                .map_err(|_| (StatusCode::TOO_MANY_REQUESTS, ApiError::Crowded))?,
+                .map_err(|_| ApiError::Crowded)?,
         ),
         _ => None,
     };
@@ -79,7 +73,7 @@ async fn admit(app: &Gate, request: Request, next: Next, api: bool) -> Result<Re
         && let Some((_, address)) = address
         && !guards.api_calls.try_take(&address, Instant::now())
     {
-        return Err((StatusCode::TOO_MANY_REQUESTS, ApiError::TooFast));
+        return Err(ApiError::TooFast);
     }
     // Once the request is in, the handler runs to its end: cutting it off could
     // answer "unavailable" for a claim or a channel already stored. A client that
@@ -91,9 +85,9 @@ async fn admit(app: &Gate, request: Request, next: Next, api: bool) -> Result<Re
 /// The request with its body read whole: at most [`MAX_BODY_BYTES`], all of it
 /// within `deadline` (a body sent a byte at a time is cut off). A body announced
 /// as too large is refused before a byte of it is read.
-async fn buffered(request: Request, deadline: Duration) -> Result<Request, Refused> {
+async fn buffered(request: Request, deadline: Duration) -> Result<Request, ApiError> {
     use http_body::Body as _;
-    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, ApiError::TooLarge);
+    let too_large = || ApiError::TooLarge;
     if request.body().is_end_stream() {
         return Ok(request);
     }
@@ -107,11 +101,11 @@ async fn buffered(request: Request, deadline: Duration) -> Result<Request, Refus
     let (parts, body) = request.into_parts();
     let read = Limited::new(body, MAX_BODY_BYTES).collect();
     let collected = match tokio::time::timeout(deadline, read).await {
-        Err(_) => return Err((StatusCode::REQUEST_TIMEOUT, ApiError::TooSlow)),
+        Err(_) => return Err(ApiError::TooSlow),
         Ok(Err(error)) if error.is::<LengthLimitError>() => return Err(too_large()),
         Ok(Err(error)) => {
             tracing::debug!(%error, "a request body could not be read");
-            return Err((StatusCode::BAD_REQUEST, ApiError::TooSlow));
+            return Err(ApiError::BadRequest("its body could not be read".into()));
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
@@ -201,23 +195,16 @@ fn origin(headers: &HeaderMap) -> Option<&str> {
         .map(|v| v.to_str().unwrap_or("null"))
 }
 
-/// The answer to a refused request: the typed error the page decodes for a server
-/// function, plain words for anything else.
-fn refusal(status: StatusCode, error: &ApiError, api: bool) -> Response {
+/// The answer to a refused request, with the status of its code: the typed error
+/// the page decodes for a server function, plain words for anything else.
+fn refusal(error: &ApiError, api: bool, retry: &RetryAfter) -> Response {
     let mut response = if api {
         let json = serde_json::to_string(error).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
+        ([(header::CONTENT_TYPE, "application/json")], json).into_response()
     } else {
-        (status, error.to_string()).into_response()
+        error.to_string().into_response()
     };
-    if matches!(
-        status,
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-    ) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-    }
+    describe(&mut response, error, retry);
     // The connection may hold the rest of a body nobody will read, and a refused
     // client gets no connection to keep.
     response

@@ -28,6 +28,7 @@ pub struct Metrics {
     /// Batches of sends the store could not write.
     pub store_failures: Counter,
     rejected: Family<Labels, Counter>,
+    api_answers: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -42,6 +43,7 @@ impl Default for Metrics {
         let store_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 19));
         let store_failures = Counter::default();
         let rejected = Family::<Labels, Counter>::default();
+        let api_answers = Family::<Labels, Counter>::default();
         registry.register("connections", "Chat connections open", connections.clone());
         registry.register("rooms", "Rooms with someone in them", rooms.clone());
         registry.register(
@@ -70,6 +72,11 @@ impl Default for Metrics {
             store_failures.clone(),
         );
         registry.register("rejected", "Inputs refused, by reason", rejected.clone());
+        registry.register(
+            "api_answers",
+            "Server functions' answers, by status class (2xx, 4xx: refused, 5xx: faults)",
+            api_answers.clone(),
+        );
         Self {
             registry,
             connections,
@@ -80,6 +87,7 @@ impl Default for Metrics {
             store_seconds,
             store_failures,
             rejected,
+            api_answers,
         }
     }
 }
@@ -98,6 +106,19 @@ impl Metrics {
     /// Counts a refusal, by its code (the one vocabulary of HTTP and the socket).
     pub fn reject_api(&self, error: &ApiError) {
         self.reject_code(error.code());
+    }
+
+    /// Counts a server function's answer by its status's class.
+    pub fn api_answer(&self, status: u16) {
+        let class = match status {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.api_answers
+            .get_or_create(&vec![("class", class)])
+            .inc();
     }
 
     /// Counts a connection closed for what its client sent.
@@ -133,6 +154,9 @@ mod tests {
         metrics.reject("rate_limited");
         metrics.reject("rate_limited");
         metrics.fanout_seconds.observe(0.001);
+        metrics.api_answer(200);
+        metrics.api_answer(409);
+        metrics.api_answer(429);
         let text = metrics.render();
         assert!(text.contains("hearth_connections 3"), "{text}");
         assert!(text.contains("hearth_messages_in_total 1"), "{text}");
@@ -141,6 +165,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hearth_fanout_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("hearth_api_answers_total{class=\"4xx\"} 2"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -10,6 +10,7 @@
 //! - [`gate`]: what every request passes first: the host it names, the site it comes
 //!   from, its address's share, a small body in time.
 //! - [`limits`]: token buckets and connection counts, per person and per address.
+//! - [`api_status`]: a refusal answered with the HTTP status of its code.
 //! - [`operations`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //!
 //! The site around the chat:
@@ -40,6 +41,7 @@
 //! - [`cluster`]: a node's membership: the other nodes' messages, channels and
 //!   presence.
 
+pub mod api_status;
 pub mod assets;
 pub mod cluster;
 pub mod config;
@@ -253,8 +255,17 @@ pub fn router(config: Config) -> Result<(Router, Running), ServeError> {
                 config: state.config.clone(),
                 guards: state.guards.clone(),
                 metrics: state.metrics.clone(),
+                retry: api_status::RetryAfter::new(&state.config),
             }),
             gate::guard,
+        ))
+        // Outside the gate, so that its refusals are counted with the rest.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(api_status::ApiStatus {
+                retry: api_status::RetryAfter::new(&state.config),
+                metrics: state.metrics.clone(),
+            }),
+            api_status::apply,
         ))
         .layer(axum::middleware::from_fn_with_state(
             site_headers,

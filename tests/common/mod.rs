@@ -54,6 +54,41 @@ struct Process {
     _stdout: Lines<BufReader<ChildStdout>>,
 }
 
+/// A refusal over HTTP says what it is three ways that must agree: its status (the
+/// one table, `ErrorCode::http_status`), its code's word in `Hearth-Error` (the
+/// socket's word), and `Retry-After` exactly when waiting is what cures it.
+pub fn assert_described(
+    url: &str,
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    error: &ApiError,
+) {
+    assert_eq!(
+        status.as_u16(),
+        error.http_status(),
+        "{url} refused {error:?} with {status}"
+    );
+    assert_eq!(
+        headers.get("hearth-error").and_then(|v| v.to_str().ok()),
+        Some(error.code().as_str()),
+        "{url} refused {error:?} without its code"
+    );
+    let retry_after = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if matches!(status.as_u16(), 429 | 503) {
+        assert!(
+            retry_after.is_some_and(|s| s >= 1),
+            "{url} answered {status} without a Retry-After in seconds"
+        );
+    } else {
+        assert_eq!(
+            retry_after, None,
+            "{url} answered {status} with a Retry-After"
+        );
+    }
+}
+
 impl Server {
     /// A server with default settings.
     pub async fn start() -> Self {
@@ -270,6 +305,7 @@ impl Server {
             .await
             .unwrap_or_else(|e| panic!("POST {url}: {e}"));
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response
             .text()
             .await
@@ -284,11 +320,13 @@ impl Server {
                 panic!("POST {url} answered {status} with an unexpected body {body:?}: {e}")
             }))
         } else {
-            Err(serde_json::from_str(&body).unwrap_or_else(|e| {
+            let error: ApiError = serde_json::from_str(&body).unwrap_or_else(|e| {
                 panic!(
                     "POST {url} answered {status} with a body that is not an ApiError {body:?}: {e}"
                 )
-            }))
+            });
+            assert_described(&url, status, &headers, &error);
+            Err(error)
         };
         (status, result)
     }
