@@ -4,7 +4,7 @@
 //! only, a small body in time, a per-address budget of calls; each function adds the
 //! limits of what it does, and checks what it is given before any work.
 
-use crate::protocol::{ApiError, Channel, NameGrant};
+use crate::protocol::{ApiError, Channel, HistoryPage, NameGrant, Seq};
 use leptos::prelude::*;
 
 /// Every channel, oldest first.
@@ -95,6 +95,51 @@ pub async fn release_name(name: String, token: String) -> Result<(), ApiError> {
                 }
                 Ok(None) => Err(ApiError::NotIdentified),
                 Err(_) => Err(ApiError::Unavailable),
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// A page of a channel's messages, oldest first, in the shape the socket delivers
+/// them: the newest `limit` (50 unless asked, at most 100), or those just older than
+/// `before` (scrolling back), or just newer than `after`. `more` says whether the
+/// store keeps more beyond the page that way.
+#[server(endpoint = "history")]
+pub async fn history(
+    channel: String,
+    before: Option<Seq>,
+    after: Option<Seq>,
+    limit: Option<usize>,
+) -> Result<HistoryPage, ApiError> {
+    use crate::protocol::{HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, HistoryRange};
+    counted(
+        async move {
+            let range = match (before, after) {
+                (None, None) => HistoryRange::Latest,
+                (Some(seq), None) => HistoryRange::Before(seq),
+                (None, Some(seq)) => HistoryRange::After(seq),
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::BadRequest(
+                        "ask for messages before a number or after one, not both".into(),
+                    ));
+                }
+            };
+            let limit = limit.unwrap_or(HISTORY_PAGE_DEFAULT);
+            if !(1..=HISTORY_PAGE_MAX).contains(&limit) {
+                return Err(ApiError::BadRequest(format!(
+                    "a page holds 1 to {HISTORY_PAGE_MAX} messages"
+                )));
+            }
+            let name = crate::protocol::validate_channel_name(&channel)?;
+            let key = crate::protocol::channel_key(&name);
+            let hub = expect_context::<std::sync::Arc<crate::server::hub::Hub>>();
+            blocking(move || match hub.history(&key, range, limit) {
+                Err(crate::server::store::StoreError::NoSuchChannel(_)) => {
+                    Err(ApiError::NoSuchChannel(name))
+                }
+                page => Ok(page?),
             })
             .await
         }

@@ -69,6 +69,32 @@ pub struct ChatMessage {
     pub client_id: String,
 }
 
+/// Messages a `history` call returns at most, and by default.
+pub const HISTORY_PAGE_MAX: usize = 100;
+pub const HISTORY_PAGE_DEFAULT: usize = 50;
+
+/// Which messages of a channel a `history` call asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryRange {
+    /// The newest.
+    Latest,
+    /// Those just older than this number (scrolling up).
+    Before(Seq),
+    /// Those just newer than this number (scrolling down from an older place).
+    After(Seq),
+}
+
+/// A page of a channel's messages, oldest first: the same shape the socket
+/// delivers them in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub messages: Vec<ChatMessage>,
+    /// Whether more are kept beyond this page in the direction asked (older for
+    /// `Latest` and `Before`, newer for `After`). `false` going back means the
+    /// page begins the channel, or what the store's retention keeps of it.
+    pub more: bool,
+}
+
 /// Frames a browser sends over `/ws`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -244,6 +244,17 @@ impl Hub {
         (state.conns.len(), state.rooms.len())
     }
 
+    /// A page of a channel's history, from the store (which keeps more than the
+    /// window in memory). Blocks on the store.
+    pub fn history(
+        &self,
+        channel_key: &str,
+        range: crate::protocol::HistoryRange,
+        limit: usize,
+    ) -> Result<crate::protocol::HistoryPage, StoreError> {
+        self.store.history(channel_key, range, limit)
+    }
+
     /// Whether sends can be stored: the committer runs, its last batches did not
     /// all fail, and the store answers (for readiness checks). Blocks on the store.
     pub fn store_ready(&self) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@ use super::{
     Appended, ChannelLog, Claimed, MemoryStore, NameClaim, NewChannel, NewMessage, Store,
     StoreError,
 };
-use crate::protocol::Channel;
+use crate::protocol::{Channel, HistoryPage, HistoryRange};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Faulty {
@@ -58,6 +58,15 @@ impl Store for Faulty {
     fn release_name(&self, key: &str, hash: &[u8]) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.release_name(key, hash)
+    }
+    fn history(
+        &self,
+        channel_key: &str,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        self.check()?;
+        self.inner.history(channel_key, range, limit)
     }
     fn ping(&self) -> Result<(), StoreError> {
         self.check()

@@ -1,8 +1,9 @@
-//! The in-memory store: the same rules as the durable one, kept nowhere. Repeated
-//! sends are recognised while their message is within the kept window.
+//! The in-memory store: the same rules as the durable one, kept nowhere. It holds
+//! each channel's window only (its history is that window); repeated sends are
+//! recognised while their message is within it.
 
 use super::{Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Store, StoreError};
-use crate::protocol::{Channel, ChatMessage, Seq};
+use crate::protocol::{Channel, ChatMessage, HistoryPage, HistoryRange, Seq};
 use crate::server::name_key::LookAlikes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -180,6 +181,20 @@ impl Store for MemoryStore {
         Ok(held)
     }
 
+    fn history(
+        &self,
+        channel_key: &str,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let mut state = self.lock();
+        let log = state
+            .logs
+            .get_mut(channel_key)
+            .ok_or_else(|| StoreError::NoSuchChannel(channel_key.to_owned()))?;
+        Ok(super::page_of(log.recent.make_contiguous(), range, limit))
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -213,5 +228,10 @@ mod tests {
     #[test]
     fn names_are_held_by_their_token() {
         contract::names_are_held_by_their_token(&MemoryStore::new(10));
+    }
+
+    #[test]
+    fn history_pages_each_message_once() {
+        contract::history_pages_each_message_once(&MemoryStore::new(10_000), 2_500);
     }
 }

@@ -19,7 +19,7 @@ pub use memory::MemoryStore;
 pub use redis::{Changes, PresenceReport, ReadFrom, RedisStore};
 pub use sqlite::{Durability, SqliteStore};
 
-use crate::protocol::{ApiError, Channel, ChatMessage, Seq};
+use crate::protocol::{ApiError, Channel, ChatMessage, HistoryPage, HistoryRange, Seq};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -236,8 +236,42 @@ pub trait Store: Send + Sync + 'static {
     /// Frees the name if this token holds it; returns whether it did.
     fn release_name(&self, key: &str, token_hash: &[u8]) -> Result<bool, StoreError>;
 
+    /// At most `limit` messages of the channel with this key, oldest first, and
+    /// whether more are kept beyond them in the direction asked.
+    fn history(
+        &self,
+        channel_key: &str,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError>;
+
     /// Whether the store can be used now (for readiness checks).
     fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The page `range` asks for out of `kept`, a channel's messages in order: how
+/// stores that hold a channel's messages in memory answer [`Store::history`].
+pub fn page_of(kept: &[ChatMessage], range: HistoryRange, limit: usize) -> HistoryPage {
+    let (from, to, more) = match range {
+        HistoryRange::Latest => {
+            let from = kept.len().saturating_sub(limit);
+            (from, kept.len(), from > 0)
+        }
+        HistoryRange::Before(seq) => {
+            let to = kept.partition_point(|m| m.seq < seq);
+            let from = to.saturating_sub(limit);
+            (from, to, from > 0)
+        }
+        HistoryRange::After(seq) => {
+            let from = kept.partition_point(|m| m.seq <= seq);
+            let to = (from + limit).min(kept.len());
+            (from, to, to < kept.len())
+        }
+    };
+    HistoryPage {
+        messages: kept[from..to].to_vec(),
+        more,
+    }
 }
 
 /// Behaviour every store must share, run against each implementation.
@@ -356,6 +390,63 @@ pub(crate) mod contract {
                 .collect::<Vec<_>>(),
             ["a1", "b1", "b1"]
         );
+    }
+
+    /// `store` keeps at least `count` messages per channel: paging back from the
+    /// newest and forward from the start meets each once, in order.
+    pub fn history_pages_each_message_once(store: &dyn Store, count: Seq) {
+        store.create_channel("General", 1).unwrap();
+        store.create_channel("Other", 1).unwrap();
+        for chunk in (1..=count).collect::<Vec<_>>().chunks(97) {
+            let batch = chunk
+                .iter()
+                .flat_map(|i| {
+                    [
+                        message("general", "ada", &format!("g{i}")),
+                        message("other", "ada", &format!("o{i}")),
+                    ]
+                })
+                .collect();
+            store.append(batch).unwrap();
+        }
+        let mut back = Vec::new();
+        let mut page = store.history("general", HistoryRange::Latest, 50).unwrap();
+        loop {
+            assert!(page.messages.iter().all(|m| m.channel == "General"));
+            let oldest = page.messages.first().map(|m| m.seq);
+            back.splice(0..0, page.messages.iter().map(|m| m.seq));
+            if !page.more {
+                break;
+            }
+            let before = oldest.expect("a page with more has messages");
+            page = store
+                .history("general", HistoryRange::Before(before), 50)
+                .unwrap();
+        }
+        assert_eq!(back, (1..=count).collect::<Vec<_>>());
+
+        let mut forward = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store
+                .history("general", HistoryRange::After(after), 64)
+                .unwrap();
+            forward.extend(page.messages.iter().map(|m| m.seq));
+            after = forward.last().copied().unwrap_or(0);
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(forward, back);
+
+        let edge = store
+            .history("general", HistoryRange::Before(1), 50)
+            .unwrap();
+        assert_eq!(edge, HistoryPage::default());
+        assert!(matches!(
+            store.history("nowhere", HistoryRange::Latest, 50),
+            Err(StoreError::NoSuchChannel(_))
+        ));
     }
 
     /// `store` keeps 10 messages per channel.

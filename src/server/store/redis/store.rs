@@ -6,7 +6,7 @@ use super::{
     CHANNEL_LOOKS, CHANNEL_ORDER, CHANNELS, EVENTS, NAMES, RELEASES, RedisStore, STREAM_WINDOWS,
     backend, hex, log_key, unhex,
 };
-use crate::protocol::{Channel, ChatMessage, Seq};
+use crate::protocol::{Channel, ChatMessage, HistoryPage, HistoryRange, Seq};
 use crate::server::store::{
     Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Store, StoreError, policy,
 };
@@ -185,6 +185,51 @@ impl Store for RedisStore {
                 .invoke(c)
         })?;
         Ok(released == 1)
+    }
+
+    /// From the channel's stream, which keeps its latest `history` messages: until
+    /// the cluster keeps its records in a database, that window is its history.
+    fn history(
+        &self,
+        channel_key: &str,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let channel = self.with_connection(|c| {
+            redis::cmd("HGET")
+                .arg(CHANNELS)
+                .arg(channel_key)
+                .query::<Option<String>>(c)
+        })?;
+        let Some(channel) = channel.and_then(|j| serde_json::from_str::<Channel>(&j).ok()) else {
+            return Err(StoreError::NoSuchChannel(channel_key.to_owned()));
+        };
+        // Entries are numbered `{seq}-1`; one more than asked says whether there is
+        // more. Exclusive bounds are Redis 6.2's `(`.
+        let (command, from, to) = match range {
+            HistoryRange::Latest => ("XREVRANGE", "+".to_owned(), "-".to_owned()),
+            HistoryRange::Before(seq) => ("XREVRANGE", format!("({seq}-0"), "-".to_owned()),
+            HistoryRange::After(seq) => ("XRANGE", format!("({seq}-1"), "+".to_owned()),
+        };
+        let found: Value = self.with_connection(|c| {
+            redis::cmd(command)
+                .arg(log_key(channel_key))
+                .arg(from)
+                .arg(to)
+                .arg("COUNT")
+                .arg(limit + 1)
+                .query(c)
+        })?;
+        let mut messages: Vec<ChatMessage> = entries(&found)
+            .iter()
+            .filter_map(|(id, fields)| message_from(&channel.name, id, fields))
+            .collect();
+        let more = messages.len() > limit;
+        messages.truncate(limit);
+        if command == "XREVRANGE" {
+            messages.reverse();
+        }
+        Ok(HistoryPage { messages, more })
     }
 
     fn ping(&self) -> Result<(), StoreError> {

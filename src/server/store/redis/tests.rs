@@ -99,6 +99,12 @@ fn messages_are_numbered_and_repeats_stored_once() {
 }
 
 #[test]
+fn history_pages_each_message_once() {
+    let redis = Redis::start();
+    contract::history_pages_each_message_once(&store(&redis, 3_000), 2_500);
+}
+
+#[test]
 fn only_the_window_is_kept() {
     let redis = Redis::start();
     contract::only_the_window_is_kept(&store(&redis, 10));

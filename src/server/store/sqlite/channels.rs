@@ -1,12 +1,11 @@
-//! Channels in SQLite: their rows, the index of their looks, and each one's kept
-//! window as the hub loads it at start.
+//! Channels in SQLite: their rows, the index of their looks, and each one's latest
+//! messages as the hub loads them at start.
 
-use super::{ChannelMeta, Inner, backend};
-use crate::protocol::{Channel, ChatMessage};
+use super::{ChannelMeta, Inner, backend, messages};
+use crate::protocol::{Channel, HistoryRange};
 use crate::server::name_key::LookAlikes;
 use crate::server::store::{ChannelLog, NewChannel, StoreError};
 use rusqlite::{Connection, params};
-use std::collections::{HashMap, VecDeque};
 
 /// The channels' names, by how they look, oldest first.
 pub fn read_looks(db: &Connection) -> Result<LookAlikes, StoreError> {
@@ -20,8 +19,8 @@ pub fn read_looks(db: &Connection) -> Result<LookAlikes, StoreError> {
     Ok(LookAlikes::of(names.iter().map(String::as_str)))
 }
 
-/// Every channel in creation order, with its kept window.
-pub fn load(inner: &Inner) -> Result<Vec<ChannelLog>, StoreError> {
+/// Every channel in creation order, with its latest `window` messages.
+pub fn load(inner: &Inner, window: usize) -> Result<Vec<ChannelLog>, StoreError> {
     let channels = inner
         .db
         .prepare("SELECT key, name, created_at FROM channels ORDER BY rowid")
@@ -38,49 +37,19 @@ pub fn load(inner: &Inner) -> Result<Vec<ChannelLog>, StoreError> {
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;
-    let position: HashMap<&str, usize> = channels
-        .iter()
-        .enumerate()
-        .map(|(i, (key, _))| (key.as_str(), i))
-        .collect();
-    let mut recent: Vec<Vec<ChatMessage>> = vec![Vec::new(); channels.len()];
-    let mut rows = inner
-        .db
-        .prepare("SELECT id, channel, seq, author, text, sent_at, client_id FROM log ORDER BY id")
-        .map_err(backend)?;
-    let mut rows = rows.query([]).map_err(backend)?;
-    while let Some(row) = rows.next().map_err(backend)? {
-        let id: i64 = row.get(0).map_err(backend)?;
-        let key: String = row.get(1).map_err(backend)?;
-        let Some(&i) = position.get(key.as_str()) else {
-            continue;
-        };
-        // The mirror knows each window: rows older than its oldest kept row
-        // are waiting to be deleted.
-        let kept_from = inner.channels.get(&key).and_then(|meta| meta.kept.front());
-        if kept_from.is_none_or(|&first| id < first) {
-            continue;
-        }
-        recent[i].push(ChatMessage {
-            channel: channels[i].1.name.clone(),
-            seq: row.get(2).map_err(backend)?,
-            author: row.get(3).map_err(backend)?,
-            text: row.get(4).map_err(backend)?,
-            sent_at: row.get(5).map_err(backend)?,
-            client_id: row.get(6).map_err(backend)?,
-        });
-    }
-    Ok(channels
+    channels
         .into_iter()
-        .zip(recent)
-        .map(|((key, channel), recent)| ChannelLog {
-            // The mirror's number: worked out when the file was opened and kept
-            // by every commit since.
-            last_seq: inner.channels.get(&key).map_or(0, |meta| meta.last_seq),
-            channel,
-            recent,
+        .map(|(key, channel)| {
+            let recent = messages::history(inner, &key, HistoryRange::Latest, window)?.messages;
+            Ok(ChannelLog {
+                // The mirror's number: worked out when the file was opened and
+                // kept by every commit since.
+                last_seq: inner.channels.get(&key).map_or(0, |meta| meta.last_seq),
+                channel,
+                recent,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Creates a channel unless its key or look exists or the cap is reached.
@@ -111,7 +80,6 @@ pub fn create(
         ChannelMeta {
             name: new.name.clone(),
             last_seq: 0,
-            kept: VecDeque::new(),
         },
     );
     Ok(new.channel())

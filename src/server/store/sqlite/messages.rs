@@ -1,18 +1,13 @@
 //! Messages in SQLite: each batch numbered and stored in one transaction (group
-//! commit), retries recognised by their send ids, and only each channel's window
-//! kept, in the order stored so a commit's rows share pages.
+//! commit), retries recognised by their send ids, in the order stored so a commit's
+//! rows share pages; and pages of a channel's history read back.
 
 use super::{ChannelMeta, Inner, backend};
-use crate::protocol::{ChatMessage, Seq};
+use crate::protocol::{ChatMessage, HistoryPage, HistoryRange, Seq};
 use crate::server::store::recent_sends::{RecentSends, Stored};
 use crate::server::store::{Appended, NewMessage, StoreError, policy};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use std::collections::{HashMap, VecDeque};
-
-/// How many rows that fell out of their channel's window wait before they are
-/// deleted together: enough that the deletes share pages, few enough that the file
-/// holds at most this many rows more than the windows.
-pub(super) const PRUNE_AFTER: usize = 256;
+use std::collections::HashMap;
 
 /// Send ids wait in `recent_sends` until twice this many do; then all but this
 /// many newest move to `sends`. Usually that is this many at a time: enough that an
@@ -21,12 +16,9 @@ pub(super) const PRUNE_AFTER: usize = 256;
 /// its mirror never grow beyond twice this and one batch.
 pub(super) const SENDS_MOVED_AT_ONCE: usize = 128;
 
-/// Each channel with its last number and kept rows, and the rows beyond the windows
-/// (left by a restart before they were deleted).
-pub fn read_channels(
-    db: &Connection,
-    history: usize,
-) -> Result<(HashMap<String, ChannelMeta>, Vec<i64>), StoreError> {
+/// Each channel with its last number: its newest message's, or for a channel
+/// without messages (or a file from before version 2) the number its row keeps.
+pub fn read_channels(db: &Connection) -> Result<HashMap<String, ChannelMeta>, StoreError> {
     let mut channels = db
         .prepare("SELECT key, name, last_seq FROM channels")
         .map_err(backend)?
@@ -36,33 +28,74 @@ pub fn read_channels(
                 ChannelMeta {
                     name: row.get(1)?,
                     last_seq: row.get(2)?,
-                    kept: VecDeque::new(),
                 },
             ))
         })
         .map_err(backend)?
         .collect::<Result<HashMap<String, ChannelMeta>, _>>()
         .map_err(backend)?;
-    let mut doomed = Vec::new();
-    let mut rows = db
-        .prepare("SELECT id, channel, seq FROM log ORDER BY id")
+    let mut newest = db
+        .prepare("SELECT channel, max(seq) FROM log GROUP BY channel")
         .map_err(backend)?;
-    let mut rows = rows.query([]).map_err(backend)?;
+    let mut rows = newest.query([]).map_err(backend)?;
     while let Some(row) = rows.next().map_err(backend)? {
-        let (id, key, seq): (i64, String, Seq) = (
-            row.get(0).map_err(backend)?,
-            row.get(1).map_err(backend)?,
-            row.get(2).map_err(backend)?,
-        );
-        let Some(meta) = channels.get_mut(&key) else {
-            doomed.push(id);
-            continue;
-        };
-        meta.last_seq = meta.last_seq.max(seq);
-        meta.keep(id, history, &mut doomed);
+        let key: String = row.get(0).map_err(backend)?;
+        let seq: Seq = row.get(1).map_err(backend)?;
+        if let Some(meta) = channels.get_mut(&key) {
+            meta.last_seq = meta.last_seq.max(seq);
+        }
     }
-    Ok((channels, doomed))
+    Ok(channels)
 }
+
+/// A page of the channel's history, oldest first, through `log_by_channel`.
+pub fn history(
+    inner: &Inner,
+    channel_key: &str,
+    range: HistoryRange,
+    limit: usize,
+) -> Result<HistoryPage, StoreError> {
+    let meta = inner
+        .channels
+        .get(channel_key)
+        .ok_or_else(|| StoreError::NoSuchChannel(channel_key.to_owned()))?;
+    // One more than asked: whether it is there says whether there is more.
+    let (sql, from) = match range {
+        HistoryRange::Latest => (NEWEST_BEFORE, meta.last_seq + 1),
+        HistoryRange::Before(seq) => (NEWEST_BEFORE, seq),
+        HistoryRange::After(seq) => (OLDEST_AFTER, seq),
+    };
+    let mut messages = inner
+        .db
+        .prepare_cached(sql)
+        .map_err(backend)?
+        .query_map(params![channel_key, from, limit as i64 + 1], |row| {
+            Ok(ChatMessage {
+                channel: meta.name.clone(),
+                seq: row.get(0)?,
+                author: row.get(1)?,
+                text: row.get(2)?,
+                sent_at: row.get(3)?,
+                client_id: row.get(4)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let more = messages.len() > limit;
+    messages.truncate(limit);
+    if sql == NEWEST_BEFORE {
+        messages.reverse();
+    }
+    Ok(HistoryPage { messages, more })
+}
+
+/// A channel's messages just older than a number, newest first.
+pub(super) const NEWEST_BEFORE: &str = "SELECT seq, author, text, sent_at, client_id FROM log
+     WHERE channel = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3";
+/// A channel's messages just newer than a number, oldest first.
+const OLDEST_AFTER: &str = "SELECT seq, author, text, sent_at, client_id FROM log
+     WHERE channel = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
 
 pub fn read_recent_sends(db: &Connection) -> Result<RecentSends, StoreError> {
     let mut recent = RecentSends::default();
@@ -87,8 +120,6 @@ pub fn read_recent_sends(db: &Connection) -> Result<RecentSends, StoreError> {
 struct Undo {
     /// Each touched channel's number before the batch.
     numbers_before: HashMap<String, Seq>,
-    /// Rows the batch deleted.
-    pruned: Vec<i64>,
     /// Sends the batch noted in `recent_sends`.
     sends_added: usize,
     /// The last `recent_sends` row the batch moved to `sends`, to be forgotten
@@ -96,11 +127,9 @@ struct Undo {
     sends_moved_through: Option<i64>,
 }
 
-/// A committed batch: each send's outcome, and the channel and row of each message
-/// stored.
+/// A committed batch: each send's outcome.
 struct Written {
     outcomes: Vec<Appended>,
-    stored: Vec<(String, i64)>,
 }
 
 /// Writes and commits one batch in a single transaction, numbering messages in the
@@ -115,7 +144,6 @@ fn write_batch(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend)?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut stored = Vec::with_capacity(batch.len());
     {
         let mut find_send = tx
             .prepare_cached("SELECT channel, seq FROM sends WHERE author = ?1 AND client_id = ?2")
@@ -175,7 +203,6 @@ fn write_batch(
                     message.client_id
                 ])
                 .map_err(backend)?;
-            stored.push((message.channel_key.clone(), tx.last_insert_rowid()));
             insert_send
                 .execute(params![
                     message.author,
@@ -207,17 +234,6 @@ fn write_batch(
                 },
             });
         }
-        if inner.doomed.len() >= PRUNE_AFTER {
-            undo.pruned = std::mem::take(&mut inner.doomed);
-            // In the order they were stored, so neighbours share a page.
-            undo.pruned.sort_unstable();
-            let mut prune = tx
-                .prepare_cached("DELETE FROM log WHERE id = ?1")
-                .map_err(backend)?;
-            for id in &undo.pruned {
-                prune.execute([id]).map_err(backend)?;
-            }
-        }
     }
     let waiting = inner.recent_sends.len();
     if waiting >= 2 * SENDS_MOVED_AT_ONCE
@@ -245,7 +261,7 @@ fn write_batch(
             .map_err(backend)?;
     }
     tx.commit().map_err(backend)?;
-    Ok(Written { outcomes, stored })
+    Ok(Written { outcomes })
 }
 
 /// The newest send time in a batch, as "now" for pruning without a clock read.
@@ -262,19 +278,10 @@ fn outcomes_time(outcomes: &[Appended]) -> i64 {
 
 /// Stores a batch in order, numbering each new message after the last of its
 /// channel; on failure the mirror is as it was before the batch.
-pub fn append(
-    inner: &mut Inner,
-    history: usize,
-    batch: Vec<NewMessage>,
-) -> Result<Vec<Appended>, StoreError> {
+pub fn append(inner: &mut Inner, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
     let mut undo = Undo::default();
     match write_batch(inner, batch, &mut undo) {
-        Ok(Written { outcomes, stored }) => {
-            for (key, id) in stored {
-                if let Some(meta) = inner.channels.get_mut(&key) {
-                    meta.keep(id, history, &mut inner.doomed);
-                }
-            }
+        Ok(Written { outcomes }) => {
             if let Some(id) = undo.sends_moved_through {
                 inner.recent_sends.forget_through(id);
             }
@@ -286,7 +293,6 @@ pub fn append(
                     meta.last_seq = seq;
                 }
             }
-            inner.doomed.extend(undo.pruned);
             inner.recent_sends.forget_newest(undo.sends_added);
             Err(e)
         }

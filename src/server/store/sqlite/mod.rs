@@ -6,12 +6,10 @@
 //! (group commit), so the fsync is shared by many messages under load.
 //!
 //! Messages are appended to one table in the order they are stored, so a commit
-//! writes the few pages at its end rather than a page per channel it touches: with
-//! a table ordered by channel, each message dirtied two pages (its insert and the
-//! delete of its channel's oldest), every one of which SQLite writes whole to the
-//! log and checksums. Only the last `history` messages per channel are kept: the
-//! store remembers which rows those are and deletes the ones that fell out, in
-//! batches, sorted, so the deletes too land on few pages.
+//! writes the few pages at its end rather than a page per channel it touches (SQLite
+//! writes every dirtied page whole to the log and checksums it). Every message is
+//! kept; an index by channel and number (one small entry per message) finds a page
+//! of a channel's history, and each channel's latest `history` messages at start.
 
 mod channels;
 mod messages;
@@ -22,10 +20,10 @@ mod tests;
 
 use super::recent_sends::RecentSends;
 use super::{Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Store, StoreError};
-use crate::protocol::{Channel, Seq};
+use crate::protocol::{Channel, HistoryPage, HistoryRange, Seq};
 use crate::server::name_key::LookAlikes;
 use rusqlite::Connection;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -77,12 +75,10 @@ impl Drop for SqliteStore {
 
 pub(super) struct Inner {
     pub(super) db: Connection,
-    /// Each channel's name, last number and kept rows by key, mirrored from the
+    /// Each channel's name and last number by key, mirrored from the
     /// database so a send needs no read to be numbered or pruned.
     pub(super) channels: HashMap<String, ChannelMeta>,
     pub(super) looks: LookAlikes,
-    /// Rows that fell out of their channel's window, to be deleted.
-    pub(super) doomed: Vec<i64>,
     /// `recent_sends`, mirrored.
     pub(super) recent_sends: RecentSends,
 }
@@ -94,18 +90,6 @@ pub(super) struct ChannelMeta {
     /// is never pruned, so its number is the channel's. The row's `last_seq` still
     /// counts for channels with no messages and for files from before version 2.
     pub(super) last_seq: Seq,
-    /// The `log` ids of the channel's kept messages, oldest first.
-    pub(super) kept: VecDeque<i64>,
-}
-
-impl ChannelMeta {
-    /// Notes a stored row; the row that falls out of the window, if any, is doomed.
-    pub(super) fn keep(&mut self, id: i64, history: usize, doomed: &mut Vec<i64>) {
-        self.kept.push_back(id);
-        if self.kept.len() > history {
-            doomed.extend(self.kept.pop_front());
-        }
-    }
 }
 
 pub(super) fn backend(e: rusqlite::Error) -> StoreError {
@@ -142,7 +126,7 @@ impl SqliteStore {
         db.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
         schema::migrate(&db)?;
         let history = history.max(1);
-        let (channels, doomed) = messages::read_channels(&db, history)?;
+        let channels = messages::read_channels(&db)?;
         let looks = channels::read_looks(&db)?;
         let recent_sends = messages::read_recent_sends(&db)?;
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
@@ -153,7 +137,6 @@ impl SqliteStore {
                 db,
                 channels,
                 looks,
-                doomed,
                 recent_sends,
             }),
             stop_checkpoints,
@@ -201,7 +184,7 @@ fn start_checkpointer(
 
 impl Store for SqliteStore {
     fn load(&self) -> Result<Vec<ChannelLog>, StoreError> {
-        channels::load(&self.lock())
+        channels::load(&self.lock(), self.history)
     }
 
     fn create_channel_within(
@@ -213,7 +196,7 @@ impl Store for SqliteStore {
     }
 
     fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
-        messages::append(&mut self.lock(), self.history, batch)
+        messages::append(&mut self.lock(), batch)
     }
 
     fn claim_name(&self, claim: &NameClaim, idle_expiry_ms: i64) -> Result<Claimed, StoreError> {
@@ -231,6 +214,15 @@ impl Store for SqliteStore {
 
     fn release_name(&self, key: &str, token_hash: &[u8]) -> Result<bool, StoreError> {
         names::release(&self.lock().db, key, token_hash)
+    }
+
+    fn history(
+        &self,
+        channel_key: &str,
+        range: HistoryRange,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        messages::history(&self.lock(), channel_key, range, limit)
     }
 
     fn ping(&self) -> Result<(), StoreError> {

@@ -14,7 +14,8 @@ use rusqlite::{Connection, params};
 /// 4: names keyed by look (`name_key` version 2).
 /// 5: names keyed anew (`name_key` version 3: blanks that look like spaces are
 /// spaces).
-pub const SCHEMA_VERSION: i64 = 5;
+/// 6: every message kept, and found by channel and number (`log_by_channel`).
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub fn migrate(db: &Connection) -> Result<(), StoreError> {
     let version: i64 = db
@@ -104,6 +105,17 @@ pub fn migrate(db: &Connection) -> Result<(), StoreError> {
     }
     if version < 5 {
         rekey_names(db, 5)?;
+    }
+    if version < 6 {
+        // Before, only each channel's window was kept; every row there is kept
+        // from now on, and a page of history is a range of this index.
+        db.execute_batch(
+            "BEGIN;
+             CREATE INDEX IF NOT EXISTS log_by_channel ON log (channel, seq);
+             PRAGMA user_version = 6;
+             COMMIT;",
+        )
+        .map_err(backend)?;
     }
     Ok(())
 }

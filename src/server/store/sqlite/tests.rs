@@ -1,9 +1,9 @@
 //! The SQLite store against the stores' contract, and what is its own: the
-//! window on disk, the log's size, retries across the two send-id tables, upgrades
+//! history kept on disk, the log's size, retries across the two send-id tables, upgrades
 //! of files written by older versions.
 
 use super::super::contract::{self, send};
-use super::messages::{PRUNE_AFTER, SENDS_MOVED_AT_ONCE};
+use super::messages::SENDS_MOVED_AT_ONCE;
 use super::schema::SCHEMA_VERSION;
 use super::*;
 use crate::server::name_key::name_key;
@@ -57,43 +57,70 @@ fn rows_and_oldest(store: &SqliteStore) -> (usize, Seq) {
 }
 
 #[test]
-fn rows_beyond_the_window_are_deleted_not_hidden() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with_general(&dir);
-    let last = 10 + PRUNE_AFTER as i64 + 1;
-    for i in 1..=last {
-        next_seq(&store, i);
-        assert!(rows_and_oldest(&store).0 <= 10 + PRUNE_AFTER);
-    }
-    // The 256 that fell out first are gone; the window and one more remain.
-    let last = last as Seq;
-    assert_eq!(rows_and_oldest(&store), (11, last - 10));
-    let recent = &store.load().unwrap()[0].recent;
-    assert_eq!(recent.first().map(|m| m.seq), Some(last - 9));
-    assert_eq!(recent.len(), 10);
-}
-
-#[test]
-fn rows_left_beyond_the_window_by_a_restart_are_deleted_later() {
+fn every_message_is_kept_and_the_window_is_the_newest() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = store_with_general(&dir);
-        for i in 1..=110 {
+        for i in 1..=300 {
             next_seq(&store, i);
         }
-        assert_eq!(rows_and_oldest(&store), (110, 1));
+        assert_eq!(rows_and_oldest(&store), (300, 1));
     }
     let store = store(&dir);
-    let recent = &store.load().unwrap()[0].recent;
+    let log = &store.load().unwrap()[0];
+    assert_eq!(log.last_seq, 300);
     assert_eq!(
-        recent.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        (101..=110).collect::<Vec<_>>()
+        log.recent.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (291..=300).collect::<Vec<_>>()
     );
-    // The 100 found at opening count toward the next batch of deletes.
-    for i in 111..=10 + PRUNE_AFTER as i64 + 1 {
-        next_seq(&store, i);
+    let page = store
+        .history("general", HistoryRange::Before(11), 50)
+        .unwrap();
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert!(!page.more, "the first message begins the channel");
+}
+
+#[test]
+fn history_pages_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::history_pages_each_message_once(&store(&dir), 2_500);
+}
+
+#[test]
+fn a_version_5_file_keeps_its_messages_and_gains_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = store_with_general(&dir);
+        for i in 1..=10 {
+            next_seq(&store, i);
+        }
+        // As version 5 left it: the window's rows, no index by channel.
+        let db = &store.lock().db;
+        db.execute_batch("DROP INDEX log_by_channel; PRAGMA user_version = 5;")
+            .unwrap();
     }
-    assert_eq!(rows_and_oldest(&store).1, PRUNE_AFTER as Seq + 1);
+    let store = store(&dir);
+    assert_eq!(schema_version(&store), SCHEMA_VERSION);
+    let page = store.history("general", HistoryRange::Latest, 50).unwrap();
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(next_seq(&store, 11), 11);
+    let plan: String = store
+        .lock()
+        .db
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT seq FROM log WHERE channel = 'general' AND seq < 5
+             ORDER BY seq DESC LIMIT 3",
+            [],
+            |row| row.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("log_by_channel"), "{plan}");
 }
 
 fn is_repeat_of(outcome: &Appended, expected: Seq) -> bool {
@@ -323,7 +350,7 @@ fn a_data_file_from_a_newer_version_is_refused() {
 }
 
 #[test]
-fn numbering_continues_after_pruning_and_reopening() {
+fn numbering_continues_after_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = store_with_general(&dir);
