@@ -11,6 +11,7 @@
 # traffic goes to loopback only, and every step is bounded in time.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/bench-env.sh"
 cd "$HEARTH_ROOT"
 BEFORE=$1 AFTER=$2 PAIRS=${3:-2}
 cargo build --release --features loadgen --bin loadgen
@@ -24,10 +25,7 @@ start() { # BINARY
   DATA="$(mktemp -d)"
   env HEARTH_CONFIG=/dev/null LEPTOS_SITE_ADDR="127.0.0.1:$PORT" LEPTOS_SITE_ROOT=target/site \
     HEARTH_DATA_DIR="$DATA" RUST_LOG=warn \
-    HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
-    HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 \
-    HEARTH_API_PER_MINUTE=1000000 HEARTH_ROOM_SEATS_PER_ADDRESS=100000 \
-    HEARTH_MAX_HTTP_CONNECTIONS_PER_IP=100000 HEARTH_CHANNELS_PER_HOUR=1000000 HEARTH_MAX_TABS_PER_PERSON=100000 \
+    "${BENCH_LIMITS[@]}" \
     taskset -c 0 "$1" >/dev/null 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0; sleep 0.1; done

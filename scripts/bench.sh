@@ -12,6 +12,7 @@
 # first second. Traffic goes to loopback only and every run is bounded in time.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/bench-env.sh"
 cd "$HEARTH_ROOT"
 
 QUICK=0
@@ -65,10 +66,7 @@ start() {
     hearth)
       env HEARTH_CONFIG=/dev/null LEPTOS_SITE_ADDR="127.0.0.1:$PORT" LEPTOS_SITE_ROOT=target/site \
         HEARTH_DATA_DIR="$DATA" RUST_LOG=warn \
-        HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
-        HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 \
-        HEARTH_API_PER_MINUTE=1000000 HEARTH_ROOM_SEATS_PER_ADDRESS=100000 \
-        HEARTH_MAX_HTTP_CONNECTIONS_PER_IP=100000 HEARTH_CHANNELS_PER_HOUR=1000000 HEARTH_MAX_TABS_PER_PERSON=100000 "$@" \
+        "${BENCH_LIMITS[@]}" "$@" \
         taskset -c 0 ./target/release/hearth >/dev/null 2>&1 &
       ;;
     bare-rust)
@@ -110,10 +108,7 @@ start_cluster() {
   for i in $(seq 1 "$count"); do
     env HEARTH_CONFIG=/dev/null LEPTOS_SITE_ADDR="127.0.0.1:$((PORT + i))" LEPTOS_SITE_ROOT=target/site \
       HEARTH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" RUST_LOG=warn \
-      HEARTH_SEND_RATE=1000000 HEARTH_SEND_BURST=1000000 HEARTH_CLAIMS_PER_MINUTE=1000000 \
-      HEARTH_MAX_CONNS_PER_IP=100000 HEARTH_ROOM_CAPACITY=100000 \
-      HEARTH_API_PER_MINUTE=1000000 HEARTH_ROOM_SEATS_PER_ADDRESS=100000 \
-      HEARTH_MAX_HTTP_CONNECTIONS_PER_IP=100000 HEARTH_CHANNELS_PER_HOUR=1000000 HEARTH_MAX_TABS_PER_PERSON=100000 \
+      "${BENCH_LIMITS[@]}" \
       taskset -c "$cores" ./target/release/hearth >/dev/null 2>&1 &
     NODE_PIDS+=($!); NODE_ADDRS+=("127.0.0.1:$((PORT + i))")
   done
