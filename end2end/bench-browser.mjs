@@ -81,7 +81,7 @@ const slow = [];
 for (let i = 0; i < 3; i++) slow.push((await firstVisit(SLOW_4G)).promptMs);
 await browser.close();
 
-const isClient = (file) => file.endsWith('.wasm') || file.endsWith('.js') && file.startsWith('/pkg/');
+const isClient = (file) => file.startsWith('/pkg/') && (file.endsWith('.wasm') || file.endsWith('.js'));
 const sum = (entries) => entries.reduce((total, [, bytes]) => total + bytes, 0);
 const entries = [...files.entries()];
 console.log(JSON.stringify({

@@ -51,13 +51,8 @@ impl RetryAfter {
                 Some(3600u64.div_ceil(u64::from((*per_hour).max(1))))
             }
             ApiError::Unavailable => Some(UNAVAILABLE_RETRY_SECS),
-            _ if matches!(
-                error.code(),
-                ErrorCode::RateLimited | ErrorCode::Unavailable
-            ) =>
-            {
-                Some(1)
-            }
+            // Socket-only limits, and requests crowding the address's share.
+            _ if error.code() == ErrorCode::RateLimited => Some(1),
             _ => None,
         }
     }

@@ -195,15 +195,6 @@ impl Store for RedisStore {
         range: HistoryRange,
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
-        let channel = self.with_connection(|c| {
-            redis::cmd("HGET")
-                .arg(CHANNELS)
-                .arg(channel_key)
-                .query::<Option<String>>(c)
-        })?;
-        let Some(channel) = channel.and_then(|j| serde_json::from_str::<Channel>(&j).ok()) else {
-            return Err(StoreError::NoSuchChannel(channel_key.to_owned()));
-        };
         // Entries are numbered `{seq}-1`; one more than asked says whether there is
         // more. Exclusive bounds are Redis 6.2's `(`.
         let (command, from, to) = match range {
@@ -211,8 +202,13 @@ impl Store for RedisStore {
             HistoryRange::Before(seq) => ("XREVRANGE", format!("({seq}-0"), "-".to_owned()),
             HistoryRange::After(seq) => ("XRANGE", format!("({seq}-1"), "+".to_owned()),
         };
-        let found: Value = self.with_connection(|c| {
-            redis::cmd(command)
+        // The channel and its page in one round trip.
+        let (channel, found): (Option<String>, Value) = self.with_connection(|c| {
+            redis::pipe()
+                .cmd("HGET")
+                .arg(CHANNELS)
+                .arg(channel_key)
+                .cmd(command)
                 .arg(log_key(channel_key))
                 .arg(from)
                 .arg(to)
@@ -220,6 +216,9 @@ impl Store for RedisStore {
                 .arg(limit + 1)
                 .query(c)
         })?;
+        let Some(channel) = channel.and_then(|j| serde_json::from_str::<Channel>(&j).ok()) else {
+            return Err(StoreError::NoSuchChannel(channel_key.to_owned()));
+        };
         let mut messages: Vec<ChatMessage> = entries(&found)
             .iter()
             .filter_map(|(id, fields)| message_from(&channel.name, id, fields))

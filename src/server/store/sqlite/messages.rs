@@ -60,10 +60,15 @@ pub fn history(
         .get(channel_key)
         .ok_or_else(|| StoreError::NoSuchChannel(channel_key.to_owned()))?;
     // One more than asked: whether it is there says whether there is more.
-    let (sql, from) = match range {
-        HistoryRange::Latest => (NEWEST_BEFORE, meta.last_seq + 1),
-        HistoryRange::Before(seq) => (NEWEST_BEFORE, seq),
-        HistoryRange::After(seq) => (OLDEST_AFTER, seq),
+    let (newest_first, from) = match range {
+        HistoryRange::Latest => (true, meta.last_seq + 1),
+        HistoryRange::Before(seq) => (true, seq),
+        HistoryRange::After(seq) => (false, seq),
+    };
+    let sql = if newest_first {
+        NEWEST_BEFORE
+    } else {
+        OLDEST_AFTER
     };
     let mut messages = inner
         .db
@@ -84,14 +89,14 @@ pub fn history(
         .map_err(backend)?;
     let more = messages.len() > limit;
     messages.truncate(limit);
-    if sql == NEWEST_BEFORE {
+    if newest_first {
         messages.reverse();
     }
     Ok(HistoryPage { messages, more })
 }
 
 /// A channel's messages just older than a number, newest first.
-pub(super) const NEWEST_BEFORE: &str = "SELECT seq, author, text, sent_at, client_id FROM log
+const NEWEST_BEFORE: &str = "SELECT seq, author, text, sent_at, client_id FROM log
      WHERE channel = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3";
 /// A channel's messages just newer than a number, oldest first.
 const OLDEST_AFTER: &str = "SELECT seq, author, text, sent_at, client_id FROM log

@@ -61,7 +61,8 @@ impl Durability {
 }
 
 pub struct SqliteStore {
-    history: usize,
+    /// Messages per channel the hub keeps in memory: what `load` returns.
+    window: usize,
     inner: Mutex<Inner>,
     /// Tells the checkpointer to stop when the store goes away.
     stop_checkpoints: Arc<AtomicBool>,
@@ -132,7 +133,7 @@ impl SqliteStore {
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
         start_checkpointer(path, durability, stop_checkpoints.clone())?;
         Ok(Self {
-            history,
+            window: history,
             inner: Mutex::new(Inner {
                 db,
                 channels,
@@ -184,7 +185,7 @@ fn start_checkpointer(
 
 impl Store for SqliteStore {
     fn load(&self) -> Result<Vec<ChannelLog>, StoreError> {
-        channels::load(&self.lock(), self.history)
+        channels::load(&self.lock(), self.window)
     }
 
     fn create_channel_within(
