@@ -4,8 +4,10 @@ import { defineConfig, devices } from '@playwright/test';
 // default limits, and a small one whose rooms hold two people, for the capacity test.
 export const MAIN_URL = 'http://127.0.0.1:3100';
 export const SMALL_URL = 'http://127.0.0.1:3101';
-// Two nodes of one cluster on a Redis of their own (in memory only, fresh each run).
+// Two nodes of one cluster: their records in a PostgreSQL of their own, their bus a
+// Redis of their own (both fresh each run).
 const REDIS_PORT = 3190;
+const POSTGRES_PORT = 3191;
 export const CLUSTER_A_URL = 'http://127.0.0.1:3103';
 export const CLUSTER_B_URL = 'http://127.0.0.1:3104';
 
@@ -78,12 +80,23 @@ export default defineConfig({
       timeout: 30_000,
       stdout: 'ignore' as const,
     },
+    {
+      command: `exec ../scripts/postgres.sh ${POSTGRES_PORT}`,
+      port: POSTGRES_PORT,
+      reuseExistingServer: false,
+      timeout: 30_000,
+      stdout: 'ignore' as const,
+    },
     ...[3103, 3104].map((port) =>
       server(
         port,
-        { HEARTH_REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}/` },
-        // Both nodes need Redis up before they start.
-        `until redis-cli -p ${REDIS_PORT} ping >/dev/null 2>&1; do sleep 0.1; done; `,
+        {
+          HEARTH_DATABASE_URL: `postgres://hearth@127.0.0.1:${POSTGRES_PORT}/postgres`,
+          HEARTH_REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}/`,
+        },
+        // Both nodes need Redis and PostgreSQL up before they start.
+        `until redis-cli -p ${REDIS_PORT} ping >/dev/null 2>&1 && ` +
+          `pg_isready -q -h 127.0.0.1 -p ${POSTGRES_PORT}; do sleep 0.1; done; `,
       ),
     ),
   ],

@@ -18,11 +18,12 @@ cd "$HEARTH_ROOT"
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 if [ "$QUICK" = 1 ]; then
-  STEP=3; IDLE_STEP=3; DURABLE_RATES=(5000 20000); FANOUT_RATES=(250 1000)
+  STEP=3; IDLE_STEP=3; DURABLE_RATES=(5000 20000); FANOUT_RATES=(250 1000); HISTORY_MESSAGES=50000
   IDLE_ROOMS=20; BIG_ROOM=1000; SYSTEMS=(hearth); CLUSTER_RATES=(250)
 else
   STEP=10; IDLE_STEP=30; DURABLE_RATES=(5000 10000 20000 40000); FANOUT_RATES=(250 500 750 1000 1500 2000 4000)
   IDLE_ROOMS=190; BIG_ROOM=10000; SYSTEMS=(hearth bare-rust socketio-node flask-socketio)
+  HISTORY_MESSAGES=1000000
   CLUSTER_RATES=(250 500 1000 1500)
 fi
 FLASK_RATES=(25 50 100 200)
@@ -43,16 +44,21 @@ fi
 
 PORT=3400
 REDIS_PORT=3490
+POSTGRES_PORT=3491
+# A PostgreSQL of its own for the single-node steps (durable sends, history).
+SOLO_POSTGRES_PORT=3492
+SOLO_POSTGRES_PID=""
 RESULTS="$(mktemp)"
 DATA=""
 SERVER_PID=""
 NODE_PIDS=()
 NODE_ADDRS=()
 REDIS_PID=""
-REDIS_DIR=""
+POSTGRES_PID=""
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
   [ -n "$DATA" ] && rm -rf "$DATA"
+  [ -n "$SOLO_POSTGRES_PID" ] && kill "$SOLO_POSTGRES_PID" 2>/dev/null && wait "$SOLO_POSTGRES_PID" 2>/dev/null
   stop_cluster
   rm -f "$RESULTS"
 }
@@ -95,18 +101,22 @@ wait_port() { # HOST:PORT
   echo "nothing answers on $1" >&2; return 1
 }
 
-# start_cluster COUNT CORES: Redis (append-only file, fsync every second) and COUNT
-# Hearth nodes on it, on ports PORT+1..., all pinned to CORES.
+# start_cluster COUNT CORES: PostgreSQL (the records, fsync on), Redis (the bus,
+# nothing on disk: it keeps nothing that is not in PostgreSQL) and COUNT Hearth
+# nodes on them, on ports PORT+1..., all pinned to CORES.
 start_cluster() {
   local count=$1 cores=$2
-  REDIS_DIR="$(mktemp -d)"
+  taskset -c "$cores" bash scripts/postgres.sh "$POSTGRES_PORT" >/dev/null 2>&1 &
+  POSTGRES_PID=$!
   taskset -c "$cores" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
-    --appendonly yes --appendfsync everysec --dir "$REDIS_DIR" >/dev/null 2>&1 &
+    --appendonly no >/dev/null 2>&1 &
   REDIS_PID=$!
   wait_port "127.0.0.1:$REDIS_PORT"
+  until pg_isready -q -h 127.0.0.1 -p "$POSTGRES_PORT"; do sleep 0.1; done
   NODE_PIDS=(); NODE_ADDRS=()
   for i in $(seq 1 "$count"); do
     env HEARTH_CONFIG=/dev/null LEPTOS_SITE_ADDR="127.0.0.1:$((PORT + i))" LEPTOS_SITE_ROOT=target/site \
+      HEARTH_DATABASE_URL="postgres://hearth@127.0.0.1:$POSTGRES_PORT/postgres" \
       HEARTH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" RUST_LOG=warn \
       "${BENCH_LIMITS[@]}" \
       taskset -c "$cores" ./target/release/hearth >/dev/null 2>&1 &
@@ -116,11 +126,9 @@ start_cluster() {
 }
 
 stop_cluster() {
-  for pid in "${NODE_PIDS[@]}" $REDIS_PID; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${NODE_PIDS[@]}" $REDIS_PID; do wait "$pid" 2>/dev/null || true; done
-  NODE_PIDS=(); NODE_ADDRS=(); REDIS_PID=""
-  [ -n "$REDIS_DIR" ] && rm -rf "$REDIS_DIR"
-  REDIS_DIR=""
+  for pid in "${NODE_PIDS[@]}" $REDIS_PID $POSTGRES_PID; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${NODE_PIDS[@]}" $REDIS_PID $POSTGRES_PID; do wait "$pid" 2>/dev/null || true; done
+  NODE_PIDS=(); NODE_ADDRS=(); REDIS_PID=""; POSTGRES_PID=""
 }
 
 joined() { local IFS=,; echo "$*"; }
@@ -146,16 +154,49 @@ loadgen() { # SYSTEM SCENARIO ARGS...
 # queue behind it.
 sync
 sleep 2
-for config in "sqlite full" "memory full"; do
-  set -- $config
+# PostgreSQL for the single-node steps, pinned beside the server, fsync on.
+taskset -c 0 bash scripts/postgres.sh "$SOLO_POSTGRES_PORT" >/dev/null 2>&1 &
+SOLO_POSTGRES_PID=$!
+until pg_isready -q -h 127.0.0.1 -p "$SOLO_POSTGRES_PORT"; do sleep 0.1; done
+solo_database() { # NAME: a new database in it, by its address
+  createdb -h 127.0.0.1 -p "$SOLO_POSTGRES_PORT" -U hearth "$1"
+  echo "postgres://hearth@127.0.0.1:$SOLO_POSTGRES_PORT/$1"
+}
+
+for store in sqlite postgres memory; do
   for rate in "${DURABLE_RATES[@]}"; do
-    say "durable sends: hearth ($1) at $rate/s"
-    start hearth HEARTH_STORE="$1" HEARTH_DURABILITY="$2"
+    say "durable sends: hearth ($store) at $rate/s"
+    case "$store" in
+      postgres) start hearth HEARTH_DATABASE_URL="$(solo_database "durable$rate")" ;;
+      *) start hearth HEARTH_STORE="$store" HEARTH_DURABILITY=full ;;
+    esac
     taskset -c 1 ./target/release/loadgen acks --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
-      --clients 50 --rate "$rate" --seconds "$STEP" --label "hearth ($1)" >>"$RESULTS" || true
+      --clients 50 --rate "$rate" --seconds "$STEP" --label "hearth ($store)" >>"$RESULTS" || true
     stop
   done
 done
+
+# History pages at random points of one long channel, filled straight into the
+# store while the server is stopped, then served by it.
+say "history pages: a channel of $HISTORY_MESSAGES messages (sqlite)"
+HISTORY_DIR="$(mktemp -d)"
+start hearth HEARTH_DATA_DIR="$HISTORY_DIR" && stop
+python3 bench/history/fill.py sqlite "$HISTORY_DIR" "$HISTORY_MESSAGES"
+start hearth HEARTH_DATA_DIR="$HISTORY_DIR"
+python3 bench/history/measure.py "127.0.0.1:$PORT" "hearth (sqlite)" "$HISTORY_MESSAGES" >>"$RESULTS" \
+  || echo "  (sqlite history pages did not complete)" >&2
+stop
+rm -rf "$HISTORY_DIR"
+say "history pages: a channel of $HISTORY_MESSAGES messages (postgres)"
+HISTORY_URL="$(solo_database history)"
+start hearth HEARTH_DATABASE_URL="$HISTORY_URL" && stop
+python3 bench/history/fill.py postgres "$HISTORY_URL" "$HISTORY_MESSAGES"
+start hearth HEARTH_DATABASE_URL="$HISTORY_URL"
+python3 bench/history/measure.py "127.0.0.1:$PORT" "hearth (postgres)" "$HISTORY_MESSAGES" >>"$RESULTS" \
+  || echo "  (postgres history pages did not complete)" >&2
+stop
+kill "$SOLO_POSTGRES_PID" 2>/dev/null; wait "$SOLO_POSTGRES_PID" 2>/dev/null || true
+SOLO_POSTGRES_PID=""
 
 for system in "${SYSTEMS[@]}"; do
   rates=("${FANOUT_RATES[@]}")
@@ -197,11 +238,12 @@ for system in "${SYSTEMS[@]}"; do
   fi
 done
 
-# Cluster: the same fan-out with its members spread over two nodes on one Redis,
-# every server-side process (both nodes and Redis) pinned to core 0 like the single
-# node above, and Redis's CPU counted in the cost per delivery.
+# Cluster: the same fan-out with its members spread over two nodes on PostgreSQL +
+# Redis, every server-side process (both nodes, PostgreSQL and Redis) pinned to
+# core 0 like the single node above; the nodes' and Redis's CPU are counted in the
+# cost per delivery (PostgreSQL's many processes are not).
 for rate in "${CLUSTER_RATES[@]}"; do
-  say "fan-out: hearth, two nodes on Redis, 10 rooms of 100, $rate messages/s"
+  say "fan-out: hearth, two nodes on PostgreSQL + Redis, 10 rooms of 100, $rate messages/s"
   start_cluster 2 0
   taskset -c 1 ./target/release/loadgen fanout --addr "${NODE_ADDRS[0]}" --nodes "${NODE_ADDRS[1]}" \
     --server-pid "$(joined "${NODE_PIDS[@]}" "$REDIS_PID")" --label "hearth 2 nodes" \
@@ -215,7 +257,7 @@ if [ "$QUICK" = 0 ]; then
   # filling its own 190 rooms of 100 with members spread over all five nodes. Many
   # source addresses: binding a source port before connecting draws on one range
   # per address, which slows to a crawl as it fills.
-  say "scale: five nodes on one Redis holding 95,000 connections"
+  say "scale: five nodes on PostgreSQL + Redis holding 95,000 connections"
   start_cluster 5 0,1
   sleep 1
   base_rss=0
@@ -303,6 +345,11 @@ print(f"{'system':22} {'offered/s':>10} {'acked/s':>10} {'p50 ms':>8} {'p99 ms':
 for r in rows:
     if r["scenario"] == "durable_sends":
         print(f"{r['system']:22} {f(r['offered_per_s'],0):>10} {f(r['acked_per_s'],0):>10} {f(r['p50_ms']):>8} {f(r['p99_ms']):>8} {f(r['p999_ms']):>8} {r['unacked']:>8} {f(r['cpu_us_per_delivery'],1):>8}")
+
+print("\nHistory pages (50 messages, at random points of one channel; one keep-alive connection)")
+for r in rows:
+    if r["scenario"] == "history_page":
+        print(f"{r['system']:22} {r['messages_in_channel']:>10,} messages  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  p99.9 {r['p999_ms']} ms")
 
 print("\nFan-out (rooms of members, one publisher per room; latency to the last recipient)")
 print(f"{'system':16} {'conns':>6} {'offered/s':>10} {'delivered/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'p99.9':>8} {'missing':>8} {'µs/deliv':>9} {'KB/conn':>8}")

@@ -17,7 +17,7 @@ sudo_if_needed() {
 
 install_debian_packages() {
   local missing=()
-  for pkg in build-essential pkg-config curl ca-certificates git python3 util-linux nodejs npm chromium redis-server; do
+  for pkg in build-essential pkg-config curl ca-certificates git python3 util-linux nodejs npm chromium redis-server postgresql; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   # A machine may already have node and npm from elsewhere.

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::redis_server::Redis;
+use common::pg_server::Postgres;
 use common::{Server, test_token};
 use hearth::protocol::{ApiError, Channel, ChannelNameError, NameError, NameGrant};
 use reqwest::StatusCode;
@@ -262,10 +262,10 @@ async fn a_body_that_never_arrives_is_a_timeout() {
 
 #[tokio::test]
 async fn a_store_away_is_unavailable_for_a_while_not_a_fault() {
-    let mut redis = Redis::start();
-    let server = Server::start_with(&[("HEARTH_REDIS_URL", &redis.url())]).await;
+    let postgres = Postgres::start();
+    let server = Server::start_with(&[("HEARTH_DATABASE_URL", &postgres.database())]).await;
     let ada = server.claim("Ada").await;
-    redis.kill();
+    postgres.kill();
 
     let (status, refused) = claim(&server, "Bob", &test_token("Bob")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

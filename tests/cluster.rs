@@ -1,10 +1,12 @@
-//! Several Hearth nodes on one Redis, each a real process, driven over HTTP and
-//! WebSocket like browsers on either side of a load balancer.
+//! Several Hearth nodes on one PostgreSQL (the records) and one Redis (the bus),
+//! each a real process, driven over HTTP and WebSocket like browsers on either side
+//! of a load balancer.
 
 mod common;
 
+use common::pg_server::Postgres;
 use common::redis_server::Redis;
-use common::{CLOSE_NAME_GIVEN_UP, Client, Server, assert_hello_refused, test_token};
+use common::{CLOSE_NAME_GIVEN_UP, Client, Server, assert_hello_refused};
 use hearth::protocol::{ApiError, Channel, ClientFrame, ErrorCode, NameGrant, Seq, ServerFrame};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -14,13 +16,30 @@ use std::time::Duration;
 /// Presence of a dead node expires this fast in these tests (30 s by default).
 const PRESENCE_TTL_SECS: &str = "3";
 
-async fn node(redis: &Redis) -> Server {
-    node_with(redis, &[]).await
+/// What a cluster's nodes share: a database of their own in the tests' PostgreSQL,
+/// and a Redis of their own.
+struct Cluster {
+    database: String,
+    redis: Redis,
 }
 
-async fn node_with(redis: &Redis, extra: &[(&str, &str)]) -> Server {
-    let url = redis.url();
+impl Cluster {
+    fn start() -> Self {
+        Self {
+            database: Postgres::shared().database(),
+            redis: Redis::start(),
+        }
+    }
+}
+
+async fn node(cluster: &Cluster) -> Server {
+    node_with(cluster, &[]).await
+}
+
+async fn node_with(cluster: &Cluster, extra: &[(&str, &str)]) -> Server {
+    let url = cluster.redis.url();
     let mut env = vec![
+        ("HEARTH_DATABASE_URL", cluster.database.as_str()),
         ("HEARTH_REDIS_URL", url.as_str()),
         ("HEARTH_PRESENCE_TTL_SECS", PRESENCE_TTL_SECS),
     ];
@@ -82,8 +101,8 @@ fn names(channels: &[Channel]) -> Vec<&str> {
 
 #[tokio::test]
 async fn people_on_two_nodes_share_channels_messages_and_names() {
-    let redis = Redis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let cluster = Cluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
     let mut ada = a.client("Ada").await;
     let mut bob = b.client("Bob").await;
     ada.join("General", None).await;
@@ -155,8 +174,8 @@ async fn people_on_two_nodes_share_channels_messages_and_names() {
 
 #[tokio::test]
 async fn a_name_given_up_through_one_node_is_let_go_of_on_every_node() {
-    let redis = Redis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let cluster = Cluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
     let ada = a.claim("Ada").await;
     // Ada's tabs through B: one as Ada, and one as the name she takes next, from
     // the same browser (the page claims the new name, then gives up the old one).
@@ -202,12 +221,12 @@ async fn a_name_given_up_through_one_node_is_let_go_of_on_every_node() {
 
 #[tokio::test]
 async fn a_name_taken_over_through_one_node_closes_its_old_holders_tabs_on_every_node() {
-    let redis = Redis::start();
+    let cluster = Cluster::start();
     // No idle days: another browser may take a name at once.
     let idle = [("HEARTH_NAME_IDLE_DAYS", "0")];
     let (a, b) = (
-        node_with(&redis, &idle).await,
-        node_with(&redis, &idle).await,
+        node_with(&cluster, &idle).await,
+        node_with(&cluster, &idle).await,
     );
     let ada = a.claim("Ada").await;
     let mut old_tab = Client::connect(&b).await;
@@ -234,8 +253,8 @@ async fn a_name_taken_over_through_one_node_closes_its_old_holders_tabs_on_every
 
 #[tokio::test]
 async fn the_same_channel_created_on_two_nodes_at_once_is_made_once() {
-    let redis = Redis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let cluster = Cluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
     for round in 0..5 {
         let name = format!("Launch {round}");
         let (on_a, on_b) = tokio::join!(a.create_channel(&name), b.create_channel(&name));
@@ -276,8 +295,8 @@ async fn the_same_channel_created_on_two_nodes_at_once_is_made_once() {
 
 #[tokio::test]
 async fn a_client_resumes_on_another_node_exactly_where_it_was() {
-    let redis = Redis::start();
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    let cluster = Cluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
     let mut ada = a.client("Ada").await;
     ada.join("General", None).await;
     let mut cy = a.client("Cy").await;
@@ -306,87 +325,169 @@ async fn a_client_resumes_on_another_node_exactly_where_it_was() {
     );
 }
 
+/// Redis holds no message that exists nowhere else: while it is down, sends are
+/// stored in PostgreSQL and acknowledged, and the other node reads them from there.
 #[tokio::test]
-async fn while_redis_is_down_nothing_is_acknowledged_and_afterwards_nothing_is_lost() {
-    let mut redis = Redis::start();
-    let a = node(&redis).await;
+async fn while_redis_is_down_sends_are_stored_and_reach_the_other_node_from_postgresql() {
+    let mut cluster = Cluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
     let mut ada = a.client("Ada").await;
     ada.join("General", None).await;
+    let mut bob = b.client("Bob").await;
+    bob.join("General", None).await;
     let before = ada.say("General", "before", "before the outage").await;
+    assert_eq!(bob.recv_message("before").await.seq, before);
 
-    redis.kill();
-    let during_outage = ClientFrame::Send {
-        channel: "General".into(),
-        client_id: "during".into(),
-        text: "sent during the outage".into(),
-    };
-    ada.send(&during_outage).await;
-    let refusal = ada
+    cluster.redis.kill();
+    let during = ada.say("General", "during", "sent during the outage").await;
+    assert_eq!(during, before + 1, "acknowledged: PostgreSQL has it");
+    let seen = bob
         .recv_until_within(
-            "the send refused",
-            Duration::from_secs(10),
+            "the message through PostgreSQL",
+            Duration::from_secs(15),
             |frame| match frame {
-                ServerFrame::Ack { client_id, .. } if client_id == "during" => {
-                    panic!("a send was acknowledged while Redis was down")
+                ServerFrame::Message { message } if message.client_id == "during" => {
+                    Some(message.seq)
                 }
-                ServerFrame::SendFailed {
-                    client_id, code, ..
-                } if client_id == "during" => Some(*code),
                 _ => None,
             },
         )
         .await;
-    assert_eq!(refusal, ErrorCode::Unavailable);
-    assert!(
-        refusal.is_retryable(),
-        "the page keeps it and sends it again"
-    );
-    // Someone already here can still reconnect and read the room meanwhile.
-    let mut ada_again = Client::connect(&a).await;
-    ada_again.hello("Ada", &test_token("Ada")).await;
-    let joined = ada_again.join("General", None).await;
-    assert_eq!(joined.seqs(), [before]);
+    assert_eq!(seen, during);
+    let from_b = bob.say("General", "from-b", "also during the outage").await;
+    assert_eq!(from_b, during + 1);
 
-    redis.restart();
-    // The page retries what was refused; the node reconnects by itself.
-    let during = loop {
-        ada.send(&during_outage).await;
-        let outcome = ada
-            .recv_until("the retried send answered", |frame| match frame {
-                ServerFrame::Ack { client_id, seq, .. } if client_id == "during" => {
-                    Some(Some(*seq))
+    cluster.redis.restart();
+    let after = ada.say("General", "after", "after the outage").await;
+    assert_eq!(after, from_b + 1);
+    // Bob saw each once, in order.
+    let mut cy = b.client("Cy").await;
+    assert_eq!(
+        cy.join("General", None).await.client_ids(),
+        ["before", "during", "from-b", "after"]
+    );
+    let seen_by_ada = ada.recv_message("after").await;
+    assert_eq!(seen_by_ada.seq, after);
+}
+
+/// Reproduced on the Redis-only cluster: with two members in General, five
+/// messages sent, then the channel's stream and counter deleted as a lost tail
+/// would, the next three sends were numbered 1, 2 and 3 again and the other member
+/// received none of them. Numbers now come from PostgreSQL.
+#[tokio::test]
+async fn when_redis_loses_a_channels_tail_numbering_goes_on_and_the_other_member_sees_it() {
+    let cluster = Cluster::start();
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    let mut ada = a.client("Ada").await;
+    ada.join("General", None).await;
+    let mut bob = b.client("Bob").await;
+    bob.join("General", None).await;
+    for i in 1..=5 {
+        let id = format!("m{i}");
+        ada.say("General", &id, "before").await;
+        bob.recv_message(&id).await;
+    }
+    let mut redis = redis::Client::open(cluster.redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let deleted: i64 = redis::cmd("DEL")
+        .arg("hearth:log:general")
+        .arg("hearth:seq:general")
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(deleted, 1, "the stream was there to lose");
+    for i in 6..=8 {
+        let id = format!("m{i}");
+        assert_eq!(ada.say("General", &id, "after").await, i);
+        assert_eq!(bob.recv_message(&id).await.seq, i);
+    }
+}
+
+/// Redis restarted empty (its files lost) while both nodes' people send: every
+/// acknowledged message ends up shown once, in order, to a member on each node;
+/// names and channels are intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_mid_stream_loses_nothing_and_repeats_nothing() {
+    const PER_SENDER: usize = 200;
+    let mut cluster = Cluster::start();
+    let history = [("HEARTH_HISTORY", "1000")];
+    let a = node_with(&cluster, &history).await;
+    let b = node_with(&cluster, &history).await;
+    a.create_channel("Rust").await.1.expect("a new channel");
+    let mut watchers = Vec::new();
+    for server in [&a, &b] {
+        let mut watcher = server.client("Watcher").await;
+        watcher.join("General", None).await;
+        watchers.push(watcher);
+    }
+    let progress = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for (n, server) in [&a, &b].into_iter().enumerate() {
+        let grant = server.claim(&format!("Sender {n}")).await;
+        let ids = (0..PER_SENDER).map(|i| format!("s{n}-{i}")).collect();
+        senders.push(tokio::spawn(send_all(
+            vec![server.ws_url()],
+            grant,
+            ids,
+            progress.clone(),
+        )));
+    }
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while progress.load(Ordering::SeqCst) < PER_SENDER / 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("a quarter of the sends acknowledged within 20 s");
+    cluster.redis.kill();
+    cluster.redis.forget_everything();
+    cluster.redis.restart();
+
+    let mut acks = Acks::new();
+    for sender in senders {
+        let finished = tokio::time::timeout(Duration::from_secs(30), sender)
+            .await
+            .expect("every sender finishes")
+            .expect("sender task");
+        acks.extend(finished);
+    }
+    let total = 2 * PER_SENDER;
+    assert_eq!(acks.len(), total, "every send acknowledged");
+
+    for watcher in &mut watchers {
+        let mut shown: Vec<(Seq, String)> = Vec::new();
+        watcher
+            .recv_until_within("every message shown", Duration::from_secs(20), |frame| {
+                if let ServerFrame::Message { message } = frame {
+                    shown.push((message.seq, message.client_id.clone()));
                 }
-                ServerFrame::SendFailed { client_id, .. } if client_id == "during" => Some(None),
-                _ => None,
+                (shown.len() >= total).then_some(())
             })
             .await;
-        if let Some(seq) = outcome {
-            break seq;
+        assert_eq!(
+            shown.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            (1..=total as Seq).collect::<Vec<_>>(),
+            "each once, in order"
+        );
+        for (seq, client_id) in &shown {
+            assert_eq!(acks.get(client_id), Some(seq), "{client_id} under its ack");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(during, before + 1);
-    let after = ada.say("General", "after", "after the outage").await;
-    assert_eq!(after, during + 1);
-
-    // A newcomer sees each message once, in order, including the one from before
-    // the outage (kept by Redis's append-only file across its crash).
-    let mut cy = a.client("Cy").await;
-    let joined = cy.join("General", None).await;
-    assert_eq!(joined.client_ids(), ["before", "during", "after"]);
-    // Hello still works for a name claimed before the outage.
-    let grant = NameGrant {
-        name: "Ada".into(),
-        token: test_token("Ada"),
-    };
-    let mut again = Client::connect(&a).await;
-    again.hello(&grant.name, &grant.token).await;
+    }
+    for server in [&a, &b] {
+        let (_, listed) = server.call::<Vec<Channel>>("channels", &[]).await;
+        assert_eq!(names(&listed.unwrap()), ["General", "Rust"]);
+        let (_, taken) = server
+            .call::<NameGrant>("claim_name", &[("name", "Sender 0"), ("token", "another")])
+            .await;
+        assert_eq!(taken, Err(ApiError::NameTaken("Sender 0".into())));
+    }
 }
 
 #[tokio::test]
-async fn a_node_is_ready_only_while_redis_answers() {
-    let mut redis = Redis::start();
-    let a = node(&redis).await;
+async fn a_node_stays_ready_while_redis_is_away() {
+    let mut cluster = Cluster::start();
+    let a = node(&cluster).await;
     let status = |path: &'static str| {
         let request = a.http().get(a.url(path));
         async move { request.send().await.expect("GET").status().as_u16() }
@@ -395,30 +496,22 @@ async fn a_node_is_ready_only_while_redis_answers() {
         (status("/healthz").await, status("/readyz").await),
         (200, 200)
     );
-    redis.kill();
-    assert_eq!(
-        status("/readyz").await,
-        503,
-        "a balancer stops sending people here"
-    );
-    assert_eq!(status("/healthz").await, 200, "the process itself is fine");
-    redis.restart();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while status("/readyz").await != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ready again by itself once Redis is back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.redis.kill();
+    // Sends are stored in PostgreSQL and reach the other nodes from there.
+    assert_eq!(status("/readyz").await, 200);
+    let mut ada = a.client("Ada").await;
+    ada.join("General", None).await;
+    ada.say("General", "while-away", "stored all the same")
+        .await;
+    cluster.redis.restart();
 }
 
 #[tokio::test]
 async fn presence_and_capacity_count_every_node_and_a_dead_node_drops_out() {
-    let redis = Redis::start();
+    let cluster = Cluster::start();
     let capacity = [("HEARTH_ROOM_CAPACITY", "2")];
-    let a = node_with(&redis, &capacity).await;
-    let mut b = node_with(&redis, &capacity).await;
+    let a = node_with(&cluster, &capacity).await;
+    let mut b = node_with(&cluster, &capacity).await;
     let mut ada = a.client("Ada").await;
     let mut ada_sees = Online::from(&ada.join("General", None).await.online);
     let mut bob = b.client("Bob").await;
@@ -459,9 +552,9 @@ async fn presence_and_capacity_count_every_node_and_a_dead_node_drops_out() {
 /// Redis is back.
 #[tokio::test]
 async fn without_redis_a_node_forgets_the_other_nodes_people_and_relearns_them() {
-    let mut redis = Redis::start();
-    let a = node(&redis).await;
-    let b = node(&redis).await;
+    let mut cluster = Cluster::start();
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
     let mut ada = a.client("Ada").await;
     let mut ada_sees = Online::from(&ada.join("General", None).await.online);
     let mut bob = b.client("Bob").await;
@@ -469,11 +562,11 @@ async fn without_redis_a_node_forgets_the_other_nodes_people_and_relearns_them()
     let within = Duration::from_secs(5);
     ada_sees.wait_for(&mut ada, &["Ada", "Bob"], within).await;
 
-    redis.kill();
+    cluster.redis.kill();
     ada_sees
         .wait_for(&mut ada, &["Ada"], Duration::from_secs(10))
         .await;
-    redis.restart();
+    cluster.redis.restart();
     ada_sees
         .wait_for(&mut ada, &["Ada", "Bob"], Duration::from_secs(10))
         .await;
@@ -562,10 +655,10 @@ async fn send_all(
 async fn when_a_node_is_killed_mid_stream_its_clients_finish_on_another_and_nothing_repeats() {
     const SENDERS: usize = 4;
     const PER_SENDER: usize = 150;
-    let redis = Redis::start();
+    let cluster = Cluster::start();
     let history = [("HEARTH_HISTORY", "1000")];
-    let mut a = node_with(&redis, &history).await;
-    let b = node_with(&redis, &history).await;
+    let mut a = node_with(&cluster, &history).await;
+    let b = node_with(&cluster, &history).await;
     let progress = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
     for n in 0..SENDERS {

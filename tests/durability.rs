@@ -1,11 +1,12 @@
-//! What survives a crash or a restart of the real binary on its SQLite store: acked
-//! messages with their numbers, channels, held names; plus exact resumption, retried
+//! What survives a crash or a restart of the real binary on its SQLite store (and
+//! for the stream of sends, on PostgreSQL too): acked messages with their numbers, channels, held names; plus exact resumption, retried
 //! sends stored once, owned names, and the ping-based cut-off of silent connections.
 //! Each test starts its own server on loopback and talks to it over HTTP and
 //! WebSocket only.
 
 mod common;
 
+use common::pg_server::Postgres;
 use common::{
     CLOSE_NAME_GIVEN_UP, Client, Joined, RECV_TIMEOUT, Server, assert_hello_refused, now_ms,
 };
@@ -312,8 +313,23 @@ async fn run_sender(ws_url: String, grant: NameGrant, progress: Arc<Progress>) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_kill_9_mid_stream() {
+    survive_kill_9_mid_stream(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_survive_kill_9_mid_stream_on_postgresql() {
+    let url = Postgres::shared().database();
+    survive_kill_9_mid_stream(&[("HEARTH_DATABASE_URL", &url)]).await;
+}
+
+/// Senders stream messages, the server is killed a third of the way through and
+/// restarted on the store `env` names: every acknowledged message is stored once
+/// under its acknowledged number.
+async fn survive_kill_9_mid_stream(env: &[(&str, &str)]) {
     let started = Instant::now();
-    let mut server = Server::start_restartable(&[("HEARTH_HISTORY", "5000")]).await;
+    let mut env = env.to_vec();
+    env.push(("HEARTH_HISTORY", "5000"));
+    let mut server = Server::start_restartable(&env).await;
     let progress = Arc::new(Progress::default());
     let mut senders = Vec::new();
     for n in 1..=SENDERS {
@@ -387,7 +403,11 @@ async fn acknowledged_messages_survive_kill_9_mid_stream() {
                 message.seq, seq,
                 "[{me}] {client_id:?} stored under its ack"
             );
-            let i: usize = client_id.rsplit('-').next().unwrap().parse().unwrap();
+            let i: usize = client_id
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("client ids end in their index");
             assert_eq!(message.text, format!("{me} says {i}"));
         }
         for (client_id, &seq) in &report.acked_before_kill {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::pg_server::Postgres;
 use common::{Client, Server};
 use hearth::protocol::{ApiError, ClientFrame, HistoryPage, Seq, ServerFrame};
 use reqwest::StatusCode;
@@ -88,7 +89,19 @@ async fn assert_every_message_pages(server: &Server, last: Seq) {
 
 #[tokio::test]
 async fn ten_thousand_messages_page_both_ways_and_survive_a_kill() {
-    let mut server = Server::start_restartable(&[]).await;
+    pages_survive_a_kill_and_numbering_goes_on(&[]).await;
+}
+
+#[tokio::test]
+async fn ten_thousand_messages_page_both_ways_and_survive_a_kill_on_postgresql() {
+    let url = Postgres::shared().database();
+    pages_survive_a_kill_and_numbering_goes_on(&[("HEARTH_DATABASE_URL", &url)]).await;
+}
+
+/// 10,000 messages page both ways, before and after a kill -9, on the store `env`
+/// names; numbering goes on after them.
+async fn pages_survive_a_kill_and_numbering_goes_on(env: &[(&str, &str)]) {
+    let mut server = Server::start_restartable(env).await;
     let mut ada = server.client("Ada").await;
     ada.join("General", None).await;
     fill(&mut ada, 1, MESSAGES).await;
@@ -138,4 +151,86 @@ async fn history_refuses_what_it_cannot_answer_in_words() {
     // An empty channel is one page, with nothing before it.
     let empty = page(&server, &[("channel", "General")]).await;
     assert_eq!(empty, HistoryPage::default());
+}
+
+/// The first page's numbers once the server has pruned to its retention: pruning
+/// runs beside serving, so this waits for it.
+async fn kept_after_pruning(server: &Server, oldest: Seq, last: Seq) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let first = page(
+            server,
+            &[("channel", "General"), ("after", "0"), ("limit", "1")],
+        )
+        .await;
+        if first.messages.first().map(|m| m.seq) == Some(oldest) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pruned through {} within 20 s; the oldest kept is {:?}",
+            oldest - 1,
+            first.messages.first().map(|m| m.seq)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut forward: Vec<Seq> = Vec::new();
+    loop {
+        let after = forward.last().copied().unwrap_or(0).to_string();
+        let current = page(
+            server,
+            &[("channel", "General"), ("after", &after), ("limit", "100")],
+        )
+        .await;
+        forward.extend(current.messages.iter().map(|m| m.seq));
+        if !current.more {
+            break;
+        }
+    }
+    assert_eq!(forward, (oldest..=last).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn retention_by_count_keeps_each_channels_newest_and_numbering_goes_on() {
+    let mut server = Server::start_restartable(&[("HEARTH_RETENTION", "150 messages")]).await;
+    let mut ada = server.client("Ada").await;
+    ada.join("General", None).await;
+    fill(&mut ada, 1, 300).await;
+    // Pruned at start: the restart prunes what the last run kept.
+    server.kill().await;
+    server.restart().await;
+    kept_after_pruning(&server, 151, 300).await;
+    let mut ada = server.client("Ada").await;
+    let joined = ada.join("General", None).await;
+    assert_eq!(joined.seqs(), (201..=300).collect::<Vec<_>>());
+    assert_eq!(ada.say("General", "next", "after pruning").await, 301);
+}
+
+#[tokio::test]
+async fn retention_by_days_forgets_old_messages_everywhere_and_numbering_goes_on() {
+    let mut server = Server::start_restartable(&[]).await;
+    let mut ada = server.client("Ada").await;
+    ada.join("General", None).await;
+    fill(&mut ada, 1, 300).await;
+    server.kill().await;
+    // The first 250 were sent forty days ago.
+    let forty_days_ms: i64 = 40 * 24 * 3600 * 1000;
+    let db = rusqlite::Connection::open(server.data_file()).unwrap();
+    let aged = db
+        .execute(
+            "UPDATE log SET sent_at = sent_at - ?1 WHERE seq <= 250",
+            [forty_days_ms],
+        )
+        .unwrap();
+    assert_eq!(aged, 250);
+    drop(db);
+
+    server.set_env("HEARTH_RETENTION", "30 days");
+    server.restart().await;
+    kept_after_pruning(&server, 251, 300).await;
+    // The window in memory lets them go too: opening the channel shows the 50 kept.
+    let mut ada = server.client("Ada").await;
+    let joined = ada.join("General", None).await;
+    assert_eq!(joined.seqs(), (251..=300).collect::<Vec<_>>());
+    assert_eq!(ada.say("General", "next", "after pruning").await, 301);
 }

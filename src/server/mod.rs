@@ -36,13 +36,18 @@
 //!   published as; joins and resumes are served from it.
 //! - [`names`] and [`name_key`]: display names held by token, and when two names
 //!   look the same.
-//! - [`store`]: where everything is kept: `sqlite` (the default), `memory` (tests
-//!   and benchmarks), `redis` (clusters); `policy` holds the rules all of them share.
+//! - [`store`]: where everything is kept: `sqlite` (the default), `postgres` (a
+//!   cluster's records, or a single node's), `memory` (tests and benchmarks),
+//!   `clustered` (PostgreSQL with each change told on the bus); `policy` holds the
+//!   rules all of them share; `retention` what the store keeps, which [`pruner`]
+//!   holds it to.
+//! - [`bus`]: Redis between a cluster's nodes: what each stored, and presence.
 //! - [`cluster`]: a node's membership: the other nodes' messages, channels and
-//!   presence.
+//!   presence, with what the bus lost read from PostgreSQL.
 
 pub mod api_status;
 pub mod assets;
+pub mod bus;
 pub mod cluster;
 pub mod config;
 pub mod frame;
@@ -56,6 +61,7 @@ pub mod name_key;
 pub mod names;
 pub mod operations;
 pub mod outbox;
+pub mod pruner;
 pub mod reader;
 pub mod socket;
 pub mod store;
@@ -68,6 +74,7 @@ use assets::Assets;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
+use bus::RedisBus;
 use config::{Config, StoreKind};
 use hub::{Hub, HubLimits};
 use leptos::prelude::*;
@@ -76,7 +83,7 @@ use limits::Guards;
 use metrics::Metrics;
 use names::Names;
 use std::sync::Arc;
-use store::{MemoryStore, RedisStore, SqliteStore, Store, StoreError};
+use store::{ClusteredStore, MemoryStore, PostgresStore, SqliteStore, Store, StoreError};
 
 /// The channel every fresh installation starts with, so the first visitor has a room.
 pub const FIRST_CHANNEL: &str = "General";
@@ -108,33 +115,43 @@ pub fn now_ms() -> i64 {
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The store in use: embedded, or the cluster's Redis (which this node also follows,
-/// to publish what other nodes store).
+/// The store in use: embedded, PostgreSQL, or a cluster's (PostgreSQL, with the
+/// bus to the other nodes, which this node also follows).
 pub struct OpenedStore {
     pub store: Arc<dyn Store>,
-    pub cluster: Option<Arc<RedisStore>>,
+    pub cluster: Option<cluster::ClusterLink>,
 }
 
 /// Opens the configured store, with the first channel in place on a new one.
 pub fn open_store(config: &Config) -> Result<OpenedStore, StoreError> {
-    let opened = match (&config.redis_url, config.store) {
-        (Some(url), _) => {
-            let redis = Arc::new(RedisStore::open(url, config.history)?);
+    let opened = match (&config.database_url, &config.redis_url) {
+        (Some(database), Some(redis)) => {
+            let link = cluster::ClusterLink {
+                records: Arc::new(PostgresStore::open(database, config.history)?),
+                bus: Arc::new(RedisBus::open(redis, config.history)?),
+            };
             OpenedStore {
-                store: redis.clone(),
-                cluster: Some(redis),
+                store: Arc::new(ClusteredStore {
+                    records: link.records.clone(),
+                    bus: link.bus.clone(),
+                }),
+                cluster: Some(link),
             }
         }
-        (None, StoreKind::Sqlite) => OpenedStore {
-            store: Arc::new(SqliteStore::open(
-                &config.data_dir,
-                config.history,
-                config.durability,
-            )?),
+        (Some(database), None) => OpenedStore {
+            store: Arc::new(PostgresStore::open(database, config.history)?),
             cluster: None,
         },
-        (None, StoreKind::Memory) => OpenedStore {
-            store: Arc::new(MemoryStore::new(config.history)),
+        // The configuration refuses a bus without records.
+        (None, _) => OpenedStore {
+            store: match config.store {
+                StoreKind::Sqlite => Arc::new(SqliteStore::open(
+                    &config.data_dir,
+                    config.history,
+                    config.durability,
+                )?),
+                StoreKind::Memory => Arc::new(MemoryStore::new(config.history)),
+            },
             cluster: None,
         },
     };
@@ -191,12 +208,14 @@ pub fn router(config: Config) -> Result<(Router, Running), ServeError> {
     )?;
     let names = Arc::new(Names::new(store, config.name_idle()));
     let membership = cluster
-        .map(|redis| {
+        .map(|link| {
             let hub = Arc::downgrade(&hub);
-            cluster::Membership::join(redis, hub, names.clone(), config.presence_ttl())
+            cluster::Membership::join(link, hub, names.clone(), config.presence_ttl())
         })
         .transpose()
         .map_err(|e| StoreError::failed(e).at("cannot join the cluster"))?;
+    pruner::start(Arc::downgrade(&hub), config.retention)
+        .map_err(|e| StoreError::failed(e).at("cannot start pruning"))?;
     let guards = Guards::new(&config);
     let state = AppState {
         hub: hub.clone(),
@@ -292,6 +311,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(
         %addr,
         store = ?config.store,
+        postgres = config.database_url.is_some(),
         redis = config.redis_url.is_some(),
         data_dir = %config.data_dir.display(),
         history = config.history,
@@ -302,7 +322,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         header_timeout: config.header_timeout(),
         drain_timeout: std::time::Duration::from_secs(5),
     };
-    let (router, running) = router(config)?;
+    // Opening the store blocks (PostgreSQL's client, reading SQLite): not on a
+    // thread that drives async tasks.
+    let (router, running) = tokio::task::block_in_place(|| router(config))?;
     // Tests and scripts wait for this exact line to learn the port.
     println!("hearth listening on http://{addr}");
     let hub = running.hub.clone();

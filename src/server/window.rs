@@ -74,6 +74,14 @@ impl ChannelWindow {
         self.messages.push_back(message);
     }
 
+    /// Drops kept messages numbered `through` or lower: the store no longer keeps
+    /// them (retention), so they are shown to nobody who opens the channel now.
+    pub fn forget_through(&mut self, through: Seq) {
+        while self.messages.front().is_some_and(|m| m.seq <= through) {
+            self.messages.pop_front();
+        }
+    }
+
     /// The messages after `since`, or the whole window when that is not possible.
     pub fn replay(&self, since: Option<Seq>) -> Replay<'_> {
         let oldest_kept = self.messages.front().map_or(self.last_seq + 1, |m| m.seq);
@@ -154,6 +162,19 @@ mod tests {
         let window = window_with(10, 0);
         let replay = window.replay(Some(0));
         assert!(!replay.reset && replay.messages.is_empty());
+    }
+
+    #[test]
+    fn forgetting_pruned_messages_keeps_resumes_exact() {
+        let mut window = window_with(10, 25);
+        window.forget_through(18);
+        assert_eq!(seqs(&window.replay(None)), [19, 20, 21, 22, 23, 24, 25]);
+        assert!(!window.replay(Some(18)).reset);
+        assert!(window.replay(Some(17)).reset);
+        window.forget_through(25);
+        assert!(window.replay(None).messages.is_empty());
+        assert_eq!(window.last_seq(), 25);
+        assert!(!window.replay(Some(25)).reset);
     }
 
     #[test]

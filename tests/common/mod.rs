@@ -4,8 +4,12 @@
 #![allow(dead_code)] // Each test binary uses a different subset of these helpers.
 
 pub mod bystanders;
-#[path = "../../src/server/store/redis/test_server.rs"]
+#[path = "../../src/server/store/postgres/test_server.rs"]
+pub mod pg_server;
+#[path = "../../src/server/bus/test_server.rs"]
 pub mod redis_server;
+#[path = "../../src/server/store/test_port.rs"]
+pub mod test_port;
 use redis_server::restartable_port;
 
 use futures_util::{SinkExt, StreamExt};
@@ -145,6 +149,9 @@ impl Server {
             .env_remove("HEARTH_MAX_CHANNELS")
             .env_remove("HEARTH_FRAME_ANCESTORS")
             .env_remove("HEARTH_ASSET_HASHES")
+            .env_remove("HEARTH_DATABASE_URL")
+            .env_remove("HEARTH_REDIS_URL")
+            .env_remove("HEARTH_RETENTION")
             .env_remove("LEPTOS_SITE_ROOT")
             // These tests send, claim and connect far faster than people, and put
             // dozens of people in a room from one address; the limits have tests
@@ -269,6 +276,17 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The embedded store's file, for tests that look inside it.
+    pub fn data_file(&self) -> std::path::PathBuf {
+        self.data_dir.path().join("hearth.db")
+    }
+
+    /// Sets an environment variable for the next start (after [`Server::kill`]).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     pub fn ws_url(&self) -> String {

@@ -10,7 +10,7 @@ mod settings;
 pub use public_url::{NotASite, PublicUrl};
 pub use settings::Source;
 
-use super::store::Durability;
+use super::store::{Durability, Retention};
 use serde::{Deserialize, Serialize};
 use settings::settings;
 use std::net::{IpAddr, SocketAddr};
@@ -31,8 +31,13 @@ settings! {
     /// What a stored message survives: `full` (power loss; an fsync per commit) or
     /// `normal` (the process being killed; fsync at checkpoints).
     durability: Durability = Durability::Full, env = "HEARTH_DURABILITY";
-    /// Messages kept per channel.
+    /// Messages per channel kept in memory: what opening a channel, and resuming,
+    /// are served from.
     history: usize = 100, env = "HEARTH_HISTORY";
+    /// Messages the store keeps: `all`, those younger than a number of days
+    /// (`90 days`), or each channel's newest so many (`100000 messages`, at least
+    /// `history`). Pruned at start and every ten minutes; numbers never restart.
+    retention: Retention = Retention::All, env = "HEARTH_RETENTION";
     /// Most people in one room at once.
     room_capacity: usize = 200, env = "HEARTH_ROOM_CAPACITY";
     /// Extra origins allowed to open the WebSocket and call server functions,
@@ -64,8 +69,13 @@ settings! {
     idle_timeout_secs: u64 = 45, env = "HEARTH_IDLE_TIMEOUT_SECS";
     /// Days a display name may go unused before someone else may claim it.
     name_idle_days: u64 = 30, env = "HEARTH_NAME_IDLE_DAYS";
-    /// Redis shared by every node of a cluster (`redis://host:port/db`); when set,
-    /// it keeps the data instead of the embedded store.
+    /// PostgreSQL to keep the data in (`postgres://user@host:port/database`)
+    /// instead of the embedded store: a cluster's system of record, or a single
+    /// node's. Tables are created and migrated at start.
+    database_url: Option<String> = None, env = "HEARTH_DATABASE_URL";
+    /// Redis shared by every node of a cluster (`redis://host:port/db`): the bus
+    /// that carries each node's messages, channels and presence to the others.
+    /// Needs `database_url`, where the cluster keeps its records.
     redis_url: Option<String> = None, env = "HEARTH_REDIS_URL";
     /// Seconds after which a cluster node that stopped renewing its presence (it
     /// died, or lost Redis) no longer counts anyone as online (at least 3).
@@ -137,6 +147,21 @@ pub enum ConfigError {
          or contains a space, a comma, a semicolon or a quote"
     )]
     FrameAncestor(String),
+    #[error(
+        "retention keeps {kept} messages per channel, fewer than history ({history}) \
+         keeps in memory: a restart would forget what people were just shown"
+    )]
+    RetentionBelowHistory { kept: u64, history: usize },
+    #[error(
+        "database_url must be a PostgreSQL address (postgres://user@host:port/database); \
+         without it, the embedded store is used"
+    )]
+    DatabaseUrl,
+    #[error(
+        "redis_url needs database_url as well: a cluster keeps its records in PostgreSQL, \
+         and Redis only carries them between the nodes"
+    )]
+    BusWithoutRecords,
     #[error("send_rate must be a number above 0")]
     Rate,
     #[error(
@@ -208,6 +233,18 @@ impl Config {
             .filter(|origin| !origin.is_empty())
             .collect();
         self.redis_url = self.redis_url.take().filter(|url| !url.trim().is_empty());
+        self.database_url = self
+            .database_url
+            .take()
+            .filter(|url| !url.trim().is_empty());
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::DatabaseUrl);
+        }
+        if self.redis_url.is_some() && self.database_url.is_none() {
+            return Err(ConfigError::BusWithoutRecords);
+        }
         self.frame_ancestors = std::mem::take(&mut self.frame_ancestors)
             .into_iter()
             .map(|site| site.trim().to_owned())
@@ -221,6 +258,14 @@ impl Config {
                 .all(|c| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '\''))
         }) {
             return Err(ConfigError::FrameAncestor(site.clone()));
+        }
+        if let Retention::PerChannel(kept) = self.retention
+            && kept < self.history as u64
+        {
+            return Err(ConfigError::RetentionBelowHistory {
+                kept,
+                history: self.history,
+            });
         }
         if !(self.send_rate > 0.0 && self.send_rate.is_finite()) {
             return Err(ConfigError::Rate);
@@ -423,6 +468,12 @@ mod tests {
             err.contains("must be longer than ping_interval_secs (15)"),
             "{err}"
         );
+        let (_file, flags) = flags_with_file("retention = \"50 messages\"\n");
+        let err = Config::from_flags(flags).unwrap_err().to_string();
+        assert!(err.contains("fewer than history (100)"), "{err}");
+        let (_file, flags) = flags_with_file("retention = \"forever\"\n");
+        let err = Config::from_flags(flags).unwrap_err().to_string();
+        assert!(err.contains("a number of days"), "{err}");
         let (_file, flags) = flags_with_file("public_url = \"chat.example.org\"\n");
         let err = Config::from_flags(flags).unwrap_err().to_string();
         assert!(err.contains("must be a site's address"), "{err}");

@@ -255,6 +255,23 @@ impl Hub {
         self.store.history(channel_key, range, limit)
     }
 
+    /// Deletes what the store no longer keeps under `retention`, and forgets it
+    /// from the windows in memory too. Blocks on the store.
+    pub fn prune(
+        &self,
+        retention: crate::server::store::Retention,
+        now_ms: i64,
+    ) -> Result<crate::server::store::Pruned, StoreError> {
+        let pruned = self.store.prune(retention, now_ms)?;
+        let mut state = self.lock();
+        for (key, through) in &pruned.through {
+            if let Some(window) = state.windows.get_mut(key) {
+                window.forget_through(*through);
+            }
+        }
+        Ok(pruned)
+    }
+
     /// Whether sends can be stored: the committer runs, its last batches did not
     /// all fail, and the store answers (for readiness checks). Blocks on the store.
     pub fn store_ready(&self) -> Result<(), StoreError> {

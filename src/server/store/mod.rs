@@ -7,16 +7,22 @@
 //! Every method blocks; the hub calls them from its committer thread or from
 //! `spawn_blocking`, never on the async runtime.
 
+mod clustered;
 #[cfg(test)]
 pub mod faulty;
 mod memory;
 pub mod policy;
+mod postgres;
 mod recent_sends;
-mod redis;
+pub mod retention;
 mod sqlite;
+#[cfg(test)]
+pub mod test_port;
 
+pub use clustered::ClusteredStore;
 pub use memory::MemoryStore;
-pub use redis::{Changes, PresenceReport, ReadFrom, RedisStore};
+pub use postgres::PostgresStore;
+pub use retention::{Pruned, Retention};
 pub use sqlite::{Durability, SqliteStore};
 
 use crate::protocol::{ApiError, Channel, ChatMessage, HistoryPage, HistoryRange, Seq};
@@ -247,6 +253,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can be used now (for readiness checks).
     fn ping(&self) -> Result<(), StoreError>;
+
+    /// Deletes the messages `retention` no longer keeps, as of `now_ms`, keeping
+    /// every channel's numbering. Stores that keep only a window (memory, Redis's
+    /// capped streams) have nothing to prune.
+    fn prune(&self, retention: Retention, now_ms: i64) -> Result<Pruned, StoreError> {
+        let _ = (retention, now_ms);
+        Ok(Pruned::default())
+    }
 }
 
 /// The page `range` asks for out of `kept`, a channel's messages in order: how
@@ -447,6 +461,65 @@ pub(crate) mod contract {
             store.history("nowhere", HistoryRange::Latest, 50),
             Err(StoreError::NoSuchChannel(_))
         ));
+    }
+
+    fn seqs_of(page: &HistoryPage) -> Vec<Seq> {
+        page.messages.iter().map(|m| m.seq).collect()
+    }
+
+    /// `store` keeps every message until told otherwise: pruning by age and by
+    /// count deletes exactly what is past keeping, says what went, and a channel
+    /// whose newest message went on age numbers on from where it was.
+    pub fn retention_prunes_and_numbering_goes_on(store: &dyn Store) {
+        const DAY: i64 = 24 * 3600 * 1000;
+        store.create_channel("General", 1).unwrap();
+        store.create_channel("Quiet", 1).unwrap();
+        let at = |channel: &str, i: i64, day: i64| NewMessage {
+            sent_at: day * DAY,
+            ..message(channel, "ada", &format!("{channel}{i}"))
+        };
+        // Stored in the order sent, as the server's clock stamps them.
+        let mut batch: Vec<NewMessage> = (1..=3).map(|i| at("quiet", i, 1)).collect();
+        batch.extend((1..=30).map(|i| at("general", i, i)));
+        store.append(batch).unwrap();
+        assert_eq!(
+            store.prune(Retention::All, 45 * DAY).unwrap(),
+            Pruned::default()
+        );
+
+        // Forty days on day 45: what was sent before day 5 goes.
+        let pruned = store.prune(Retention::Days(40), 45 * DAY).unwrap();
+        assert_eq!(pruned.messages, 4 + 3);
+        assert_eq!(
+            pruned.through,
+            [("general".to_owned(), 4), ("quiet".to_owned(), 3)]
+        );
+        let general = store.history("general", HistoryRange::Latest, 100).unwrap();
+        assert_eq!(seqs_of(&general), (5..=30).collect::<Vec<_>>());
+        assert!(!general.more);
+        assert_eq!(
+            store.history("quiet", HistoryRange::Latest, 100).unwrap(),
+            HistoryPage::default()
+        );
+        let next = store.append(vec![at("quiet", 4, 45)]).unwrap();
+        assert!(matches!(&next[0], Appended::New { message, .. } if message.seq == 4));
+
+        // Ten per channel: General keeps 21..=30; Quiet has one.
+        let pruned = store.prune(Retention::PerChannel(10), 45 * DAY).unwrap();
+        assert_eq!(pruned.messages, 16);
+        assert_eq!(pruned.through, [("general".to_owned(), 20)]);
+        let general = store.history("general", HistoryRange::Latest, 100).unwrap();
+        assert_eq!(seqs_of(&general), (21..=30).collect::<Vec<_>>());
+        let loaded: Vec<Seq> = store.load().unwrap().iter().map(|l| l.last_seq).collect();
+        assert_eq!(loaded, [30, 4]);
+        // Nothing more to do.
+        assert_eq!(
+            store
+                .prune(Retention::PerChannel(10), 45 * DAY)
+                .unwrap()
+                .messages,
+            0
+        );
     }
 
     /// `store` keeps 10 messages per channel.

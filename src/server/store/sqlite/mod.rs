@@ -14,12 +14,16 @@
 mod channels;
 mod messages;
 mod names;
+mod retention;
 mod schema;
 #[cfg(test)]
 mod tests;
 
 use super::recent_sends::RecentSends;
-use super::{Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Store, StoreError};
+use super::{
+    Appended, ChannelLog, Claimed, NameClaim, NewChannel, NewMessage, Pruned, Retention, Store,
+    StoreError,
+};
 use crate::protocol::{Channel, HistoryPage, HistoryRange, Seq};
 use crate::server::name_key::LookAlikes;
 use rusqlite::Connection;
@@ -88,8 +92,9 @@ pub(super) struct ChannelMeta {
     pub(super) name: String,
     /// The last number the channel gave out. Commits do not write it to the
     /// channel's row (one page fewer to log and sync per commit): the newest message
-    /// is never pruned, so its number is the channel's. The row's `last_seq` still
-    /// counts for channels with no messages and for files from before version 2.
+    /// has it. Pruning (`retention`), which may delete the newest message, writes
+    /// it to the row first; the row's `last_seq` also counts for channels with no
+    /// messages and for files from before version 2.
     pub(super) last_seq: Seq,
 }
 
@@ -231,5 +236,9 @@ impl Store for SqliteStore {
             .db
             .query_row("SELECT 1", [], |_| Ok(()))
             .map_err(backend)
+    }
+
+    fn prune(&self, retention: Retention, now_ms: i64) -> Result<Pruned, StoreError> {
+        retention::prune(self, retention, now_ms)
     }
 }

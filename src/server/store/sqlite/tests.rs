@@ -40,6 +40,57 @@ fn messages_are_numbered_and_repeats_stored_once() {
 }
 
 #[test]
+fn retention_prunes_and_numbering_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::retention_prunes_and_numbering_goes_on(&store(&dir));
+}
+
+#[test]
+fn numbering_survives_pruning_a_channels_newest_message_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = store_with_general(&dir);
+        store.append((1..=3).map(send).collect()).unwrap();
+        let pruned = store
+            .prune(Retention::Days(1), 10 * 24 * 3600 * 1000)
+            .unwrap();
+        assert_eq!(pruned.messages, 3);
+        assert_eq!(rows(&store, "log"), 0);
+    }
+    let store = store(&dir);
+    assert_eq!(store.load().unwrap()[0].last_seq, 3);
+    assert_eq!(next_seq(&store, 4), 4);
+}
+
+#[test]
+fn pruning_by_age_goes_chunk_by_chunk_and_stops_at_the_first_young_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_general(&dir);
+    // More than two chunks of old messages, then young ones.
+    let old = 12_001;
+    for chunk in (1..=old).collect::<Vec<_>>().chunks(1000) {
+        store
+            .append(chunk.iter().map(|&i| send(i)).collect())
+            .unwrap();
+    }
+    let day = 24 * 3600 * 1000;
+    store
+        .append(
+            (old + 1..=old + 5)
+                .map(|i| NewMessage {
+                    sent_at: 10 * day,
+                    ..send(i)
+                })
+                .collect(),
+        )
+        .unwrap();
+    let pruned = store.prune(Retention::Days(1), 10 * day + 1000).unwrap();
+    assert_eq!(pruned.messages, old as u64);
+    assert_eq!(pruned.through, [("general".to_owned(), old as Seq)]);
+    assert_eq!(rows_and_oldest(&store), (5, old as Seq + 1));
+}
+
+#[test]
 fn only_the_window_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     contract::only_the_window_is_kept(&store(&dir));

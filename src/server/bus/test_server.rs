@@ -6,27 +6,9 @@
 #![allow(dead_code)]
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-/// A free port below the kernel's ephemeral range (Linux: 32768 and up), so that
-/// while a restarting server is down, no outgoing connection or port-0 listener of a
-/// concurrent test can be handed its port.
-pub fn restartable_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    const FIRST: u16 = 20_000;
-    const COUNT: u16 = 12_000;
-    // Spread by process so that two test binaries rarely probe the same ports.
-    let offset = (std::process::id() % u32::from(COUNT)) as u16;
-    for _ in 0..COUNT {
-        let step = NEXT.fetch_add(1, Ordering::Relaxed) % COUNT;
-        let port = FIRST + (offset + step) % COUNT;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
-}
+pub use super::test_port::restartable_port;
 
 /// A private `redis-server` for tests: a free loopback port, its own
 /// directory, the append-only file fsynced on every write (so a crash of Redis loses
@@ -81,6 +63,15 @@ impl Redis {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Deletes Redis's files (while it is stopped), as a lost disk would: it comes
+    /// back empty.
+    pub fn forget_everything(&self) {
+        for entry in std::fs::read_dir(self.dir.path()).expect("Redis's directory") {
+            let path = entry.expect("an entry").path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
         }
     }
 

@@ -1,11 +1,8 @@
-//! A node's view of the rest of the cluster through Redis: the streams of channel
+//! A node's view of the rest of the cluster through the bus: the streams of channel
 //! creations, names given up and messages, read on from cursors (`read_changes`),
 //! and presence, written and read every second (`sync_presence`).
 
-use super::{
-    CHANNELS, EVENTS, NAMES, NODES, RELEASES, RedisStore, backend, hex, log_key, presence_key,
-    unhex,
-};
+use super::{EVENTS, NODES, RELEASES, RedisBus, backend, log_key, presence_key, unhex};
 use crate::protocol::{Channel, ChatMessage, Seq};
 use crate::server::store::StoreError;
 use redis::{Connection, Value};
@@ -27,7 +24,7 @@ pub struct Changes {
     pub events_cursor: Option<String>,
 }
 
-impl RedisStore {
+impl RedisBus {
     /// Waits up to `block` for anything new after the cursors: channel creations,
     /// names given up, and each channel's messages.
     pub fn read_changes(
@@ -55,21 +52,14 @@ impl RedisStore {
         let mut changes = Changes::default();
         for (stream, entries) in streams(reply) {
             if stream == EVENTS {
-                let mut created = Vec::new();
                 for (id, fields) in entries {
                     changes.events_cursor = Some(id);
-                    if let Some(key) = field(&fields, "channel") {
-                        created.push(key);
-                    }
-                }
-                for key in created {
-                    let json: Option<String> = redis::cmd("HGET")
-                        .arg(CHANNELS)
-                        .arg(&key)
-                        .query(connection)
-                        .map_err(backend)?;
-                    if let Some(channel) = json.and_then(|j| serde_json::from_str(&j).ok()) {
-                        changes.channels.push((key, channel));
+                    if let (Some(key), Some(name), Some(created_at)) = (
+                        field(&fields, "channel"),
+                        field(&fields, "name"),
+                        field(&fields, "created_at").and_then(|at| at.parse().ok()),
+                    ) {
+                        changes.channels.push((key, Channel { name, created_at }));
                     }
                 }
                 continue;
@@ -117,29 +107,13 @@ impl RedisStore {
             .and_then(entry)
             .map_or_else(|| "0-0".to_owned(), |(id, _)| id))
     }
-
-    /// Whether `token_hash` holds the name keyed `key` now: a browser may take a
-    /// name back before every node has read that it gave it up.
-    pub fn holds_now(
-        &self,
-        connection: &mut Connection,
-        key: &str,
-        token_hash: &[u8],
-    ) -> Result<bool, StoreError> {
-        let current: Option<String> = redis::cmd("HGET")
-            .arg(NAMES)
-            .arg(key)
-            .query(connection)
-            .map_err(backend)?;
-        Ok(current.is_some_and(|held| held.starts_with(&format!("{}|", hex(token_hash)))))
-    }
 }
 
 /// Where reading the cluster's streams goes on from.
 pub struct ReadFrom<'a> {
     /// The last channel creation read; `None` reads them all.
     pub events: Option<&'a str>,
-    /// The last name release read ([`RedisStore::latest_release`] at first).
+    /// The last name release read ([`RedisBus::latest_release`] at first).
     pub releases: &'a str,
     /// Each channel's key, name and last number published.
     pub channels: &'a [(String, String, Seq)],
@@ -157,7 +131,7 @@ pub struct PresenceReport<'a> {
     pub now_ms: i64,
 }
 
-impl RedisStore {
+impl RedisBus {
     /// Publishes who is in each room through the reporting node (replacing what it
     /// said before), keeps the node alive for the report's TTL, and returns who is
     /// in each of `rooms` through the other live nodes. A node that stops renewing
