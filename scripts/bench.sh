@@ -27,6 +27,8 @@ else
   CLUSTER_RATES=(250 500 1000 1500)
 fi
 FLASK_RATES=(25 50 100 200)
+# BENCH_SYSTEMS="hearth bare-rust" measures only those of the single-node servers.
+[ -n "${BENCH_SYSTEMS:-}" ] && read -ra SYSTEMS <<<"$BENCH_SYSTEMS"
 
 say "building the server, the load generator and the site (release)"
 cargo build --release --features loadgen --bin hearth --bin loadgen
@@ -178,23 +180,20 @@ done
 
 # History pages at random points of one long channel, filled straight into the
 # store while the server is stopped, then served by it.
-say "history pages: a channel of $HISTORY_MESSAGES messages (sqlite)"
+history_pages() { # STORE WHERE ENV=VALUE: the store, where fill.py writes, how hearth finds it
+  say "history pages: a channel of $HISTORY_MESSAGES messages ($1)"
+  start hearth "$3" && stop
+  python3 bench/history/fill.py "$1" "$2" "$HISTORY_MESSAGES"
+  start hearth "$3"
+  python3 bench/history/measure.py "127.0.0.1:$PORT" "hearth ($1)" "$HISTORY_MESSAGES" >>"$RESULTS" \
+    || echo "  ($1 history pages did not complete)" >&2
+  stop
+}
 HISTORY_DIR="$(mktemp -d)"
-start hearth HEARTH_DATA_DIR="$HISTORY_DIR" && stop
-python3 bench/history/fill.py sqlite "$HISTORY_DIR" "$HISTORY_MESSAGES"
-start hearth HEARTH_DATA_DIR="$HISTORY_DIR"
-python3 bench/history/measure.py "127.0.0.1:$PORT" "hearth (sqlite)" "$HISTORY_MESSAGES" >>"$RESULTS" \
-  || echo "  (sqlite history pages did not complete)" >&2
-stop
+history_pages sqlite "$HISTORY_DIR" HEARTH_DATA_DIR="$HISTORY_DIR"
 rm -rf "$HISTORY_DIR"
-say "history pages: a channel of $HISTORY_MESSAGES messages (postgres)"
 HISTORY_URL="$(solo_database history)"
-start hearth HEARTH_DATABASE_URL="$HISTORY_URL" && stop
-python3 bench/history/fill.py postgres "$HISTORY_URL" "$HISTORY_MESSAGES"
-start hearth HEARTH_DATABASE_URL="$HISTORY_URL"
-python3 bench/history/measure.py "127.0.0.1:$PORT" "hearth (postgres)" "$HISTORY_MESSAGES" >>"$RESULTS" \
-  || echo "  (postgres history pages did not complete)" >&2
-stop
+history_pages postgres "$HISTORY_URL" HEARTH_DATABASE_URL="$HISTORY_URL"
 kill "$SOLO_POSTGRES_PID" 2>/dev/null; wait "$SOLO_POSTGRES_PID" 2>/dev/null || true
 SOLO_POSTGRES_PID=""
 

@@ -4,7 +4,9 @@
 //! Whatever is pruned, a channel's numbers never start over: the store remembers
 //! each channel's last number apart from its messages.
 
+use crate::protocol::Seq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
 use std::fmt;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -101,7 +103,22 @@ pub struct Pruned {
     /// Messages deleted.
     pub messages: u64,
     /// For each channel that lost messages, by key: the newest number now gone.
-    pub through: Vec<(String, crate::protocol::Seq)>,
+    pub through: Vec<(String, Seq)>,
+}
+
+impl Pruned {
+    /// The pass's count, and the newest number gone per channel, in key order.
+    pub fn of(messages: u64, through: HashMap<String, Seq>) -> Self {
+        let mut through: Vec<_> = through.into_iter().collect();
+        through.sort();
+        Self { messages, through }
+    }
+}
+
+/// Notes that `seq` of the channel keyed `key` is gone.
+pub fn note_gone(through: &mut HashMap<String, Seq>, key: String, seq: Seq) {
+    let gone = through.entry(key).or_default();
+    *gone = (*gone).max(seq);
 }
 
 #[cfg(test)]

@@ -1,13 +1,12 @@
-//! Messages in PostgreSQL: a batch numbered and stored in one transaction in a
-//! handful of round trips whatever its size (arrays in, `unnest` out), pages of a
-//! channel's history, and pruning to the retention setting.
+//! Messages in PostgreSQL: a batch numbered and stored by one function call, pages
+//! of a channel's history, and pruning to the retention setting.
 
 use super::backend;
 use crate::protocol::{ChatMessage, HistoryPage, HistoryRange, Seq};
-use crate::server::store::retention::{Pruned, Retention};
-use crate::server::store::{Appended, NewMessage, StoreError, policy};
+use crate::server::store::retention::{Pruned, Retention, note_gone};
+use crate::server::store::{Appended, NewMessage, StoreError};
 use r2d2_postgres::postgres::{Client, Row};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Messages deleted per statement when pruning, so no transaction grows large.
 const PRUNE_CHUNK: i64 = 5_000;
@@ -25,188 +24,69 @@ pub fn from_row(row: &Row, at: usize, channel: String) -> ChatMessage {
     }
 }
 
-/// What one send of a batch turned out to be, before numbers are known.
-enum Plan {
-    /// Stored before (in an earlier batch), under this channel and number.
-    Earlier(String, Seq),
-    /// New: the `n`th new message of its channel in this batch.
-    New(usize),
-    /// The same author's client id appeared earlier in this batch, at this index.
-    Repeat(usize),
-}
-
 /// Stores a batch in order, numbering each new message after the last of its
-/// channel. All of it commits, or none.
+/// channel: all of it commits, or none. One call of `hearth_append` (schema
+/// version 2), so a batch costs one round trip and one commit however many sends it
+/// holds; inside it, each send is looked up among the stored messages by author and
+/// client id (a retry is acknowledged with its number, even one repeated within the
+/// batch; unlike SQLite's week of send ids, as long as the message is kept), numbered by
+/// its channel's row, which stays locked until the commit (two nodes' batches on
+/// one channel number one after the other), and stored.
 pub fn append(db: &mut Client, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
-    let mut tx = db.transaction().map_err(backend)?;
-    let authors: Vec<&str> = batch.iter().map(|m| m.author.as_str()).collect();
-    let client_ids: Vec<&str> = batch.iter().map(|m| m.client_id.as_str()).collect();
-    let earlier: HashMap<(String, String), (String, Seq)> = tx
+    let column =
+        |field: fn(&NewMessage) -> &str| -> Vec<&str> { batch.iter().map(field).collect() };
+    let sent_at: Vec<i64> = batch.iter().map(|m| m.sent_at).collect();
+    let rows = db
         .query(
-            "SELECT s.author, s.client_id, s.channel, s.seq FROM sends s
-             JOIN unnest($1::text[], $2::text[]) AS b (author, client_id)
-             USING (author, client_id)",
-            &[&authors, &client_ids],
+            "SELECT out_outcome, out_key, out_seq, out_name
+             FROM hearth_append($1, $2, $3, $4, $5)",
+            &[
+                &column(|m| &m.channel_key),
+                &column(|m| &m.author),
+                &column(|m| &m.text),
+                &sent_at,
+                &column(|m| &m.client_id),
+            ],
         )
-        .map_err(backend)?
+        .map_err(backend)?;
+    if rows.len() != batch.len() {
+        return Err(StoreError::backend(
+            "PostgreSQL answered a batch with the wrong count",
+        ));
+    }
+    Ok(batch
         .into_iter()
-        .map(|row| {
-            (
-                (row.get(0), row.get(1)),
-                (row.get(2), row.get::<_, i64>(3) as Seq),
-            )
-        })
-        .collect();
-
-    // Which sends are new, and how many numbers each channel needs.
-    let mut first_in_batch: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut wanted: BTreeMap<&str, usize> = BTreeMap::new();
-    let plans: Vec<Plan> = batch
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let id = (m.author.as_str(), m.client_id.as_str());
-            if let Some((channel, seq)) = earlier.get(&(id.0.to_owned(), id.1.to_owned())) {
-                Plan::Earlier(channel.clone(), *seq)
-            } else if let Some(&first) = first_in_batch.get(&id) {
-                Plan::Repeat(first)
-            } else {
-                first_in_batch.insert(id, i);
-                let count = wanted.entry(m.channel_key.as_str()).or_default();
-                *count += 1;
-                Plan::New(*count)
+        .zip(rows)
+        .map(|(message, row)| {
+            let (outcome, key, seq) = (
+                row.get::<_, i32>(0),
+                row.get::<_, String>(1),
+                row.get::<_, i64>(2) as Seq,
+            );
+            match outcome {
+                1 => Appended::New {
+                    channel_key: key,
+                    message: ChatMessage {
+                        channel: row.get(3),
+                        seq,
+                        author: message.author,
+                        text: message.text,
+                        sent_at: message.sent_at,
+                        client_id: message.client_id,
+                    },
+                },
+                2 => Appended::Duplicate {
+                    channel_key: key,
+                    seq,
+                    client_id: message.client_id,
+                },
+                _ => Appended::Refused {
+                    client_id: message.client_id,
+                    error: StoreError::NoSuchChannel(key),
+                },
             }
         })
-        .collect();
-
-    // One statement per channel reserves its numbers; in key order, so two batches
-    // touching the same channels lock them in the same order and never deadlock.
-    let mut reserved: HashMap<&str, (String, Seq)> = HashMap::new();
-    for (key, count) in &wanted {
-        let row = tx
-            .query_opt(
-                "UPDATE channels SET last_seq = last_seq + $2 WHERE key = $1
-                 RETURNING name, last_seq",
-                &[key, &(*count as i64)],
-            )
-            .map_err(backend)?;
-        if let Some(row) = row {
-            let last = row.get::<_, i64>(1) as Seq;
-            reserved.insert(*key, (row.get(0), last - *count as Seq));
-        }
-    }
-
-    let mut outcomes: Vec<Appended> = Vec::with_capacity(batch.len());
-    let mut rows = NewRows::default();
-    for (message, plan) in batch.iter().zip(&plans) {
-        let outcome = match plan {
-            Plan::Earlier(channel_key, seq) => Appended::Duplicate {
-                channel_key: channel_key.clone(),
-                seq: *seq,
-                client_id: message.client_id.clone(),
-            },
-            Plan::Repeat(first) => match &outcomes[*first] {
-                Appended::New {
-                    channel_key,
-                    message: stored,
-                } => Appended::Duplicate {
-                    channel_key: channel_key.clone(),
-                    seq: stored.seq,
-                    client_id: message.client_id.clone(),
-                },
-                refused => refused.clone(),
-            },
-            Plan::New(n) => match reserved.get(message.channel_key.as_str()) {
-                Some((name, before)) => {
-                    let stored = ChatMessage {
-                        channel: name.clone(),
-                        seq: before + *n as Seq,
-                        author: message.author.clone(),
-                        text: message.text.clone(),
-                        sent_at: message.sent_at,
-                        client_id: message.client_id.clone(),
-                    };
-                    rows.add(&message.channel_key, &stored);
-                    Appended::New {
-                        channel_key: message.channel_key.clone(),
-                        message: stored,
-                    }
-                }
-                None => Appended::Refused {
-                    client_id: message.client_id.clone(),
-                    error: StoreError::NoSuchChannel(message.channel_key.clone()),
-                },
-            },
-        };
-        outcomes.push(outcome);
-    }
-    rows.insert(&mut tx)?;
-    if let Some(newest) = rows.sent_at.iter().max() {
-        // Through the time index: only what just passed a week is read.
-        tx.execute(
-            "DELETE FROM sends WHERE sent_at < $1",
-            &[&(newest - policy::SEND_ID_RETENTION_MS)],
-        )
-        .map_err(backend)?;
-    }
-    tx.commit().map_err(backend)?;
-    Ok(outcomes)
-}
-
-/// A batch's new messages as columns, inserted with one statement per table.
-#[derive(Default)]
-struct NewRows {
-    channel: Vec<String>,
-    seq: Vec<i64>,
-    author: Vec<String>,
-    text: Vec<String>,
-    sent_at: Vec<i64>,
-    client_id: Vec<String>,
-}
-
-impl NewRows {
-    fn add(&mut self, channel_key: &str, message: &ChatMessage) {
-        self.channel.push(channel_key.to_owned());
-        self.seq.push(message.seq as i64);
-        self.author.push(message.author.clone());
-        self.text.push(message.text.clone());
-        self.sent_at.push(message.sent_at);
-        self.client_id.push(message.client_id.clone());
-    }
-
-    fn insert(&self, tx: &mut r2d2_postgres::postgres::Transaction<'_>) -> Result<(), StoreError> {
-        if self.seq.is_empty() {
-            return Ok(());
-        }
-        tx.execute(
-            "INSERT INTO messages (channel, seq, author, text, sent_at, client_id)
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],
-                                  $5::bigint[], $6::text[])",
-            &[
-                &self.channel,
-                &self.seq,
-                &self.author,
-                &self.text,
-                &self.sent_at,
-                &self.client_id,
-            ],
-        )
-        .map_err(backend)?;
-        tx.execute(
-            "INSERT INTO sends (author, client_id, channel, seq, sent_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
-                                  $5::bigint[])",
-            &[
-                &self.author,
-                &self.client_id,
-                &self.channel,
-                &self.seq,
-                &self.sent_at,
-            ],
-        )
-        .map_err(backend)?;
-        Ok(())
-    }
+        .collect())
 }
 
 /// A page of the channel's history, oldest first, through the primary key.
@@ -262,9 +142,7 @@ pub fn prune(db: &mut Client, retention: Retention, now_ms: i64) -> Result<Prune
     let mut deleted = 0u64;
     let mut note = |rows: Vec<Row>| {
         for row in &rows {
-            let seq = row.get::<_, i64>(1) as Seq;
-            let gone = through.entry(row.get(0)).or_default();
-            *gone = (*gone).max(seq);
+            note_gone(&mut through, row.get(0), row.get::<_, i64>(1) as Seq);
         }
         deleted += rows.len() as u64;
         rows.len() as i64
@@ -273,29 +151,42 @@ pub fn prune(db: &mut Client, retention: Retention, now_ms: i64) -> Result<Prune
         Retention::All => {}
         Retention::Days(_) => {
             let cutoff = retention.cutoff(now_ms).expect("kept by age");
-            loop {
-                let rows = db
-                    .query(
-                        "DELETE FROM messages WHERE ctid IN (
-                             SELECT ctid FROM messages WHERE sent_at < $1 LIMIT $2
-                         ) RETURNING channel, seq",
-                        &[&cutoff, &PRUNE_CHUNK],
-                    )
-                    .map_err(backend)?;
-                if note(rows) < PRUNE_CHUNK {
-                    break;
+            for key in channel_keys(db)? {
+                // A channel's messages are numbered in the order they were sent:
+                // its old ones are its first, and the pass stops at a young one.
+                loop {
+                    let oldest = db
+                        .query(
+                            "SELECT seq, sent_at FROM messages WHERE channel = $1
+                             ORDER BY seq LIMIT $2",
+                            &[&key, &PRUNE_CHUNK],
+                        )
+                        .map_err(backend)?;
+                    let old = oldest
+                        .iter()
+                        .take_while(|row| row.get::<_, i64>(1) < cutoff)
+                        .count();
+                    let Some(last_old) = old.checked_sub(1).map(|i| oldest[i].get::<_, i64>(0))
+                    else {
+                        break;
+                    };
+                    let rows = db
+                        .query(
+                            "DELETE FROM messages WHERE channel = $1 AND seq <= $2
+                             RETURNING channel, seq",
+                            &[&key, &last_old],
+                        )
+                        .map_err(backend)?;
+                    note(rows);
+                    if old < oldest.len() || oldest.len() < PRUNE_CHUNK as usize {
+                        break;
+                    }
                 }
             }
         }
         Retention::PerChannel(keep) => {
             let keep = keep.min(i64::MAX as u64) as i64;
-            let keys: Vec<String> = db
-                .query("SELECT key FROM channels", &[])
-                .map_err(backend)?
-                .into_iter()
-                .map(|row| row.get(0))
-                .collect();
-            for key in keys {
+            for key in channel_keys(db)? {
                 loop {
                     let rows = db
                         .query(
@@ -315,10 +206,14 @@ pub fn prune(db: &mut Client, retention: Retention, now_ms: i64) -> Result<Prune
             }
         }
     }
-    let mut through: Vec<_> = through.into_iter().collect();
-    through.sort();
-    Ok(Pruned {
-        messages: deleted,
-        through,
-    })
+    Ok(Pruned::of(deleted, through))
+}
+
+fn channel_keys(db: &mut Client) -> Result<Vec<String>, StoreError> {
+    Ok(db
+        .query("SELECT key FROM channels ORDER BY position", &[])
+        .map_err(backend)?
+        .into_iter()
+        .map(|row| row.get(0))
+        .collect())
 }

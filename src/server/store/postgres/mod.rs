@@ -2,10 +2,10 @@
 //! records in, and what a single node may use instead of SQLite.
 //!
 //! Every node may write at once, so what SQLite's one writer decides from its
-//! mirror in memory is decided here by the database: a batch reserves its numbers
-//! with one `UPDATE … RETURNING` per channel (the row stays locked until the batch
-//! commits, so two nodes' batches on one channel number one after the other), and a
-//! repeated send is found in `sends` within the same transaction. A send is
+//! mirror in memory is decided here by the database: a batch is one call of a
+//! function (`hearth_append`) that numbers each send from its channel's row (locked
+//! until the batch commits, so two nodes' batches on one channel number one after
+//! the other) and finds repeated sends in `sends`, in one transaction. A send is
 //! acknowledged only after its batch has committed (group commit, as on SQLite).
 //!
 //! The calls block: the hub makes them from its committer thread or from
@@ -72,6 +72,9 @@ impl PostgresStore {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
+            // No round trip to test each connection taken: one that broke fails its
+            // call (answered as "busy, try again") and is dropped, not reused.
+            .test_on_check_out(false)
             // r2d2 logs each failed attempt itself; the caller is told in one error.
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);

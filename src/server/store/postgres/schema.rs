@@ -10,7 +10,9 @@ use r2d2_postgres::postgres::{Client, Transaction};
 /// Each version's change, in order: `MIGRATIONS[0]` makes version 1.
 const MIGRATIONS: &[&str] = &[
     // 1: channels with their last number (kept current by every batch), every
-    // message by channel and number, send ids for a week, names held by look.
+    // message by channel and number and by its send (author and client id: a
+    // retried send is found there, and can never be stored twice), names held by
+    // look.
     "CREATE TABLE channels (
          position   BIGINT GENERATED ALWAYS AS IDENTITY,
          key        TEXT PRIMARY KEY,
@@ -27,16 +29,7 @@ const MIGRATIONS: &[&str] = &[
          client_id TEXT NOT NULL,
          PRIMARY KEY (channel, seq)
      );
-     CREATE INDEX messages_by_time ON messages (sent_at);
-     CREATE TABLE sends (
-         author    TEXT NOT NULL,
-         client_id TEXT NOT NULL,
-         channel   TEXT NOT NULL,
-         seq       BIGINT NOT NULL,
-         sent_at   BIGINT NOT NULL,
-         PRIMARY KEY (author, client_id)
-     );
-     CREATE INDEX sends_by_time ON sends (sent_at);
+     CREATE UNIQUE INDEX messages_by_send ON messages (author, client_id);
      CREATE TABLE names (
          key        TEXT PRIMARY KEY,
          name       TEXT NOT NULL,
@@ -44,6 +37,61 @@ const MIGRATIONS: &[&str] = &[
          last_seen  BIGINT NOT NULL
      );
      CREATE TABLE name_keys (version INTEGER NOT NULL);",
+    // 2: a batch of sends stored by one call (one round trip, one transaction),
+    // as `messages::append` describes: set-based, so each channel's row is
+    // updated once per batch, not once per message.
+    r"CREATE FUNCTION hearth_append(
+         keys text[], authors text[], texts text[], sent_ats bigint[], client_ids text[]
+     ) RETURNS TABLE (out_i bigint, out_outcome int, out_key text, out_seq bigint, out_name text)
+     LANGUAGE plpgsql AS $$
+     BEGIN
+         -- The batch's channels, locked in key order: a batch on another node
+         -- touching the same channels waits for this one, and never deadlocks.
+         PERFORM 1 FROM channels WHERE key = ANY (keys) ORDER BY key FOR UPDATE;
+         RETURN QUERY
+         WITH batch AS (
+             SELECT b.* FROM unnest(keys, authors, texts, sent_ats, client_ids)
+                 WITH ORDINALITY AS b (key, author, text, sent_at, client_id, i)
+         ), earlier AS (
+             -- One primary-key probe per send.
+             SELECT b.i, m.channel AS key, m.seq FROM batch b
+             CROSS JOIN LATERAL (
+                 SELECT messages.channel, messages.seq FROM messages
+                 WHERE messages.author = b.author AND messages.client_id = b.client_id
+             ) m
+         ), fresh AS (
+             -- New sends, each once (a retry within the batch is its repeat).
+             SELECT DISTINCT ON (b.author, b.client_id) b.* FROM batch b
+             WHERE NOT EXISTS (SELECT 1 FROM earlier e WHERE e.i = b.i)
+             ORDER BY b.author, b.client_id, b.i
+         ), counts AS (
+             SELECT f.key, count(*) AS n FROM fresh f GROUP BY f.key
+         ), reserved AS (
+             UPDATE channels c SET last_seq = c.last_seq + counts.n FROM counts
+             WHERE c.key = counts.key
+             RETURNING c.key, c.name, c.last_seq - counts.n AS before
+         ), numbered AS (
+             SELECT f.*, r.name,
+                    r.before + row_number() OVER (PARTITION BY f.key ORDER BY f.i) AS seq
+             FROM fresh f JOIN reserved r ON r.key = f.key
+         ), stored AS (
+             INSERT INTO messages (channel, seq, author, text, sent_at, client_id)
+             SELECT n.key, n.seq, n.author, n.text, n.sent_at, n.client_id FROM numbered n
+         )
+         SELECT b.i,
+                CASE WHEN e.i IS NOT NULL OR (n.i IS NULL AND r.i IS NOT NULL) THEN 2
+                     WHEN n.i IS NOT NULL THEN 1
+                     ELSE 0 END,
+                coalesce(e.key, n.key, r.key, b.key),
+                coalesce(e.seq, n.seq, r.seq, 0)::bigint,
+                n.name
+         FROM batch b
+         LEFT JOIN earlier e ON e.i = b.i
+         LEFT JOIN numbered n ON n.i = b.i
+         LEFT JOIN numbered r ON e.i IS NULL AND n.i IS NULL
+             AND r.author = b.author AND r.client_id = b.client_id
+         ORDER BY b.i;
+     END $$;",
 ];
 
 /// The layout this version writes.

@@ -9,7 +9,7 @@
 use super::{Inner, SqliteStore, backend};
 use crate::protocol::Seq;
 use crate::server::store::StoreError;
-use crate::server::store::retention::{Pruned, Retention};
+use crate::server::store::retention::{Pruned, Retention, note_gone};
 use rusqlite::{Transaction, params};
 use std::collections::HashMap;
 
@@ -44,12 +44,7 @@ pub fn prune(store: &SqliteStore, retention: Retention, now_ms: i64) -> Result<P
             }
         }
     }
-    let mut through: Vec<_> = through.into_iter().collect();
-    through.sort();
-    Ok(Pruned {
-        messages: deleted,
-        through,
-    })
+    Ok(Pruned::of(deleted, through))
 }
 
 /// Deletes up to a chunk of the oldest messages sent before `cutoff`; says how many,
@@ -110,8 +105,7 @@ fn delete_ids(
         .map_err(backend)?;
     for (key, seq) in touched {
         keep_number(tx, channels, &key)?;
-        let gone = through.entry(key).or_default();
-        *gone = (*gone).max(seq);
+        note_gone(through, key, seq);
     }
     let count = tx
         .execute(
