@@ -290,7 +290,7 @@ if [ "$QUICK" = 0 ]; then
   redis_ops=$(redis-cli -p "$REDIS_PORT" info stats | awk -F: '/^instantaneous_ops_per_sec:/{print $2}' | tr -d '\r')
   wait_all=0
   for job in $(jobs -p); do
-    case " ${NODE_PIDS[*]} $REDIS_PID " in *" $job "*) ;; *) wait "$job" || wait_all=1 ;; esac
+    case " ${NODE_PIDS[*]} $REDIS_PID $POSTGRES_PID " in *" $job "*) ;; *) wait "$job" || wait_all=1 ;; esac
   done
   cat "$SCALE_DIR"/*.err >&2 || true
   python3 - "$SCALE_DIR" "$open" "$base_rss" "$rss" "$redis_before" "$redis_after" "$redis_memory" "$redis_ops" >>"$RESULTS" <<'PY'
