@@ -5,6 +5,7 @@
 //! these bytes copied, not the window encoded again while the hub waits.
 
 use crate::protocol::{Channel, ChatMessage, Seq};
+use crate::server::store::Retention;
 use bytes::Bytes;
 use std::collections::VecDeque;
 
@@ -15,10 +16,11 @@ pub struct ChannelWindow {
     messages: VecDeque<Kept>,
 }
 
-/// A kept message: its number, and its JSON.
+/// A kept message: its number, when it was sent (for retention), and its JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kept {
     pub seq: Seq,
+    pub sent_at: i64,
     pub json: Bytes,
 }
 
@@ -29,6 +31,7 @@ impl Kept {
         let json = serde_json::to_vec(message).expect("messages always serialize");
         Self {
             seq: message.seq,
+            sent_at: message.sent_at,
             json: json.into(),
         }
     }
@@ -79,6 +82,26 @@ impl ChannelWindow {
     pub fn forget_through(&mut self, through: Seq) {
         while self.messages.front().is_some_and(|m| m.seq <= through) {
             self.messages.pop_front();
+        }
+    }
+
+    /// Drops kept messages that `retention` no longer keeps as of `now_ms`: in a
+    /// cluster another node may have pruned them from the store, which this node's
+    /// own pass then does not report.
+    pub fn forget_past(&mut self, retention: Retention, now_ms: i64) {
+        match retention {
+            Retention::All => {}
+            Retention::PerChannel(keep) => {
+                if let Some(through) = self.last_seq.checked_sub(keep) {
+                    self.forget_through(through);
+                }
+            }
+            Retention::Days(_) => {
+                let cutoff = retention.cutoff(now_ms).unwrap_or(i64::MIN);
+                while self.messages.front().is_some_and(|m| m.sent_at < cutoff) {
+                    self.messages.pop_front();
+                }
+            }
         }
     }
 
@@ -175,6 +198,26 @@ mod tests {
         assert!(window.replay(None).messages.is_empty());
         assert_eq!(window.last_seq(), 25);
         assert!(!window.replay(Some(25)).reset);
+    }
+
+    #[test]
+    fn what_retention_no_longer_keeps_is_forgotten_whoever_pruned_it() {
+        let day = 24 * 3600 * 1000;
+        let mut window = window_with(10, 25);
+        window.forget_past(Retention::All, 0);
+        assert_eq!(window.replay(None).messages.len(), 10);
+        window.forget_past(Retention::PerChannel(7), 0);
+        assert_eq!(seqs(&window.replay(None)), (19..=25).collect::<Vec<_>>());
+        let channel = window.channel.clone();
+        let sent = |seq: Seq, days: i64| ChatMessage {
+            sent_at: days * day,
+            ..crate::protocol::sample_message(seq)
+        };
+        let recent = vec![sent(1, 1), sent(2, 2), sent(3, 9)];
+        let mut window = ChannelWindow::new(channel, 3, recent, 10);
+        window.forget_past(Retention::Days(5), 10 * day);
+        assert_eq!(seqs(&window.replay(None)), [3]);
+        assert_eq!(window.last_seq(), 3);
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub(super) const MESSAGE_PREFIX: &[u8] = br#"{"type":"message","message":"#;
 /// window keeps it: its JSON within that frame, so it is encoded once, shared with
 /// the frame, and copied into the answers to joins.
 pub(super) fn encode_message(message: ChatMessage) -> (Bytes, Kept) {
-    let seq = message.seq;
+    let (seq, sent_at) = (message.seq, message.sent_at);
     let json = serde_json::to_vec(&ServerFrame::Message { message })
         .expect("server frames always serialize");
     debug_assert!(json.starts_with(MESSAGE_PREFIX) && json.ends_with(b"}"));
@@ -73,6 +73,7 @@ pub(super) fn encode_message(message: ChatMessage) -> (Bytes, Kept) {
     let start = framed.len() - json.len() + MESSAGE_PREFIX.len();
     let kept = Kept {
         seq,
+        sent_at,
         json: framed.slice(start..framed.len() - 1),
     };
     (framed, kept)

@@ -256,7 +256,8 @@ impl Hub {
     }
 
     /// Deletes what the store no longer keeps under `retention`, and forgets it
-    /// from the windows in memory too. Blocks on the store.
+    /// (and whatever else the setting no longer keeps) from the windows in memory
+    /// too. Blocks on the store.
     pub fn prune(
         &self,
         retention: crate::server::store::Retention,
@@ -268,6 +269,10 @@ impl Hub {
             if let Some(window) = state.windows.get_mut(key) {
                 window.forget_through(*through);
             }
+        }
+        // What another node of the cluster pruned first is not in this pass.
+        for window in state.windows.values_mut() {
+            window.forget_past(retention, now_ms);
         }
         Ok(pruned)
     }
