@@ -364,7 +364,7 @@ for r in rows:
 
 for r in rows:
     if r["scenario"] == "cluster_scale":
-        print(f"\nCluster: {r['nodes']} nodes on one Redis held {r['connections']:,} connections "
+        print(f"\nCluster: {r['nodes']} nodes on PostgreSQL + Redis held {r['connections']:,} connections "
               f"({r['still_open']:,} still open at the end; {f(r['connects_per_s'],0)} connects/s); "
               f"{f(r['rss_per_conn_bytes']/1024,2)} KiB per connection; presence correct in "
               f"{r['presence_rooms_correct']} of {r['presence_rooms_checked']} rooms checked; Redis "
