@@ -44,6 +44,23 @@ async fn page(server: &Server, form: &[(&str, &str)]) -> HistoryPage {
     page.unwrap_or_else(|e| panic!("history {form:?}: {e}"))
 }
 
+/// Every number in `channel`, paged forward from its start 100 at a time.
+async fn page_forward(server: &Server, channel: &str) -> Vec<Seq> {
+    let mut forward: Vec<Seq> = Vec::new();
+    loop {
+        let after = forward.last().copied().unwrap_or(0).to_string();
+        let current = page(
+            server,
+            &[("channel", channel), ("after", &after), ("limit", "100")],
+        )
+        .await;
+        forward.extend(current.messages.iter().map(|m| m.seq));
+        if !current.more {
+            return forward;
+        }
+    }
+}
+
 /// Pages from the newest back to the start, then from the start forward, checking
 /// that both meet every message once, in order, with its text.
 async fn assert_every_message_pages(server: &Server, last: Seq) {
@@ -71,20 +88,8 @@ async fn assert_every_message_pages(server: &Server, last: Seq) {
     }
     assert_eq!(back, (1..=last).collect::<Vec<_>>());
 
-    let mut forward: Vec<Seq> = Vec::new();
-    loop {
-        let after = forward.last().copied().unwrap_or(0).to_string();
-        let current = page(
-            server,
-            &[("channel", "general"), ("after", &after), ("limit", "100")],
-        )
-        .await;
-        forward.extend(current.messages.iter().map(|m| m.seq));
-        if !current.more {
-            break;
-        }
-    }
-    assert_eq!(forward, back);
+    // By key, in lower case: the channel is found all the same.
+    assert_eq!(page_forward(server, "general").await, back);
 }
 
 #[tokio::test]
@@ -174,20 +179,10 @@ async fn kept_after_pruning(server: &Server, oldest: Seq, last: Seq) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut forward: Vec<Seq> = Vec::new();
-    loop {
-        let after = forward.last().copied().unwrap_or(0).to_string();
-        let current = page(
-            server,
-            &[("channel", "General"), ("after", &after), ("limit", "100")],
-        )
-        .await;
-        forward.extend(current.messages.iter().map(|m| m.seq));
-        if !current.more {
-            break;
-        }
-    }
-    assert_eq!(forward, (oldest..=last).collect::<Vec<_>>());
+    assert_eq!(
+        page_forward(server, "General").await,
+        (oldest..=last).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

@@ -243,10 +243,7 @@ fn catch_up(
     records: &PostgresStore,
     cursors: &[(String, String, Seq)],
 ) -> Result<Changes, StoreError> {
-    let published: HashMap<&str, Seq> = cursors
-        .iter()
-        .map(|(key, _, last)| (key.as_str(), *last))
-        .collect();
+    let published = published(cursors);
     let mut changes = Changes::default();
     for (key, channel, last) in records.heads()? {
         let after = match published.get(key.as_str()) {
@@ -266,6 +263,14 @@ fn catch_up(
     Ok(changes)
 }
 
+/// Each channel's last published number, by key.
+fn published(cursors: &[(String, String, Seq)]) -> HashMap<String, Seq> {
+    cursors
+        .iter()
+        .map(|(key, _, last)| (key.clone(), *last))
+        .collect()
+}
+
 /// Puts the messages the bus skipped before those it carried. Where a gap cannot
 /// be read (PostgreSQL away), that channel's messages from the gap on are left for
 /// the next read: published past a gap, the missing ones would never be shown.
@@ -274,10 +279,7 @@ fn fill_gaps(
     cursors: &[(String, String, Seq)],
     changes: &mut Changes,
 ) -> Result<(), StoreError> {
-    let mut last: HashMap<String, Seq> = cursors
-        .iter()
-        .map(|(key, _, last)| (key.clone(), *last))
-        .collect();
+    let mut last = published(cursors);
     let carried = std::mem::take(&mut changes.messages);
     let mut filled: Vec<(String, ChatMessage)> = Vec::with_capacity(carried.len());
     let mut stalled: HashMap<String, StoreError> = HashMap::new();

@@ -124,12 +124,7 @@ impl RedisBus {
     /// Tells the other nodes of a channel created here.
     pub fn announce_channel(&self, key: &str, channel: &Channel) {
         self.announce("a new channel", |c| {
-            redis::cmd("XADD")
-                .arg(EVENTS)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(EVENTS_KEPT)
-                .arg("*")
+            event(EVENTS)
                 .arg("channel")
                 .arg(key)
                 .arg("name")
@@ -145,12 +140,7 @@ impl RedisBus {
     /// name keyed `key`, so they let go of its tabs.
     pub fn announce_release(&self, key: &str, token_hash: &[u8]) {
         self.announce("a name given up", |c| {
-            redis::cmd("XADD")
-                .arg(RELEASES)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(EVENTS_KEPT)
-                .arg("*")
+            event(RELEASES)
                 .arg("released")
                 .arg(key)
                 .arg("holder")
@@ -214,6 +204,17 @@ impl RedisBus {
             backend(e)
         })
     }
+}
+
+/// An entry for `stream` (of [`EVENTS_KEPT`]), its fields to be added.
+fn event(stream: &str) -> redis::Cmd {
+    let mut add = redis::cmd("XADD");
+    add.arg(stream)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(EVENTS_KEPT)
+        .arg("*");
+    add
 }
 
 fn backend(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {

@@ -255,8 +255,8 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> Result<(), StoreError>;
 
     /// Deletes the messages `retention` no longer keeps, as of `now_ms`, keeping
-    /// every channel's numbering. Stores that keep only a window (memory, Redis's
-    /// capped streams) have nothing to prune.
+    /// every channel's numbering. A store that keeps only the window (memory) has
+    /// nothing to prune.
     fn prune(&self, retention: Retention, now_ms: i64) -> Result<Pruned, StoreError> {
         let _ = (retention, now_ms);
         Ok(Pruned::default())

@@ -10,12 +10,7 @@ use r2d2_postgres::postgres::Client;
 /// Every channel in creation order, with its latest `window` messages: one query,
 /// each channel's share read backwards through its primary key.
 pub fn load(db: &mut Client, window: usize) -> Result<Vec<ChannelLog>, StoreError> {
-    let channels = db
-        .query(
-            "SELECT key, name, created_at, last_seq FROM channels ORDER BY position",
-            &[],
-        )
-        .map_err(backend)?;
+    let channels = heads(db)?;
     let rows = db
         .query(
             "SELECT c.key, m.seq, m.author, m.text, m.sent_at, m.client_id
@@ -27,21 +22,18 @@ pub fn load(db: &mut Client, window: usize) -> Result<Vec<ChannelLog>, StoreErro
             &[&(window as i64)],
         )
         .map_err(backend)?;
-    let mut logs: Vec<ChannelLog> = channels
-        .iter()
-        .map(|row| ChannelLog {
-            channel: Channel {
-                name: row.get(1),
-                created_at: row.get(2),
-            },
-            last_seq: row.get::<_, i64>(3) as Seq,
-            recent: Vec::new(),
-        })
-        .collect();
     let place: std::collections::HashMap<String, usize> = channels
         .iter()
         .enumerate()
-        .map(|(i, row)| (row.get(0), i))
+        .map(|(i, (key, _, _))| (key.clone(), i))
+        .collect();
+    let mut logs: Vec<ChannelLog> = channels
+        .into_iter()
+        .map(|(_, channel, last_seq)| ChannelLog {
+            channel,
+            last_seq,
+            recent: Vec::new(),
+        })
         .collect();
     for row in rows {
         let key: String = row.get(0);

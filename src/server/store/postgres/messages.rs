@@ -140,73 +140,57 @@ pub fn history(
 pub fn prune(db: &mut Client, retention: Retention, now_ms: i64) -> Result<Pruned, StoreError> {
     let mut through: HashMap<String, Seq> = HashMap::new();
     let mut deleted = 0u64;
-    let mut note = |rows: Vec<Row>| {
-        for row in &rows {
-            note_gone(&mut through, row.get(0), row.get::<_, i64>(1) as Seq);
-        }
-        deleted += rows.len() as u64;
-        rows.len() as i64
-    };
-    match retention {
-        Retention::All => {}
-        Retention::Days(_) => {
-            let cutoff = retention.cutoff(now_ms).expect("kept by age");
-            for key in channel_keys(db)? {
-                // A channel's messages are numbered in the order they were sent:
-                // its old ones are its first, and the pass stops at a young one.
-                loop {
-                    let oldest = db
-                        .query(
-                            "SELECT seq, sent_at FROM messages WHERE channel = $1
-                             ORDER BY seq LIMIT $2",
-                            &[&key, &PRUNE_CHUNK],
-                        )
-                        .map_err(backend)?;
-                    let old = oldest
-                        .iter()
-                        .take_while(|row| row.get::<_, i64>(1) < cutoff)
-                        .count();
-                    let Some(last_old) = old.checked_sub(1).map(|i| oldest[i].get::<_, i64>(0))
-                    else {
-                        break;
-                    };
-                    let rows = db
-                        .query(
-                            "DELETE FROM messages WHERE channel = $1 AND seq <= $2
-                             RETURNING channel, seq",
-                            &[&key, &last_old],
-                        )
-                        .map_err(backend)?;
-                    note(rows);
-                    if old < oldest.len() || oldest.len() < PRUNE_CHUNK as usize {
-                        break;
-                    }
-                }
+    if retention == Retention::All {
+        return Ok(Pruned::default());
+    }
+    for key in channel_keys(db)? {
+        let first_kept = first_kept(db, &key, retention, now_ms)?;
+        loop {
+            let rows = db
+                .query(
+                    "DELETE FROM messages WHERE ctid IN (
+                         SELECT ctid FROM messages WHERE channel = $1 AND seq < $2
+                         ORDER BY seq LIMIT $3
+                     ) RETURNING channel, seq",
+                    &[&key, &first_kept, &PRUNE_CHUNK],
+                )
+                .map_err(backend)?;
+            for row in &rows {
+                note_gone(&mut through, row.get(0), row.get::<_, i64>(1) as Seq);
             }
-        }
-        Retention::PerChannel(keep) => {
-            let keep = keep.min(i64::MAX as u64) as i64;
-            for key in channel_keys(db)? {
-                loop {
-                    let rows = db
-                        .query(
-                            "DELETE FROM messages WHERE ctid IN (
-                                 SELECT m.ctid FROM messages m JOIN channels c
-                                     ON c.key = m.channel
-                                 WHERE m.channel = $1 AND m.seq <= c.last_seq - $2
-                                 ORDER BY m.seq LIMIT $3
-                             ) RETURNING channel, seq",
-                            &[&key, &keep, &PRUNE_CHUNK],
-                        )
-                        .map_err(backend)?;
-                    if note(rows) < PRUNE_CHUNK {
-                        break;
-                    }
-                }
+            deleted += rows.len() as u64;
+            if (rows.len() as i64) < PRUNE_CHUNK {
+                break;
             }
         }
     }
     Ok(Pruned::of(deleted, through))
+}
+
+/// The first number the channel keyed `key` keeps under `retention`: its newest
+/// so many, or from its first message sent at or after the cutoff (a channel's
+/// messages are numbered in the order they were sent, so one index probe past its
+/// old ones finds it; with none young, everything goes).
+fn first_kept(
+    db: &mut Client,
+    key: &str,
+    retention: Retention,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let row = match retention {
+        Retention::PerChannel(keep) => db.query_one(
+            "SELECT last_seq - $2 + 1 FROM channels WHERE key = $1",
+            &[&key, &(keep.min(i64::MAX as u64) as i64)],
+        ),
+        _ => db.query_one(
+            "SELECT coalesce(
+                 (SELECT seq FROM messages WHERE channel = $1 AND sent_at >= $2
+                  ORDER BY seq LIMIT 1),
+                 (SELECT last_seq + 1 FROM channels WHERE key = $1))",
+            &[&key, &retention.cutoff(now_ms).unwrap_or(i64::MIN)],
+        ),
+    };
+    Ok(row.map_err(backend)?.get(0))
 }
 
 fn channel_keys(db: &mut Client) -> Result<Vec<String>, StoreError> {

@@ -47,6 +47,19 @@ fn as_postgres(program: &Path) -> Command {
     }
 }
 
+/// Runs `command` to its end; a failure fails the test with what it said.
+fn succeed(command: &mut Command, what: &str) {
+    let out = command
+        .stdout(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub struct Postgres {
     pub port: u16,
     dir: PathBuf,
@@ -73,17 +86,17 @@ impl Postgres {
         }
         let bin = bin_dir();
         let data = dir.join("data");
-        let out = as_postgres(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "hearth", "--no-sync", "-E", "UTF8"])
-            .stdout(Stdio::null())
-            .output()
-            .expect("initdb runs");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            as_postgres(&bin.join("initdb")).arg("-D").arg(&data).args([
+                "-A",
+                "trust",
+                "-U",
+                "hearth",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]),
+            "initdb",
         );
         let postgres = Self { port, dir, bin };
         postgres.launch();
@@ -107,19 +120,14 @@ impl Postgres {
             self.port,
             self.dir.display()
         );
-        let out = as_postgres(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.data())
-            .args(["-o", &options, "-l"])
-            .arg(self.dir.join("log"))
-            .args(["-w", "start"])
-            .stdout(Stdio::null())
-            .output()
-            .expect("pg_ctl runs");
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            as_postgres(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.data())
+                .args(["-o", &options, "-l"])
+                .arg(self.dir.join("log"))
+                .args(["-w", "start"]),
+            "pg_ctl start",
         );
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -137,18 +145,10 @@ impl Postgres {
             data = self.data().display(),
             dir = self.dir.display(),
         );
-        let mut watchdog = if as_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--", "sh", "-c", &script]);
-            command
-        } else {
-            let mut command = Command::new("sh");
-            command.args(["-c", &script]);
-            command
-        };
         // Never waited for: it outlives this process, which is its whole point.
         #[allow(clippy::zombie_processes)]
-        watchdog
+        as_postgres(Path::new("sh"))
+            .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -159,22 +159,12 @@ impl Postgres {
     /// A new, empty database in this cluster, by its address.
     pub fn database(&self) -> String {
         let name = format!("t{}", NEXT_DB.fetch_add(1, Ordering::Relaxed));
-        let out = as_postgres(&self.bin.join("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "hearth",
-            ])
-            .arg(&name)
-            .output()
-            .expect("createdb runs");
-        assert!(
-            out.status.success(),
-            "createdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            as_postgres(&self.bin.join("createdb"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", "hearth"])
+                .arg(&name),
+            "createdb",
         );
         self.url(&name)
     }
